@@ -1,0 +1,137 @@
+"""The one settings object: a YAML file, then `RAILGUARD_*` environment variables, then CLI flags.
+
+Build it with `Settings.load(...)` in `create_app` callers and CLI `main()` only; it is frozen, and its
+validators refuse combinations that would be unsafe or meaningless.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_LOCAL_MODEL = "gemma-3-270m"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class UpstreamConfig(_Frozen):
+    """An OpenAI-compatible server (vLLM, TGI, Ollama, OpenAI) that railguard stands in front of."""
+
+    url: str = Field(description="Base URL including /v1, e.g. http://127.0.0.1:8000/v1")
+    api_key: str | None = Field(None, description="Sent upstream as a Bearer token")
+    models: list[str] | None = Field(None, description="Serve only these; default: all it lists")
+    timeout_s: float = Field(60.0, gt=0, description="Longest wait for the upstream's next bytes")
+    connect_timeout_s: float = Field(5.0, gt=0)
+    max_connections: int = Field(512, ge=1)
+    connect_retries: int = Field(1, ge=0, le=5, description="Retries of a failed connect (safe)")
+
+    @model_validator(mode="after")
+    def _http_url(self) -> UpstreamConfig:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"upstream url must start with http:// or https://, got {self.url!r}")
+        return self
+
+
+class LocalModelConfig(_Frozen):
+    """A transformers model run in this process."""
+
+    name: str = Field(DEFAULT_LOCAL_MODEL, description="The id served in /v1/models")
+    path: Path | None = Field(None, description="A saved transformers model; default: the PyPI gemma")
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    adapters: dict[str, Path] = Field(
+        default_factory=dict, description="LoRA adapters served as extra model ids: {id: path}"
+    )
+    max_batch: int = Field(8, ge=1, le=64, description="Requests decoded together")
+    batch_wait_ms: float = Field(5.0, ge=0, description="How long a batch waits to fill")
+    default_max_tokens: int = Field(256, ge=1)
+    max_context_tokens: int = Field(4096, ge=16)
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads; default: torch's")
+
+
+class TenantConfig(_Frozen):
+    api_keys: list[str] = Field(default_factory=list)
+    max_concurrency: int | None = Field(None, ge=1, description="Overrides limits.max_concurrency")
+
+
+class LimitsConfig(_Frozen):
+    max_body_bytes: int = Field(2_000_000, ge=1024)
+    max_messages: int = Field(512, ge=1)
+    max_message_chars: int = Field(200_000, ge=1)
+    max_concurrency: int = Field(64, ge=1, description="Requests in flight per API key")
+
+
+class SinkConfig(_Frozen):
+    kind: Literal["sqlite"] = "sqlite"
+    path: Path | None = Field(None, description="Default: <cache_dir>/records.sqlite3")
+    record: Literal["flagged", "all"] = "flagged"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RAILGUARD_", env_nested_delimiter="__", frozen=True, extra="forbid"
+    )
+
+    config_file: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "railguard")
+    upstream: UpstreamConfig | None = None
+    local: LocalModelConfig | None = None
+    policy_file: Path | None = Field(None, description="Default: the policy shipped with railguard")
+    tenants: dict[str, TenantConfig] = Field(default_factory=dict)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    sink: SinkConfig = Field(default_factory=SinkConfig)
+    metrics: bool = True
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_config_file(cls, data: Any) -> Any:
+        """Values from the YAML file sit under env and init values."""
+        if not isinstance(data, dict) or not data.get("config_file"):
+            return data
+        path = Path(data["config_file"])
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"cannot read config file {path}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ValueError(f"config file {path} must hold a mapping")
+        return _deep_merge(loaded, data)
+
+    @model_validator(mode="after")
+    def _embedded_default(self) -> Settings:
+        if self.upstream is None and self.local is None:
+            object.__setattr__(self, "local", LocalModelConfig())
+        keys = [k for t in self.tenants.values() for k in t.api_keys]
+        if len(keys) != len(set(keys)):
+            raise ValueError("an API key is listed under more than one tenant")
+        if any(len(k) < 8 for k in keys):
+            raise ValueError("API keys must be at least 8 characters long")
+        return self
+
+    @property
+    def sink_path(self) -> Path:
+        return self.sink.path or self.cache_dir / "records.sqlite3"
+
+    @classmethod
+    def load(cls, config_file: Path | str | None = None, **overrides: Any) -> Settings:
+        if config_file is not None:
+            overrides["config_file"] = Path(config_file)
+        return cls(**overrides)
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
