@@ -1,0 +1,23 @@
+"""Telemetry: Prometheus metrics, the model-refusal detector, JSON request logs, optional tracing.
+
+from gateway.telemetry import Telemetry
+telemetry = Telemetry(CollectorRegistry())
+telemetry.observe(record)            # once per finished request
+body, content_type = telemetry.render()
+"""
+
+from gateway.telemetry.labels import LANGUAGES, OTHER, BoundedLabel
+from gateway.telemetry.metrics import GUARD_FAILURE_MODES, SINK_EVENTS, Telemetry
+from gateway.telemetry.refusals import REFUSAL_PATTERNS, RefusalDetector, is_refusal
+
+__all__ = [
+    "GUARD_FAILURE_MODES",
+    "LANGUAGES",
+    "OTHER",
+    "REFUSAL_PATTERNS",
+    "SINK_EVENTS",
+    "BoundedLabel",
+    "RefusalDetector",
+    "Telemetry",
+    "is_refusal",
+]
