@@ -7,8 +7,10 @@ body, content_type = telemetry.render()
 """
 
 from gateway.telemetry.labels import LANGUAGES, OTHER, BoundedLabel
+from gateway.telemetry.logs import JsonFormatter, RequestLog, configure_json_logging, log_fields
 from gateway.telemetry.metrics import GUARD_FAILURE_MODES, SINK_EVENTS, Telemetry
 from gateway.telemetry.refusals import REFUSAL_PATTERNS, RefusalDetector, is_refusal
+from gateway.telemetry.tracing import Tracing
 
 __all__ = [
     "GUARD_FAILURE_MODES",
@@ -17,7 +19,12 @@ __all__ = [
     "REFUSAL_PATTERNS",
     "SINK_EVENTS",
     "BoundedLabel",
+    "JsonFormatter",
     "RefusalDetector",
+    "RequestLog",
     "Telemetry",
+    "Tracing",
+    "configure_json_logging",
     "is_refusal",
+    "log_fields",
 ]

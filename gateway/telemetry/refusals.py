@@ -45,7 +45,10 @@ REFUSAL_PATTERNS: dict[str, tuple[str, ...]] = {
         r"\b(?:desculpe|lamento|sinto muito),? (?:mas )?não (?:posso|consigo)",
         r"\bnão posso (?:ajudar|te ajudar|ajudá-lo|fornecer)",
     ),
-    "nl": (r"\bik kan (?:je|u) (?:daar|hier)(?:bij|mee) niet (?:helpen|mee helpen)",),
+    "nl": (
+        r"\bik kan (?:je|u) (?:daar|hier)(?:bij|mee)? niet (?:mee )?(?:helpen|van dienst zijn)",
+        r"\bhet spijt me,? (?:maar )?ik kan",
+    ),
     "ru": (r"\b(?:извините|к сожалению),? (?:но )?я не могу", r"\bя не могу помочь"),
     "zh": (r"抱歉[\uff0c,]?\s*我(?:不能|无法)", r"我(?:不能|无法)(?:帮助|协助|提供|回答)"),
     "ja": (
