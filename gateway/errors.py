@@ -10,6 +10,7 @@
     ├── PayloadTooLargeError            413
     ├── RateLimitError                  429 code=rate_limit_exceeded
     ├── ServiceUnavailableError         503 (model not loaded yet)
+    ├── UpstreamRejectedError           4xx as the upstream answered (the request was invalid there)
     ├── UpstreamError                   502 (upstream down, broken, or answering 5xx)
     └── UpstreamTimeoutError            504 (upstream too slow)
 
@@ -33,6 +34,7 @@ __all__ = [
     "ServiceUnavailableError",
     "UnsupportedParameterError",
     "UpstreamError",
+    "UpstreamRejectedError",
     "UpstreamTimeoutError",
     "render",
 ]
@@ -112,6 +114,16 @@ class UpstreamError(RailguardError):
     status = 502
     type = "upstream_error"
     default_code = "upstream_unavailable"
+
+
+class UpstreamRejectedError(RailguardError):
+    """The upstream refused the request as invalid (4xx): the client's error, passed on as it was."""
+
+    type = "invalid_request_error"
+
+    def __init__(self, status: int, message: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.status = status  # type: ignore[misc]
 
 
 class UpstreamTimeoutError(UpstreamError):

@@ -1,0 +1,114 @@
+"""The app factory: `create_app(settings)` builds every service once and hangs them on `app.state`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from gateway.auth import Authenticator, ConcurrencyLimiter
+from gateway.backends.base import Backend
+from gateway.guarding import GuardRunner
+from gateway.policy import PolicyEngine, load_policy
+from gateway.routes import install_error_handlers, router
+from gateway.serving import ChatService, ModelRouter
+from gateway.settings import Settings
+from gateway.sinks import SQLiteSink
+from gateway.sinks.base import Sink
+from gateway.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    chat: ChatService
+    models: ModelRouter
+    auth: Authenticator
+    limiter: ConcurrencyLimiter
+    telemetry: Telemetry
+
+
+def build_backends(settings: Settings) -> list[Backend]:
+    backends: list[Backend] = []
+    if settings.upstream is not None:
+        from gateway.backends.upstream import UpstreamBackend
+
+        backends.append(UpstreamBackend(settings.upstream))
+    if settings.local is not None:
+        from gateway.backends.local import LocalBackend  # imports torch only when configured
+
+        backends.append(LocalBackend(settings.local, settings.cache_dir))
+    return backends
+
+
+def create_app(
+    settings: Settings,
+    *,
+    backends: list[Backend] | None = None,
+    sink: Sink | None = None,
+    registry: CollectorRegistry | None = None,
+) -> FastAPI:
+    policy = load_policy(settings.policy_file)
+    engine = PolicyEngine(policy)
+    backends = backends if backends is not None else build_backends(settings)
+    telemetry = Telemetry(
+        registry,
+        enabled=settings.metrics,
+        tenants=[*settings.tenants, "default"],
+        categories=_policy_categories(policy),
+    )
+    executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="railguard-guard")
+    guards = GuardRunner([], executor=executor, timeout_s=2.0, telemetry=telemetry)
+    record_sink = sink or SQLiteSink(
+        settings.sink_path, flagged_only=settings.sink.record == "flagged"
+    )
+    models = ModelRouter(backends)
+    chat = ChatService(models, engine, guards, record_sink, telemetry)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for backend in backends:
+            await backend.start()
+        _publish_versions(telemetry, models, policy.version)
+        try:
+            yield
+        finally:
+            for backend in backends:
+                await backend.aclose()
+            record_sink.close()
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="railguard", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.services = Services(
+        settings, chat, models, Authenticator(settings), ConcurrencyLimiter(settings), telemetry
+    )
+    install_error_handlers(app)
+    app.include_router(router)
+    return app
+
+
+def _policy_categories(policy: object) -> list[str]:
+    from gateway.policy.model import Policy
+
+    assert isinstance(policy, Policy)
+    names = set(policy.categories) | {r.category for r in policy.rules}
+    for overlay in (*policy.languages.values(), *policy.tenants.values()):
+        names |= set(overlay.categories) | {r.category for r in overlay.rules}
+    return sorted(names | {"guard_failure"})
+
+
+def _publish_versions(telemetry: Telemetry, models: ModelRouter, policy_version: str) -> None:
+    cards = models.cards()
+    telemetry.set_versions(
+        model=cards[0].id if cards else "none",
+        model_version=cards[0].backend if cards else "none",
+        adapter=None,
+        policy_version=policy_version,
+    )

@@ -1,0 +1,71 @@
+"""API keys -> tenants, and the per-key limit on requests in flight."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from gateway.errors import AuthenticationError, RateLimitError
+from gateway.settings import Settings
+
+DEFAULT_TENANT = "default"
+
+
+class Authenticator:
+    """Maps the bearer key to its tenant. With no keys configured, auth is off: one tenant, `default`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._tenants = {key: name for name, t in settings.tenants.items() for key in t.api_keys}
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._tenants)
+
+    def tenant(self, headers: Mapping[str, str]) -> tuple[str, str]:
+        """(tenant, key) for a request; raises 401 for a missing or unknown key."""
+        if not self._tenants:
+            return DEFAULT_TENANT, ""
+        authorization = headers.get("authorization", "")
+        scheme, _, key = authorization.partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not key:
+            raise AuthenticationError(
+                "You didn't provide an API key. Provide it in the Authorization header "
+                "(Authorization: Bearer YOUR_KEY).",
+                code="missing_api_key",
+            )
+        tenant = self._tenants.get(key)
+        if tenant is None:
+            shown = key[:3] + "*" * max(0, len(key) - 7) + key[-4:] if len(key) > 8 else "***"
+            raise AuthenticationError(f"Incorrect API key provided: {shown}.")
+        return tenant, key
+
+
+class ConcurrencyLimiter:
+    """At most N requests in flight per API key; the N+1st gets a 429 at once rather than waiting."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._default = settings.limits.max_concurrency
+        self._per_tenant = {
+            name: t.max_concurrency for name, t in settings.tenants.items() if t.max_concurrency
+        }
+        self._in_flight: dict[str, int] = {}
+
+    def acquire(self, tenant: str, key: str) -> str:
+        limit = self._per_tenant.get(tenant, self._default)
+        slot = key or tenant
+        current = self._in_flight.get(slot, 0)
+        if current >= limit:
+            raise RateLimitError(
+                f"Too many requests in flight for this API key (limit {limit}). "
+                "Retry after one of them has finished.",
+                headers={"retry-after": "1"},
+            )
+        self._in_flight[slot] = current + 1
+        return slot
+
+    def release(self, slot: str) -> None:
+        remaining = self._in_flight.get(slot, 1) - 1
+        if remaining > 0:
+            self._in_flight[slot] = remaining
+        else:
+            self._in_flight.pop(slot, None)

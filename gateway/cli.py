@@ -1,0 +1,115 @@
+"""`railguard`: serve the gateway, prepare models, read records; classifier commands live in classifiers."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from gateway.settings import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for name in ("host", "port", "policy_file"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    if getattr(args, "upstream", None):
+        overrides["upstream"] = {"url": args.upstream, "api_key": args.upstream_api_key}
+    return Settings.load(args.config, **overrides)
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.app import create_app
+    from gateway.telemetry import configure_json_logging
+
+    settings = _settings(args)
+    configure_json_logging(settings.log_level)
+    if settings.local is not None and settings.local.path is None:
+        from gateway.backends.local import prepare
+
+        prepare(settings)  # convert the PyPI model once; later starts find it cached
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def prepare(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if settings.local is not None:
+        from gateway.backends.local import prepare as prepare_local
+
+        print(f"local model ready at {prepare_local(settings)}")
+    return 0
+
+
+def records(args: argparse.Namespace) -> int:
+    from gateway.sinks.sqlite import read_records
+
+    path = _settings(args).sink_path
+    if not path.exists():
+        print(f"no records yet ({path})", file=sys.stderr)
+        return 0
+    for record in read_records(path, limit=args.limit):
+        sys.stdout.write(orjson.dumps(record).decode() + "\n")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="railguard", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", type=Path, help="YAML settings file")
+        p.add_argument("--policy", dest="policy_file", type=Path, help="policy YAML file")
+        p.add_argument("--upstream", help="an OpenAI-compatible base URL, e.g. http://h:8000/v1")
+        p.add_argument("--upstream-api-key", help="bearer token for the upstream")
+        return p
+
+    p = with_config(sub.add_parser("serve", help="run the gateway"))
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=serve)
+    p = with_config(sub.add_parser("prepare", help="convert and cache the local model"))
+    p.set_defaults(func=prepare)
+    p = with_config(sub.add_parser("records", help="print recent decision records as JSONL"))
+    p.add_argument("--limit", type=int, default=20)
+    p.set_defaults(func=records)
+    sub.add_parser("classifiers", help="train, evaluate and build the safety classifiers",
+                   add_help=False)
+    sub.add_parser("classify", help="classify text or JSONL from the command line", add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("classifiers", "classify"):
+        from classifiers.cli import main as classifiers_main
+
+        return classifiers_main(argv)
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ValueError as exc:  # settings and policy errors: a message, not a traceback
+        logging.getLogger("railguard").debug("startup failed", exc_info=True)
+        print(f"railguard: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,146 @@
+"""From findings to a verdict, under the policy that applies to this tenant and language."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from gateway.guards.base import Action, Finding, GuardResult, Stage, Verdict
+from gateway.guards.rules import RuleGuard
+from gateway.policy.model import CategoryPolicy, Overlay, Policy, Rule, StreamPolicy
+
+_FALLBACK_MESSAGES = {
+    "refusal": "I can't help with that. This request conflicts with the principle: {principle}",
+    "escalation": "This request needs a review by a person before it can be answered. "
+    "Reference: {request_id}",
+}
+
+
+@dataclass(frozen=True)
+class EffectivePolicy:
+    """The base policy with the language overlay and then the tenant overlay applied."""
+
+    policy: Policy
+    language: str
+    categories: dict[str, CategoryPolicy]
+    rules: tuple[Rule, ...]
+    allow: tuple[Rule, ...]
+    refusal_mode: str
+    fail_mode: str
+    stream: StreamPolicy
+    messages: dict[str, dict[str, str]]
+
+    @property
+    def version(self) -> str:
+        return self.policy.version
+
+    @cached_property
+    def rule_guard(self) -> RuleGuard:
+        return RuleGuard(self.rules, self.allow)
+
+    @cached_property
+    def _rule_by_source(self) -> dict[str, Rule]:
+        return {f"rule:{r.id}": r for r in self.rules}
+
+    def decide(self, stage: Stage, results: list[GuardResult], request_id: str) -> Verdict:
+        findings = tuple(f for r in results for f in r.findings)
+        failed = tuple(r.guard for r in results if r.failed)
+        latency = sum(r.latency_ms for r in results)
+        scores: dict[str, float] = {}
+        triggered: dict[str, tuple[Action, str | None]] = {}
+        for finding in findings:
+            scores[finding.category] = max(scores.get(finding.category, 0.0), finding.score)
+            action, principle = self._judge(finding)
+            if action is not Action.ALLOW:
+                previous = triggered.get(finding.category)
+                if previous is None or action.severity > previous[0].severity:
+                    triggered[finding.category] = (action, principle)
+        if failed and self.fail_mode == "fail_closed":
+            triggered["guard_failure"] = (Action.REFUSE, None)
+        if not triggered:
+            return Verdict(stage, Action.ALLOW, (), findings, None, None, latency, failed, scores)
+        ordered = sorted(triggered.items(), key=lambda kv: -kv[1][0].severity)
+        action, principle = ordered[0][1]
+        principle = principle or self.policy.default_principle
+        message = self.message(action, principle, request_id)
+        categories = tuple(c for c, _ in ordered)
+        return Verdict(stage, action, categories, findings, principle, message, latency, failed, scores)
+
+    def _judge(self, finding: Finding) -> tuple[Action, str | None]:
+        rule = self._rule_by_source.get(finding.source)
+        category = self.categories.get(finding.category)
+        threshold = category.threshold if category else 0.5
+        if finding.score < threshold:
+            return Action.ALLOW, None
+        if rule is not None and rule.action is not None:
+            return rule.action, rule.principle or (category.principle if category else None)
+        if category is None:
+            # A deny rule with an unlisted category refuses; an unlisted classifier category is noted.
+            return (Action.REFUSE if rule else Action.ALLOW), rule.principle if rule else None
+        return category.action, (rule.principle if rule else None) or category.principle
+
+    def message(self, action: Action, principle_id: str, request_id: str) -> str | None:
+        if not action.blocks:
+            return None
+        principle = self.policy.principles[principle_id]
+        if action is Action.REFUSE:
+            template = principle.refusal.get(self.language) or self._text("refusal")
+        else:
+            template = self._text("escalation")
+        return template.format(principle=principle.text, id=principle_id, request_id=request_id)
+
+    def _text(self, kind: str) -> str:
+        by_language = self.messages.get(kind, {})
+        return (
+            by_language.get(self.language)
+            or by_language.get(self.policy.default_language)
+            or _FALLBACK_MESSAGES[kind]
+        )
+
+
+class PolicyEngine:
+    """Resolves (tenant, language) to an `EffectivePolicy`, once each: they are few and immutable."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self._resolved: dict[tuple[str, str], EffectivePolicy] = {}
+
+    @property
+    def version(self) -> str:
+        return self.policy.version
+
+    def language_for(self, requested: str | None) -> str:
+        return (requested or self.policy.default_language).lower()
+
+    def resolve(self, tenant: str, language: str) -> EffectivePolicy:
+        key = (tenant, language)
+        found = self._resolved.get(key)
+        if found is None:
+            found = self._resolved[key] = self._build(tenant, language)
+        return found
+
+    def _build(self, tenant: str, language: str) -> EffectivePolicy:
+        base = self.policy
+        overlays: list[Overlay] = [base]
+        if language in base.languages:
+            overlays.append(base.languages[language])
+        if tenant in base.tenants:
+            overlays.append(base.tenants[tenant])
+        categories: dict[str, CategoryPolicy] = {}
+        rules: list[Rule] = []
+        allow: list[Rule] = []
+        messages: dict[str, dict[str, str]] = {}
+        refusal_mode, fail_mode, stream = "message", "fail_closed", StreamPolicy()
+        for overlay in overlays:
+            categories.update(overlay.categories)
+            rules += overlay.rules
+            allow += overlay.allow
+            for kind, texts in overlay.messages.items():
+                messages[kind] = {**messages.get(kind, {}), **texts}
+            refusal_mode = overlay.refusal_mode or refusal_mode
+            fail_mode = overlay.fail_mode or fail_mode
+            stream = overlay.stream or stream
+        return EffectivePolicy(
+            base, language, categories, tuple(rules), tuple(allow), refusal_mode, fail_mode,
+            stream, messages,
+        )

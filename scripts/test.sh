@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Set up .venv, run the checks (ruff format, ruff check, mypy), then the whole test suite.
+# Arguments go to pytest, e.g. `./scripts/test.sh -m "not slow"`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+./scripts/setup.sh
+./scripts/check.sh
+exec .venv/bin/python -m pytest "$@"
