@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs Prometheus and promtool (Debian package `prometheus`) when promtool is missing.
+# Called by .ci/run before the tests that need a real Prometheus. Idempotent; needs root or sudo.
+set -euo pipefail
+
+if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; then
+    exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO="sudo"
+fi
+
+echo "ensure-prometheus: installing the Debian package prometheus" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# --no-install-recommends: the exporters and web assets it recommends are not needed here.
+$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+# The package starts a system service where an init system runs; the tests start their own.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
+    $SUDO systemctl stop prometheus || true
+fi
+promtool --version | head -n 1 >&2
