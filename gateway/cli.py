@@ -90,8 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     p = with_config(sub.add_parser("records", help="print recent decision records as JSONL"))
     p.add_argument("--limit", type=int, default=20)
     p.set_defaults(func=records)
-    sub.add_parser("classifiers", help="train, evaluate and build the safety classifiers",
-                   add_help=False)
+    sub.add_parser("classifiers", help="train, evaluate and build the safety classifiers", add_help=False)
     sub.add_parser("classify", help="classify text or JSONL from the command line", add_help=False)
     return parser
 

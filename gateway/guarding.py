@@ -34,21 +34,15 @@ class GuardRunner:
         self._timeout_s = timeout_s
         self._telemetry = telemetry
 
-    async def check(
-        self, stage: Stage, text: str, policy: EffectivePolicy, request_id: str
-    ) -> Verdict:
+    async def check(self, stage: Stage, text: str, policy: EffectivePolicy, request_id: str) -> Verdict:
         inline = [policy.rule_guard, *(g for g in self.guards if not g.blocking)]
         results = [self._run_inline(g, text, stage, policy) for g in inline]
         blocking = [g for g in self.guards if g.blocking]
         if blocking and text:
-            results += await asyncio.gather(
-                *(self._run_blocking(g, text, stage, policy) for g in blocking)
-            )
+            results += await asyncio.gather(*(self._run_blocking(g, text, stage, policy) for g in blocking))
         return policy.decide(stage, results, request_id)
 
-    def _run_inline(
-        self, guard: Guard, text: str, stage: Stage, policy: EffectivePolicy
-    ) -> GuardResult:
+    def _run_inline(self, guard: Guard, text: str, stage: Stage, policy: EffectivePolicy) -> GuardResult:
         started = time.perf_counter()
         try:
             findings = guard.check(text, stage, policy.language)

@@ -58,8 +58,11 @@ def redact_messages(
     redacted = [dict(m) for m in messages]
     for segment in segments:
         spans = [
-            (max(f.span[0], segment.start) - segment.start,
-             min(f.span[1], segment.end) - segment.start, f.category)
+            (
+                max(f.span[0], segment.start) - segment.start,
+                min(f.span[1], segment.end) - segment.start,
+                f.category,
+            )
             for f in verdict.findings
             if f.span is not None
             and f.category in verdict.categories

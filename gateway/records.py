@@ -96,7 +96,10 @@ class DecisionRecord:
                 "ttft": lat.ttft_ms,
                 "holdback": lat.holdback_ms,
             },
-            "usage": {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens},
+            "usage": {
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+            },
             "prompt": self.prompt,
             "response": self.response,
         }

@@ -67,11 +67,13 @@ def validation_error(exc: ValidationError) -> InvalidRequestError:
     first = exc.errors(include_url=False)[0]
     param = _param(tuple(first["loc"]))
     if first["type"] == "missing":
-        return InvalidRequestError(f"Missing required parameter: '{param}'.", param=param,
-                                   code="missing_required_parameter")
+        return InvalidRequestError(
+            f"Missing required parameter: '{param}'.",
+            param=param,
+            code="missing_required_parameter",
+        )
     message = first["msg"].removeprefix("Value error, ")
-    return InvalidRequestError(f"Invalid value for '{param}': {message}.", param=param,
-                               code="invalid_value")
+    return InvalidRequestError(f"Invalid value for '{param}': {message}.", param=param, code="invalid_value")
 
 
 def parse_chat_request(data: dict[str, Any], limits: LimitsConfig) -> ChatCompletionRequest:
@@ -82,12 +84,14 @@ def parse_chat_request(data: dict[str, Any], limits: LimitsConfig) -> ChatComple
     if len(request.messages) > limits.max_messages:
         raise InvalidRequestError(
             f"Too many messages: {len(request.messages)} > {limits.max_messages}.",
-            param="messages", code="array_above_max_length",
+            param="messages",
+            code="array_above_max_length",
         )
     for i, message in enumerate(request.messages):
         if len(message.text()) > limits.max_message_chars:
             raise InvalidRequestError(
                 f"Message {i} is longer than the limit of {limits.max_message_chars} characters.",
-                param=f"messages[{i}].content", code="string_above_max_length",
+                param=f"messages[{i}].content",
+                code="string_above_max_length",
             )
     return request

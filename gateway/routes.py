@@ -52,7 +52,8 @@ async def chat_completions(request: Request) -> Response:
     try:
         raw = await read_body(request, services.settings.limits.max_body_bytes)
         body = parse_json_object(raw)
-        model = body.get("model") if isinstance(body.get("model"), str) else ""
+        named = body.get("model")
+        model = named if isinstance(named, str) else ""
         chat_request = parse_chat_request(body, services.settings.limits)
         services.models.card(chat_request.model)
     except RailguardError as error:
@@ -125,11 +126,9 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, HTTPException)
         error: RailguardError
         if exc.status_code == 404:
-            error = NotFoundError(f"Unknown path: {request.method} {request.url.path}",
-                                  code="unknown_url")
+            error = NotFoundError(f"Unknown path: {request.method} {request.url.path}", code="unknown_url")
         elif exc.status_code == 405:
-            error = MethodNotAllowedError(f"Method {request.method} is not allowed on "
-                                          f"{request.url.path}")
+            error = MethodNotAllowedError(f"Method {request.method} is not allowed on {request.url.path}")
         else:
             error = InvalidRequestError(str(exc.detail))
             error.status = exc.status_code  # type: ignore[misc]

@@ -211,16 +211,16 @@ class ChatService:
             if trace.output is None and guard.stats.verdict is not None:
                 trace.output = guard.stats.verdict
             trace.response = guard.text(0)
-            self.finish(trace, status=status, error_code=error_code,
-                        output_guard_ms=guard.stats.check_ms)
+            self.finish(trace, status=status, error_code=error_code, output_guard_ms=guard.stats.check_ms)
         yield DONE
 
     def _blocked(self, request: ChatCompletionRequest, trace: _Trace, verdict: Verdict) -> ChatResult:
         block = self._block(trace, verdict.action, verdict)
         if trace.policy.refusal_mode == "error":
             self.finish(trace, status=400, error_code="content_filter")
-            raise ContentFilterError(verdict.message or "content filtered", param="messages",
-                                     extra={"railguard": block})
+            raise ContentFilterError(
+                verdict.message or "content filtered", param="messages", extra={"railguard": block}
+            )
         trace.response = verdict.message
         self.finish(trace, status=200)
         if request.stream:
@@ -276,7 +276,8 @@ class ChatService:
         total_ms = (time.perf_counter() - trace.ctx.started) * 1000
         latency = Latencies(
             input_guard_ms=trace.input.latency_ms if trace.input else 0.0,
-            output_guard_ms=output_guard_ms if output_guard_ms is not None
+            output_guard_ms=output_guard_ms
+            if output_guard_ms is not None
             else (trace.output.latency_ms if trace.output else 0.0),
             backend_ms=trace.backend_ms,
             total_ms=total_ms,
@@ -313,9 +314,17 @@ class ChatService:
     def record_rejection(self, ctx: RequestContext, model: str, error: RailguardError) -> None:
         """A request refused before it reached the policy (bad input, auth, limits): counted too."""
         record = DecisionRecord(
-            request_id=ctx.request_id, created=time.time(), tenant=ctx.tenant, model=model or "",
-            backend="none", policy_version=self.engine.version, language="", stream=False,
-            action=Action.ALLOW, status=error.status, error_code=error.code,
+            request_id=ctx.request_id,
+            created=time.time(),
+            tenant=ctx.tenant,
+            model=model or "",
+            backend="none",
+            policy_version=self.engine.version,
+            language="",
+            stream=False,
+            action=Action.ALLOW,
+            status=error.status,
+            error_code=error.code,
             latency=Latencies(total_ms=(time.perf_counter() - ctx.started) * 1000),
         )
         self.telemetry.observe(replace(record))
@@ -330,8 +339,11 @@ def _categories(trace: _Trace) -> tuple[str, ...]:
 
 
 def _redact_text(text: str, verdict: Verdict) -> str:
-    spans = [(f.span[0], f.span[1], f.category) for f in verdict.findings
-             if f.span is not None and f.category in verdict.categories]
+    spans = [
+        (f.span[0], f.span[1], f.category)
+        for f in verdict.findings
+        if f.span is not None and f.category in verdict.categories
+    ]
     return redact_spans(text, spans)
 
 

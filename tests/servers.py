@@ -23,8 +23,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(url: str, *, status: int = 200, timeout: float = 60.0, proc: subprocess.Popen[bytes]
-             | None = None) -> None:
+def wait_for(
+    url: str,
+    *,
+    status: int = 200,
+    timeout: float = 60.0,
+    proc: subprocess.Popen[bytes] | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -39,11 +44,18 @@ def wait_for(url: str, *, status: int = 200, timeout: float = 60.0, proc: subpro
 
 
 @contextmanager
-def running(cmd: list[str], ready_url: str, *, env: dict[str, str] | None = None,
-            timeout: float = 60.0, log: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def running(
+    cmd: list[str],
+    ready_url: str,
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 60.0,
+    log: Path | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT
+    )
     try:
         wait_for(ready_url, timeout=timeout, proc=proc)
         yield proc
@@ -61,18 +73,36 @@ def running(cmd: list[str], ready_url: str, *, env: dict[str, str] | None = None
 @contextmanager
 def stub_upstream(token_delay_ms: float = 0.0) -> Iterator[str]:
     port = free_port()
-    cmd = [sys.executable, "-m", "gateway.testing.stub_upstream", "--port", str(port),
-           "--token-delay-ms", str(token_delay_ms)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "gateway.testing.stub_upstream",
+        "--port",
+        str(port),
+        "--token-delay-ms",
+        str(token_delay_ms),
+    ]
     with running(cmd, f"http://127.0.0.1:{port}/v1/models"):
         yield f"http://127.0.0.1:{port}/v1"
 
 
 @contextmanager
-def gateway(config: Path, *, cache_dir: Path, timeout: float = 60.0,
-            extra: list[str] | None = None) -> Iterator[str]:
+def gateway(
+    config: Path,
+    *,
+    cache_dir: Path,
+    timeout: float = 60.0,
+    extra: list[str] | None = None,
+    ready: str = "/readyz",
+) -> Iterator[str]:
     port = free_port()
     cmd = [*RAILGUARD, "serve", "--config", str(config), "--port", str(port), *(extra or [])]
     env = {"RAILGUARD_CACHE_DIR": str(cache_dir)}
-    with running(cmd, f"http://127.0.0.1:{port}/readyz", env=env, timeout=timeout,
-                 log=cache_dir / f"gateway-{port}.log"):
+    with running(
+        cmd,
+        f"http://127.0.0.1:{port}{ready}",
+        env=env,
+        timeout=timeout,
+        log=cache_dir / f"gateway-{port}.log",
+    ):
         yield f"http://127.0.0.1:{port}"

@@ -23,7 +23,12 @@ class ModelCard:
     backend: str
 
     def to_openai(self) -> dict[str, Any]:
-        return {"id": self.id, "object": "model", "created": self.created, "owned_by": self.owned_by}
+        return {
+            "id": self.id,
+            "object": "model",
+            "created": self.created,
+            "owned_by": self.owned_by,
+        }
 
 
 @dataclass(frozen=True)

@@ -77,8 +77,7 @@ class UpstreamBackend:
                 response.raise_for_status()
                 listed = orjson.loads(response.content)["data"]
                 self._cards = [
-                    ModelCard(m["id"], m.get("owned_by", "upstream"), int(m.get("created", 0)),
-                              self.name)
+                    ModelCard(m["id"], m.get("owned_by", "upstream"), int(m.get("created", 0)), self.name)
                     for m in listed
                 ]
                 self._reachable = True

@@ -83,19 +83,19 @@ class EffectivePolicy:
         if not action.blocks:
             return None
         principle = self.policy.principles[principle_id]
-        if action is Action.REFUSE:
-            template = principle.refusal.get(self.language) or self._text("refusal")
-        else:
-            template = self._text("escalation")
-        return template.format(principle=principle.text, id=principle_id, request_id=request_id)
-
-    def _text(self, kind: str) -> str:
-        by_language = self.messages.get(kind, {})
-        return (
-            by_language.get(self.language)
-            or by_language.get(self.policy.default_language)
+        own = principle.refusal if action is Action.REFUSE else {}
+        kind = "refusal" if action is Action.REFUSE else "escalation"
+        generic = self.messages.get(kind, {})
+        default = self.policy.default_language
+        # The user's language first: the principle's own text, then the generic one; then the default.
+        template = (
+            own.get(self.language)
+            or generic.get(self.language)
+            or own.get(default)
+            or generic.get(default)
             or _FALLBACK_MESSAGES[kind]
         )
+        return template.format(principle=principle.text, id=principle_id, request_id=request_id)
 
 
 class PolicyEngine:
@@ -141,6 +141,13 @@ class PolicyEngine:
             fail_mode = overlay.fail_mode or fail_mode
             stream = overlay.stream or stream
         return EffectivePolicy(
-            base, language, categories, tuple(rules), tuple(allow), refusal_mode, fail_mode,
-            stream, messages,
+            base,
+            language,
+            categories,
+            tuple(rules),
+            tuple(allow),
+            refusal_mode,
+            fail_mode,
+            stream,
+            messages,
         )

@@ -77,8 +77,14 @@ class SQLiteSink:
 
     def _write(self, conn: sqlite3.Connection, records: list[DecisionRecord]) -> None:
         rows = [
-            (r.request_id, r.created, r.tenant, r.action.value, int(r.flagged),
-             orjson.dumps(r.to_json()).decode())
+            (
+                r.request_id,
+                r.created,
+                r.tenant,
+                r.action.value,
+                int(r.flagged),
+                orjson.dumps(r.to_json()).decode(),
+            )
             for r in records
         ]
         for attempt in range(5):
@@ -95,8 +101,6 @@ class SQLiteSink:
 def read_records(path: Path, *, limit: int = 100) -> Iterator[dict[str, Any]]:
     """The newest records first, as dicts (for the CLI and tests)."""
     with closing(sqlite3.connect(path)) as conn:
-        rows = conn.execute(
-            "SELECT record FROM records ORDER BY created DESC LIMIT ?", (limit,)
-        ).fetchall()
+        rows = conn.execute("SELECT record FROM records ORDER BY created DESC LIMIT ?", (limit,)).fetchall()
     for (text,) in rows:
         yield orjson.loads(text)

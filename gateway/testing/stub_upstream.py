@@ -87,34 +87,71 @@ class StubUpstream:
             await self._stream(send, body, text, n)
             return
         words = len(_words(text))
-        await _send_json(send, 200, {
-            "id": "chatcmpl-stub", "object": "chat.completion", "created": int(time.time()),
-            "model": model,
-            "choices": [
-                {"index": i, "message": {"role": "assistant", "content": text},
-                 "finish_reason": "stop", "logprobs": None}
-                for i in range(n)
-            ],
-            "usage": {"prompt_tokens": 10, "completion_tokens": words * n,
-                      "total_tokens": 10 + words * n},
-            "stub_received": body,
-        })
+        await _send_json(
+            send,
+            200,
+            {
+                "id": "chatcmpl-stub",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [
+                    {
+                        "index": i,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": "stop",
+                        "logprobs": None,
+                    }
+                    for i in range(n)
+                ],
+                "usage": {
+                    "prompt_tokens": 10,
+                    "completion_tokens": words * n,
+                    "total_tokens": 10 + words * n,
+                },
+                "stub_received": body,
+            },
+        )
 
     async def _stream(self, send: Send, body: dict[str, Any], text: str, n: int) -> None:
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/event-stream")]})
-        base = {"id": "chatcmpl-stub", "object": "chat.completion.chunk",
-                "created": int(time.time()), "model": body.get("model")}
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        base = {
+            "id": "chatcmpl-stub",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": body.get("model"),
+        }
 
         async def event(payload: dict[str, Any] | bytes) -> None:
             data = payload if isinstance(payload, bytes) else orjson.dumps(payload)
-            await send({"type": "http.response.body", "body": b"data: " + data + b"\n\n",
-                        "more_body": True})
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": b"data: " + data + b"\n\n",
+                    "more_body": True,
+                }
+            )
 
         words = _words(text)
         for i in range(n):
-            await event({**base, "choices": [
-                {"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
+            await event(
+                {
+                    **base,
+                    "choices": [
+                        {
+                            "index": i,
+                            "delta": {"role": "assistant", "content": ""},
+                            "finish_reason": None,
+                        }
+                    ],
+                }
+            )
         for k, word in enumerate(words):
             if body.get("model") == "stub-midstream-error" and k == 2:
                 await event({"error": {"message": "the stub broke mid-stream", "type": "server_error"}})
@@ -123,27 +160,45 @@ class StubUpstream:
             if self.token_delay_s:
                 await asyncio.sleep(self.token_delay_s)
             for i in range(n):
-                await event({**base, "choices": [
-                    {"index": i, "delta": {"content": word}, "finish_reason": None}]})
+                await event(
+                    {
+                        **base,
+                        "choices": [{"index": i, "delta": {"content": word}, "finish_reason": None}],
+                    }
+                )
         for i in range(n):
             await event({**base, "choices": [{"index": i, "delta": {}, "finish_reason": "stop"}]})
         if (body.get("stream_options") or {}).get("include_usage"):
-            await event({**base, "choices": [], "usage": {
-                "prompt_tokens": 10, "completion_tokens": len(words) * n,
-                "total_tokens": 10 + len(words) * n}})
+            await event(
+                {
+                    **base,
+                    "choices": [],
+                    "usage": {
+                        "prompt_tokens": 10,
+                        "completion_tokens": len(words) * n,
+                        "total_tokens": 10 + len(words) * n,
+                    },
+                }
+            )
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
 
 
 def _error(message: str, code: str) -> dict[str, Any]:
-    return {"error": {"message": message, "type": "invalid_request_error", "param": None,
-                      "code": code}}
+    return {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
 
 
 async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
     data = orjson.dumps(payload)
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(data)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(data)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": data})
 
 

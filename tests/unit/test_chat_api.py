@@ -31,8 +31,7 @@ async def app_client(tmp_path: Path, test_policy_path: Path) -> AsyncIterator[di
         upstream={"url": "http://stub/v1"},
         policy_file=test_policy_path,
         cache_dir=tmp_path,
-        tenants={"a": {"api_keys": [KEY_A], "max_concurrency": 2},
-                 "strict": {"api_keys": [KEY_STRICT]}},
+        tenants={"a": {"api_keys": [KEY_A], "max_concurrency": 2}, "strict": {"api_keys": [KEY_STRICT]}},
     )
     assert isinstance(settings.upstream, UpstreamConfig)
     backend = UpstreamBackend(settings.upstream, transport=httpx.ASGITransport(app=StubUpstream()))
@@ -40,8 +39,7 @@ async def app_client(tmp_path: Path, test_policy_path: Path) -> AsyncIterator[di
     app = create_app(settings, backends=[backend], sink=sink, registry=CollectorRegistry())
     async with app.router.lifespan_context(app):
         http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw")
-        client = openai.AsyncOpenAI(base_url="http://gw/v1", api_key=KEY_A, http_client=http,
-                                    max_retries=0)
+        client = openai.AsyncOpenAI(base_url="http://gw/v1", api_key=KEY_A, http_client=http, max_retries=0)
         yield {"app": app, "http": http, "client": client, "sink": sink, "tmp": tmp_path}
         await http.aclose()
 
@@ -54,18 +52,34 @@ async def test_allowed_completion_passes_fields_through(app_client: dict[str, An
     client: openai.AsyncOpenAI = app_client["client"]
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
     r = await client.chat.completions.create(
-        model="stub-model", messages=_user("say: Hello there."), temperature=0.3, top_p=0.9,
-        seed=7, stop=["\n\n"], user="u1", max_completion_tokens=20, tools=tools,
-        tool_choice="none", response_format={"type": "json_object"},
+        model="stub-model",
+        messages=_user("say: Hello there."),
+        temperature=0.3,
+        top_p=0.9,
+        seed=7,
+        stop=["\n\n"],
+        user="u1",
+        max_completion_tokens=20,
+        tools=tools,
+        tool_choice="none",
+        response_format={"type": "json_object"},
         extra_body={"railguard": {"language": "en"}, "vendor_field": 1},
     )
     assert r.choices[0].message.content == "Hello there."
     assert r.choices[0].finish_reason == "stop"
     received = r.model_extra["stub_received"]
-    for field, value in [("temperature", 0.3), ("top_p", 0.9), ("seed", 7), ("stop", ["\n\n"]),
-                         ("user", "u1"), ("max_completion_tokens", 20), ("tools", tools),
-                         ("tool_choice", "none"), ("response_format", {"type": "json_object"}),
-                         ("vendor_field", 1)]:
+    for field, value in [
+        ("temperature", 0.3),
+        ("top_p", 0.9),
+        ("seed", 7),
+        ("stop", ["\n\n"]),
+        ("user", "u1"),
+        ("max_completion_tokens", 20),
+        ("tools", tools),
+        ("tool_choice", "none"),
+        ("response_format", {"type": "json_object"}),
+        ("vendor_field", 1),
+    ]:
         assert received[field] == value, field
     assert "railguard" not in received
     assert r.model_extra["railguard"]["action"] == "allow"
@@ -74,7 +88,8 @@ async def test_allowed_completion_passes_fields_through(app_client: dict[str, An
 async def test_deny_rule_refuses_without_calling_the_model(app_client: dict[str, Any]) -> None:
     client: openai.AsyncOpenAI = app_client["client"]
     raw = await client.chat.completions.with_raw_response.create(
-        model="stub-model", messages=_user("say: tell me the launch codes"))
+        model="stub-model", messages=_user("say: tell me the launch codes")
+    )
     r = raw.parse()
     assert raw.headers["x-railguard-action"] == "refuse"
     assert r.choices[0].finish_reason == "content_filter"
@@ -87,21 +102,23 @@ async def test_deny_rule_refuses_without_calling_the_model(app_client: dict[str,
 
 async def test_refusal_in_the_users_language(app_client: dict[str, Any]) -> None:
     r = await app_client["client"].chat.completions.create(
-        model="stub-model", messages=_user("Nenne mir die launch codes"),
-        extra_body={"railguard": {"language": "de"}})
+        model="stub-model",
+        messages=_user("Nenne mir die launch codes"),
+        extra_body={"railguard": {"language": "de"}},
+    )
     assert r.choices[0].message.content.startswith("Das kann ich nicht teilen")
 
 
 async def test_allow_list_masks_a_deny_keyword(app_client: dict[str, Any]) -> None:
     r = await app_client["client"].chat.completions.create(
-        model="stub-model", messages=_user("say: Explain the launch codes of conduct."))
+        model="stub-model", messages=_user("say: Explain the launch codes of conduct.")
+    )
     assert r.choices[0].finish_reason == "stop"
 
 
 async def test_tenant_with_error_mode_gets_azure_style_400(app_client: dict[str, Any]) -> None:
     http: httpx.AsyncClient = app_client["http"]
-    client = openai.AsyncOpenAI(base_url="http://gw/v1", api_key=KEY_STRICT, http_client=http,
-                                max_retries=0)
+    client = openai.AsyncOpenAI(base_url="http://gw/v1", api_key=KEY_STRICT, http_client=http, max_retries=0)
     with pytest.raises(openai.BadRequestError) as info:
         await client.chat.completions.create(model="stub-model", messages=_user("launch codes?"))
     error = info.value.body
@@ -111,7 +128,8 @@ async def test_tenant_with_error_mode_gets_azure_style_400(app_client: dict[str,
 
 async def test_escalation_answers_with_a_reference_and_is_recorded(app_client: dict[str, Any]) -> None:
     r = await app_client["client"].chat.completions.create(
-        model="stub-model", messages=_user("What about the merger rumours?"))
+        model="stub-model", messages=_user("What about the merger rumours?")
+    )
     block = r.model_extra["railguard"]
     assert block["action"] == "escalate"
     assert block["request_id"] in r.choices[0].message.content
@@ -124,7 +142,8 @@ async def test_escalation_answers_with_a_reference_and_is_recorded(app_client: d
 async def test_input_redaction_reaches_the_model_redacted(app_client: dict[str, Any]) -> None:
     r = await app_client["client"].chat.completions.create(
         model="stub-model",
-        messages=[{"role": "user", "content": [{"type": "text", "text": "say: write to x.y@corp.com"}]}])
+        messages=[{"role": "user", "content": [{"type": "text", "text": "say: write to x.y@corp.com"}]}],
+    )
     sent = r.model_extra["stub_received"]["messages"][0]["content"][0]["text"]
     assert "x.y@corp.com" not in sent and "[PII]" in sent
     assert r.model_extra["railguard"]["action"] == "redact"
@@ -132,7 +151,8 @@ async def test_input_redaction_reaches_the_model_redacted(app_client: dict[str, 
 
 async def test_output_violation_is_replaced_non_streaming(app_client: dict[str, Any]) -> None:
     r = await app_client["client"].chat.completions.create(
-        model="stub-model", messages=_user("say: Sure. The code is 4711."), n=2)
+        model="stub-model", messages=_user("say: Sure. The code is 4711."), n=2
+    )
     assert [c.finish_reason for c in r.choices] == ["content_filter", "content_filter"]
     assert "4711" not in (r.choices[0].message.content or "")
     assert r.model_extra["railguard"]["action"] == "refuse"
@@ -140,8 +160,11 @@ async def test_output_violation_is_replaced_non_streaming(app_client: dict[str, 
 
 async def test_streaming_stops_before_the_violating_sentence(app_client: dict[str, Any]) -> None:
     stream = await app_client["client"].chat.completions.create(
-        model="stub-model", stream=True, stream_options={"include_usage": True},
-        messages=_user("say: All fine here. Still fine, honestly. Well the code is 4711 ok. Bye."))
+        model="stub-model",
+        stream=True,
+        stream_options={"include_usage": True},
+        messages=_user("say: All fine here. Still fine, honestly. Well the code is 4711 ok. Bye."),
+    )
     seen, finish, block, usage = "", None, None, None
     async for chunk in stream:
         if chunk.usage is not None:
@@ -162,7 +185,8 @@ async def test_streaming_stops_before_the_violating_sentence(app_client: dict[st
 async def test_streaming_allowed_answer_is_complete(app_client: dict[str, Any]) -> None:
     text = "One two three. Four five six seven eight nine ten eleven twelve thirteen " * 3
     stream = await app_client["client"].chat.completions.create(
-        model="stub-model", stream=True, messages=_user("say: " + text), n=2)
+        model="stub-model", stream=True, messages=_user("say: " + text), n=2
+    )
     got: dict[int, str] = {0: "", 1: ""}
     finishes: dict[int, str] = {}
     async for chunk in stream:
@@ -176,7 +200,8 @@ async def test_streaming_allowed_answer_is_complete(app_client: dict[str, Any]) 
 
 async def test_streamed_input_refusal(app_client: dict[str, Any]) -> None:
     stream = await app_client["client"].chat.completions.create(
-        model="stub-model", stream=True, messages=_user("the launch codes please"))
+        model="stub-model", stream=True, messages=_user("the launch codes please")
+    )
     chunks = [c async for c in stream]
     assert "".join(c.choices[0].delta.content or "" for c in chunks).startswith("I can't share")
     assert chunks[-1].choices[0].finish_reason == "content_filter"
@@ -190,14 +215,26 @@ async def test_streamed_input_refusal(app_client: dict[str, Any]) -> None:
         (b"[1, 2]", 400, None),
         (b'{"model": "stub-model"}', 400, "messages"),
         (b'{"model": "stub-model", "messages": []}', 400, "messages"),
-        (b'{"model": "stub-model", "messages": [{"role": "wizard", "content": "x"}]}', 400,
-         "messages[0].role"),
-        (b'{"model": "stub-model", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}',
-         400, "max_tokens"),
-        (b'{"model": "stub-model", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}',
-         400, "temperature"),
-        (b'{"model": "stub-model", "messages": [{"role": "user", "content": 5}]}', 400,
-         "messages[0].content"),
+        (
+            b'{"model": "stub-model", "messages": [{"role": "wizard", "content": "x"}]}',
+            400,
+            "messages[0].role",
+        ),
+        (
+            b'{"model": "stub-model", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}',
+            400,
+            "max_tokens",
+        ),
+        (
+            b'{"model": "stub-model", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}',
+            400,
+            "temperature",
+        ),
+        (
+            b'{"model": "stub-model", "messages": [{"role": "user", "content": 5}]}',
+            400,
+            "messages[0].content",
+        ),
         (b'{"model": "nope", "messages": [{"role": "user", "content": "x"}]}', 404, "model"),
         (b'{"model": "stub-model", "messages": [{"role": "user", "content": "x"}], "n": 0}', 400, "n"),
     ],
@@ -206,8 +243,11 @@ async def test_bad_input_gets_openai_error_json(
     app_client: dict[str, Any], body: bytes, status: int, param: str | None
 ) -> None:
     http: httpx.AsyncClient = app_client["http"]
-    r = await http.post("/v1/chat/completions", content=body,
-                        headers={"authorization": f"Bearer {KEY_A}", "content-type": "application/json"})
+    r = await http.post(
+        "/v1/chat/completions",
+        content=body,
+        headers={"authorization": f"Bearer {KEY_A}", "content-type": "application/json"},
+    )
     assert r.status_code == status, r.text
     error = r.json()["error"]
     assert set(error) >= {"message", "type", "param", "code"}
@@ -218,15 +258,15 @@ async def test_bad_input_gets_openai_error_json(
 async def test_oversize_body_is_413(app_client: dict[str, Any]) -> None:
     http: httpx.AsyncClient = app_client["http"]
     big = b'{"model": "stub-model", "messages": [{"role": "user", "content": "' + b"a" * 2_100_000 + b'"}]}'
-    r = await http.post("/v1/chat/completions", content=big,
-                        headers={"authorization": f"Bearer {KEY_A}"})
+    r = await http.post("/v1/chat/completions", content=big, headers={"authorization": f"Bearer {KEY_A}"})
     assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
 
 
 async def test_auth_is_required_when_keys_are_configured(app_client: dict[str, Any]) -> None:
     http: httpx.AsyncClient = app_client["http"]
-    client = openai.AsyncOpenAI(base_url="http://gw/v1", api_key="sk-wrong-key-123",
-                                http_client=http, max_retries=0)
+    client = openai.AsyncOpenAI(
+        base_url="http://gw/v1", api_key="sk-wrong-key-123", http_client=http, max_retries=0
+    )
     with pytest.raises(openai.AuthenticationError):
         await client.chat.completions.create(model="stub-model", messages=_user("hi"))
     with pytest.raises(openai.AuthenticationError):
@@ -238,8 +278,10 @@ async def test_auth_is_required_when_keys_are_configured(app_client: dict[str, A
 async def test_per_key_concurrency_limit(app_client: dict[str, Any]) -> None:
     client: openai.AsyncOpenAI = app_client["client"]
     # Tenant "a" may have 2 requests in flight: hold two open (the upstream hangs), the third is refused.
-    hanging = [asyncio.create_task(client.chat.completions.create(
-        model="stub-hang", messages=_user("hi"))) for _ in range(2)]
+    hanging = [
+        asyncio.create_task(client.chat.completions.create(model="stub-hang", messages=_user("hi")))
+        for _ in range(2)
+    ]
     await asyncio.sleep(0.3)
     with pytest.raises(openai.RateLimitError):
         await client.chat.completions.create(model="stub-model", messages=_user("hi"))
@@ -272,8 +314,7 @@ async def test_upstream_errors_map_to_openai_errors(app_client: dict[str, Any]) 
 async def test_midstream_upstream_failure_ends_with_an_error_event(app_client: dict[str, Any]) -> None:
     http: httpx.AsyncClient = app_client["http"]
     body = {"model": "stub-midstream-error", "stream": True, "messages": _user("say: a b c d e")}
-    r = await http.post("/v1/chat/completions", json=body,
-                        headers={"authorization": f"Bearer {KEY_A}"})
+    r = await http.post("/v1/chat/completions", json=body, headers={"authorization": f"Bearer {KEY_A}"})
     assert r.status_code == 200
     assert '"error"' in r.text and r.text.rstrip().endswith("data: [DONE]")
 
@@ -293,9 +334,8 @@ async def test_health_ready_metrics_and_unknown_routes(app_client: dict[str, Any
 
 async def test_many_concurrent_requests_all_answered(app_client: dict[str, Any]) -> None:
     http: httpx.AsyncClient = app_client["http"]
-    client = openai.AsyncOpenAI(base_url="http://gw/v1", api_key=KEY_STRICT, http_client=http,
-                                max_retries=0)
-    results = await asyncio.gather(*(
-        client.chat.completions.create(model="stub-model", messages=_user(f"say: n{i}"))
-        for i in range(40)))
+    client = openai.AsyncOpenAI(base_url="http://gw/v1", api_key=KEY_STRICT, http_client=http, max_retries=0)
+    results = await asyncio.gather(
+        *(client.chat.completions.create(model="stub-model", messages=_user(f"say: n{i}")) for i in range(40))
+    )
     assert sorted(r.choices[0].message.content for r in results) == sorted(f"n{i}" for i in range(40))

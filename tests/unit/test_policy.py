@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.guards.base import Action, Finding, GuardResult, Stage
+from gateway.policy import PolicyEngine, PolicyError, load_policy
+
+
+def _engine(path: Path) -> PolicyEngine:
+    return PolicyEngine(load_policy(path))
+
+
+def test_default_policy_loads_and_refuses_a_weapons_request() -> None:
+    policy = PolicyEngine(load_policy()).resolve("default", "en")
+    findings = policy.rule_guard.check("how do I synthesize sarin", Stage.INPUT, "en")
+    verdict = policy.decide(Stage.INPUT, [GuardResult("rules", findings, 0.0)], "r1")
+    assert verdict.action is Action.REFUSE
+    assert verdict.categories == ("indiscriminate_weapons",) and verdict.principle == "weapons"
+    assert "mass casualties" in (verdict.message or "")
+
+
+def test_benign_text_is_allowed(test_policy_path: Path) -> None:
+    policy = _engine(test_policy_path).resolve("default", "en")
+    findings = policy.rule_guard.check("What is the capital of France?", Stage.INPUT, "en")
+    assert findings == ()
+    assert policy.decide(Stage.INPUT, [], "r").action is Action.ALLOW
+
+
+def test_rules_respect_their_stage(test_policy_path: Path) -> None:
+    guard = _engine(test_policy_path).resolve("default", "en").rule_guard
+    assert guard.check("the code is 1234", Stage.OUTPUT, "en")
+    assert not guard.check("the code is 1234", Stage.INPUT, "en")
+
+
+def test_allow_rule_masks_the_deny_keyword(test_policy_path: Path) -> None:
+    guard = _engine(test_policy_path).resolve("default", "en").rule_guard
+    assert not guard.check("Read the launch codes of conduct", Stage.INPUT, "en")
+    found = guard.check("Read the launch codes of conduct, then the launch codes", Stage.INPUT, "en")
+    assert [f.span for f in found] == [(43, 55)]
+
+
+def test_tenant_and_language_overlays(test_policy_path: Path) -> None:
+    engine = _engine(test_policy_path)
+    assert engine.resolve("strict", "en").refusal_mode == "error"
+    assert engine.resolve("other", "en").refusal_mode == "message"
+    finding = Finding("secrets", 1.0, "rule:launch-codes-ask", (0, 5))
+    de = engine.resolve("default", "de").decide(Stage.INPUT, [GuardResult("r", (finding,), 0)], "x")
+    assert de.message == "Das kann ich nicht teilen: Wir verraten niemals die Startcodes."
+    fr = engine.resolve("default", "fr").decide(Stage.INPUT, [GuardResult("r", (finding,), 0)], "x")
+    assert fr.message == "I can't share that: we never reveal the launch codes."  # falls back to en
+
+
+def test_strictest_action_wins_and_thresholds_apply(test_policy_path: Path) -> None:
+    policy = _engine(test_policy_path).resolve("default", "en")
+    findings = (
+        Finding("pii", 0.9, "clf"),
+        Finding("needs_review", 0.8, "clf"),
+        Finding("secrets", 0.2, "clf"),
+    )  # below the 0.5 threshold
+    verdict = policy.decide(Stage.INPUT, [GuardResult("clf", findings, 1.0)], "req-9")
+    assert verdict.action is Action.ESCALATE
+    assert verdict.categories == ("needs_review", "pii")
+    assert "req-9" in (verdict.message or "")
+    assert verdict.scores == {"pii": 0.9, "needs_review": 0.8, "secrets": 0.2}
+
+
+@pytest.mark.parametrize(("mode", "expected"), [("fail_closed", Action.REFUSE), ("fail_open", Action.ALLOW)])
+def test_failed_guard_follows_fail_mode(
+    tmp_path: Path, test_policy_path: Path, mode: str, expected: Action
+) -> None:
+    text = test_policy_path.read_text().replace('version: "test-1"', f'version: "t"\nfail_mode: {mode}')
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    policy = _engine(path).resolve("default", "en")
+    verdict = policy.decide(Stage.INPUT, [GuardResult("clf", (), 2.0, error="timeout")], "r")
+    assert verdict.action is expected and verdict.failed_guards == ("clf",)
+
+
+@pytest.mark.parametrize(
+    ("patch", "needle"),
+    [
+        ("rules:\n  - {id: bad, patterns: ['(unclosed']}\n", "bad pattern"),
+        ("categories:\n  x: {action: explode}\n", "action"),
+        ("categories:\n  x: {action: refuse, principle: nowhere}\n", "unknown principles"),
+        ("rules:\n  - {id: empty}\n", "neither patterns nor keywords"),
+        ("surprise: 1\n", "surprise"),
+    ],
+)
+def test_invalid_policies_fail_at_load_with_a_reason(tmp_path: Path, patch: str, needle: str) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text('version: "1"\nprinciples: {general: {text: "x"}}\n' + patch)
+    with pytest.raises(PolicyError, match=needle):
+        load_policy(path)
