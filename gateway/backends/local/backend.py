@@ -1,0 +1,189 @@
+"""`LocalBackend`: the `Backend` Protocol over an in-process transformers model and its batching
+engine.
+
+`start()` loads on a background thread and returns at once; until the model is ready every request
+is answered with 503. Requests are validated and tokenized off the event loop, then decoded by the
+engine's worker thread together with whatever else is waiting (see `engine.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gateway.backends.base import Generation, ModelCard
+from gateway.backends.local.convert import ensure_model
+from gateway.backends.local.loader import LoadedModel, load_model
+from gateway.backends.local.params import LogitsProcessor
+from gateway.backends.local.plan import Plan, SteeringResolver, check_supported, plan_rows
+from gateway.backends.local.processors import (
+    BannedSequences,
+    LogitBias,
+    banned_phrase_sequences,
+)
+from gateway.backends.local.responses import Identity, collect_completion, stream_chunks
+from gateway.errors import NotFoundError, ServiceUnavailableError
+from gateway.settings import LocalModelConfig
+
+if TYPE_CHECKING:
+    from gateway.backends.local.engine import Engine
+
+__all__ = ["LocalBackend"]
+
+log = logging.getLogger(__name__)
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(
+        self,
+        config: LocalModelConfig,
+        cache_dir: Path,
+        *,
+        resolve_steering: SteeringResolver | None = None,
+        loader: Callable[[], LoadedModel] | None = None,
+    ) -> None:
+        """`loader` replaces "convert if needed, then load from disk" (tests pass a tiny model)."""
+        self._config = config
+        self._loader = loader or (lambda: load_model(ensure_model(config, cache_dir), config))
+        self._resolve_steering = resolve_steering
+        self._created = int(time.time())
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._loaded: LoadedModel | None = None
+        self._engine: Engine | None = None
+        self._error: BaseException | None = None
+        self._closed = False
+
+    async def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._load, name="railguard-local-load", daemon=True)
+            self._thread.start()
+
+    async def aclose(self) -> None:
+        with self._lock:
+            self._closed = True
+            engine, self._engine = self._engine, None
+        if engine is not None:
+            await asyncio.to_thread(engine.close)
+
+    def models(self) -> list[ModelCard]:
+        ids = [self._config.name, *self._config.adapters]
+        return [ModelCard(i, owned_by="railguard", created=self._created, backend=self.name) for i in ids]
+
+    async def ready(self) -> bool:
+        return self._engine is not None
+
+    @property
+    def engine(self) -> Engine | None:
+        return self._engine
+
+    async def complete(self, generation: Generation) -> dict[str, Any]:
+        engine, plan = await self._prepare(generation)
+        ticket = engine.submit(plan.rows)
+        try:
+            return await collect_completion(
+                ticket.events(), _identity(generation), len(plan.rows), plan.prompt_tokens
+            )
+        finally:
+            ticket.cancel()  # a no-op once every row has finished
+
+    async def open_stream(self, generation: Generation) -> AsyncIterator[dict[str, Any]]:
+        engine, plan = await self._prepare(generation)
+        options = generation.request.stream_options
+        include_usage = options is not None and options.include_usage
+        return self._stream(engine, plan, _identity(generation), include_usage)
+
+    async def _stream(
+        self, engine: Engine, plan: Plan, ident: Identity, include_usage: bool
+    ) -> AsyncIterator[dict[str, Any]]:
+        ticket = engine.submit(plan.rows)  # on first iteration: a stream never read costs nothing
+        try:
+            chunks = stream_chunks(ticket.events(), ident, len(plan.rows), plan.prompt_tokens, include_usage)
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            ticket.cancel()
+
+    async def _prepare(self, generation: Generation) -> tuple[Engine, Plan]:
+        engine, loaded = self._require_ready()
+        request = generation.request
+        check_supported(request)
+        adapter = self._adapter_for(request.model)
+        processors = self._processors(generation, loaded)
+        plan = await asyncio.to_thread(
+            plan_rows,
+            generation,
+            loaded.tokenizer,
+            self._config,
+            adapter=adapter,
+            processors=processors,
+            resolve_steering=self._resolve_steering,
+        )
+        return engine, plan
+
+    def _require_ready(self) -> tuple[Engine, LoadedModel]:
+        engine, loaded = self._engine, self._loaded
+        if engine is not None and loaded is not None:
+            return engine, loaded
+        if self._error is not None:
+            message = f"the local model failed to load: {type(self._error).__name__}"
+        else:
+            message = "the local model is still loading"
+        raise ServiceUnavailableError(message, headers={"Retry-After": "5"})
+
+    def _adapter_for(self, model: str) -> str | None:
+        if model == self._config.name:
+            return None
+        if model in self._config.adapters:
+            return model
+        raise NotFoundError(f"the model {model!r} does not exist", param="model", code="model_not_found")
+
+    def _processors(self, generation: Generation, loaded: LoadedModel) -> tuple[LogitsProcessor, ...]:
+        processors: list[LogitsProcessor] = []
+        if generation.request.logit_bias:
+            vocab_size = int(loaded.model.config.vocab_size)
+            processors.append(LogitBias(generation.request.logit_bias, vocab_size))
+        if generation.banned_phrases:
+            sequences = banned_phrase_sequences(loaded.tokenizer, generation.banned_phrases)
+            processors.append(BannedSequences(sequences))
+        return tuple(processors)
+
+    def _load(self) -> None:
+        from gateway.backends.local.engine import Engine
+
+        started = time.perf_counter()
+        try:
+            loaded = self._loader()
+            engine = Engine(
+                loaded.model,
+                loaded.tokenizer,
+                max_batch=self._config.max_batch,
+                batch_wait_s=self._config.batch_wait_ms / 1000,
+                stop_token_ids=loaded.stop_token_ids,
+                peft=loaded.peft,
+            )
+        except Exception as exc:
+            log.exception("the local model failed to load")
+            self._error = exc
+            return
+        with self._lock:
+            if self._closed:
+                return
+            engine.start()
+            self._loaded, self._engine = loaded, engine
+        log.info("local model %s ready in %.1f s", self._config.name, time.perf_counter() - started)
+
+
+def _identity(generation: Generation) -> Identity:
+    return Identity(
+        id=f"chatcmpl-{generation.request_id}",
+        model=generation.request.model,
+        created=int(time.time()),
+    )
