@@ -88,16 +88,20 @@ def stub_upstream(token_delay_ms: float = 0.0) -> Iterator[str]:
 
 @contextmanager
 def gateway(
-    config: Path,
+    config: Path | None,
     *,
     cache_dir: Path,
     timeout: float = 60.0,
     extra: list[str] | None = None,
     ready: str = "/readyz",
+    env: dict[str, str] | None = None,
 ) -> Iterator[str]:
+    """`railguard serve` on a free port; with `config=None`, the embedded default as a newcomer runs it."""
     port = free_port()
-    cmd = [*RAILGUARD, "serve", "--config", str(config), "--port", str(port), *(extra or [])]
-    env = {"RAILGUARD_CACHE_DIR": str(cache_dir)}
+    cmd = [*RAILGUARD, "serve", "--port", str(port), *(extra or [])]
+    if config is not None:
+        cmd += ["--config", str(config)]
+    env = {"RAILGUARD_CACHE_DIR": str(cache_dir), **(env or {})}
     with running(
         cmd,
         f"http://127.0.0.1:{port}{ready}",
