@@ -78,8 +78,7 @@ OVERVIEW = Dashboard(
     (
         Panel(
             "Requests by action",
-            "Finished requests per second by what the policy did: allow, steer, redact, "
-            "escalate, refuse.",
+            "Finished requests per second by what the policy did: allow, steer, redact, escalate, refuse.",
             (q(rate(REQUESTS, by="action"), "{{action}}"),),
             unit="reqps",
         ),
@@ -91,9 +90,7 @@ OVERVIEW = Dashboard(
                 q(ratio(REQUESTS + '{action="refuse"}', REQUESTS), "guard refusals"),
                 q(ratio(REQUESTS + '{action="escalate"}', REQUESTS), "escalations"),
                 q(
-                    ratio(
-                        "railguard_model_refusals_total", REQUESTS + '{action!~"refuse|escalate"}'
-                    ),
+                    ratio("railguard_model_refusals_total", REQUESTS + '{action!~"refuse|escalate"}'),
                     "model refusals",
                 ),
             ),
@@ -231,8 +228,7 @@ SAFETY = Dashboard(
         ),
         Panel(
             "Refusal rate by policy and model version",
-            "Guard refusal rate per policy version and per model version: watch it move when "
-            "either changes.",
+            "Guard refusal rate per policy version and per model version: watch it move when either changes.",
             (
                 q(
                     ratio(REQUESTS + '{action="refuse"}', REQUESTS, by="policy_version"),
@@ -378,8 +374,7 @@ RETRAINING = Dashboard(
             "Model, adapter and policy versions each gateway serves now.",
             (
                 q(
-                    "max by (model, model_version, adapter, policy_version) "
-                    "(railguard_model_info) > 0",
+                    "max by (model, model_version, adapter, policy_version) (railguard_model_info) > 0",
                     "{{model}} {{model_version}} {{adapter}} {{policy_version}}",
                     instant=True,
                 ),

@@ -15,12 +15,8 @@ __all__ = ["LANGUAGES", "OTHER", "STATUS_CODES", "BoundedLabel", "status_label"]
 OTHER = "other"
 
 #: Languages a language-id model reports often enough to deserve their own series; "und" = unknown.
-_LANGUAGE_CODES = (
-    "ar bg bn ca cs da de el en es et fa fi fr he hi hr hu id it ja ko lt lv ms nl no pl"
-)
-LANGUAGES = frozenset(
-    (_LANGUAGE_CODES + " pt ro ru sk sl sr sv sw ta th tl tr uk ur vi zh und").split()
-)
+_LANGUAGE_CODES = "ar bg bn ca cs da de el en es et fa fi fr he hi hr hu id it ja ko lt lv ms nl no pl"
+LANGUAGES = frozenset((_LANGUAGE_CODES + " pt ro ru sk sl sr sv sw ta th tl tr uk ur vi zh und").split())
 
 #: HTTP statuses the gateway answers with (see gateway.errors); anything else is "other".
 STATUS_CODES = frozenset(

@@ -81,9 +81,7 @@ class Telemetry:
         def counter(name: str, doc: str, labels: tuple[str, ...]) -> Counter:
             return Counter(name, doc, labels, registry=r)
 
-        def histogram(
-            name: str, doc: str, labels: tuple[str, ...], buckets: tuple[float, ...]
-        ) -> Histogram:
+        def histogram(name: str, doc: str, labels: tuple[str, ...], buckets: tuple[float, ...]) -> Histogram:
             return Histogram(name, doc, labels, registry=r, buckets=buckets)
 
         def gauge(name: str, doc: str, labels: tuple[str, ...], mode: _GaugeMode) -> Gauge:
@@ -253,22 +251,14 @@ class Telemetry:
         stage = verdict.stage.value
         action = verdict.action.value
         for category in verdict.categories or ("",):
-            self._child(
-                self.verdicts, tenant, stage, action, self._category(category), language
-            ).inc()
+            self._child(self.verdicts, tenant, stage, action, self._category(category), language).inc()
         for category, score in verdict.scores.items():
             self._child(self.scores, stage, self._category(category)).observe(score)
 
-    def _observe_block(
-        self, record: DecisionRecord, tenant: str, model: str, language: str
-    ) -> None:
+    def _observe_block(self, record: DecisionRecord, tenant: str, model: str, language: str) -> None:
         metric = self.guard_refusals if record.action is Action.REFUSE else self.escalations
         deciding = next(
-            (
-                v
-                for v in (record.output, record.input)
-                if v is not None and v.action is record.action
-            ),
+            (v for v in (record.output, record.input) if v is not None and v.action is record.action),
             record.input or record.output,
         )
         stage = deciding.stage.value if deciding is not None else "input"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["REFUSAL_PATTERNS", "RefusalDetector", "is_refusal"]
+__all__ = ["REFUSAL_PATTERNS", "REFUSAL_TRIGGERS", "RefusalDetector", "is_refusal"]
 
 #: Phrase patterns by language; matched case-insensitively in the first `RefusalDetector.window`
 #: characters of the answer.
@@ -59,23 +59,47 @@ REFUSAL_PATTERNS: dict[str, tuple[str, ...]] = {
 }
 
 
-class RefusalDetector:
-    """Says whether an answer opens with a refusal. Thread-safe and cheap (one regex search)."""
+#: Lower-case words at least one of which every default pattern contains: answers with none of them
+#: (nearly all answers) are passed over with a few substring tests instead of the regex.
+REFUSAL_TRIGGERS: tuple[str, ...] = (
+    "sorry", "afraid", "can't", "cannot", "won't", "will not", "unable", "not able", "decline",
+    "not allowed", "not permitted", "lo siento", "disculpa", "perdón", "no puedo",
+    "désolé", "je ne peux", "je ne pourrai", "leid", "entschuldigung", "ich kann", "kann ich",
+    "dispiace", "non posso", "desculpe", "lamento", "sinto muito", "não posso", "ik kan",
+    "spijt", "извините", "сожалению", "не могу", "抱歉", "不能", "无法", "申し訳", "ません",
+    "죄송", "수 없습니다",
+)  # fmt: skip
 
-    __slots__ = ("_pattern", "window")
+
+class RefusalDetector:
+    """Says whether an answer opens with a refusal. Thread-safe and cheap.
+
+    `triggers`: lower-case substrings one of which any refusal contains, tested before the regex;
+    `None` with custom `patterns` means every answer goes to the regex.
+    """
+
+    __slots__ = ("_pattern", "_triggers", "window")
 
     def __init__(
-        self, patterns: dict[str, tuple[str, ...]] | None = None, *, window: int = 300
+        self,
+        patterns: dict[str, tuple[str, ...]] | None = None,
+        *,
+        window: int = 300,
+        triggers: tuple[str, ...] | None = None,
     ) -> None:
         chosen = REFUSAL_PATTERNS if patterns is None else patterns
         alternatives = [p for phrases in chosen.values() for p in phrases]
         self._pattern = re.compile("|".join(f"(?:{p})" for p in alternatives), re.IGNORECASE)
+        self._triggers = REFUSAL_TRIGGERS if patterns is None and triggers is None else triggers
         self.window = window
 
     def __call__(self, text: str | None) -> bool:
         if not text:
             return False
         opening = text[: self.window].replace("\u2019", "'")
+        triggers = self._triggers
+        if triggers is not None and not any(map(opening.lower().__contains__, triggers)):
+            return False
         return self._pattern.search(opening) is not None
 
 

@@ -78,8 +78,7 @@ def _otlp_provider(service_name: str, endpoint: str | None) -> Any:
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError as exc:
         raise RuntimeError(
-            "tracing is on but OpenTelemetry's SDK or OTLP exporter is missing: "
-            "pip install 'railguard[otel]'"
+            "tracing is on but OpenTelemetry's SDK or OTLP exporter is missing: pip install 'railguard[otel]'"
         ) from exc
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     exporter = OTLPSpanExporter(endpoint=endpoint) if endpoint else OTLPSpanExporter()
