@@ -6,11 +6,13 @@ turns that into a response. Every request ends in exactly one `DecisionRecord`, 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import orjson
 
 from gateway.backends.base import Backend, Generation, ModelCard
@@ -205,7 +207,14 @@ class ChatService:
         except RailguardError as error:
             status, error_code = error.status, error.code
             yield b"data: " + orjson.dumps({"error": _error_body(error)}) + b"\n\n"
+        except (GeneratorExit, asyncio.CancelledError):
+            status, error_code = 499, "client_closed"  # nginx's code for a client that went away
+            raise
         finally:
+            with anyio.CancelScope(shield=True):  # stop the backend even while being cancelled
+                aclose = getattr(events, "aclose", None)
+                if aclose is not None:
+                    await aclose()
             trace.backend_ms = (time.perf_counter() - started) * 1000 - guard.stats.check_ms
             trace.holdback_ms = guard.stats.holdback_ms
             if trace.output is None and guard.stats.verdict is not None:
@@ -327,7 +336,7 @@ class ChatService:
             error_code=error.code,
             latency=Latencies(total_ms=(time.perf_counter() - ctx.started) * 1000),
         )
-        self.telemetry.observe(replace(record))
+        self.telemetry.observe(record)
 
 
 def _categories(trace: _Trace) -> tuple[str, ...]:
