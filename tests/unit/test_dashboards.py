@@ -123,3 +123,21 @@ def test_provisioning_points_at_the_dashboards() -> None:
     for dashboard in DASHBOARDS:
         variable = build(dashboard)["templating"]["list"][0]
         assert variable["type"] == "datasource" and variable["query"] == "prometheus"
+
+
+def test_operations_doc_explains_every_panel_and_alert() -> None:
+    doc = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    for dashboard in DASHBOARDS:
+        assert f"### {dashboard.title}" in doc
+        for panel in dashboard.panels:
+            assert f"**{panel.title}**" in doc, f"docs/operations.md lacks panel {panel.title!r}"
+    for path in RULES.glob("*.yml"):
+        for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]:
+            for rule in group["rules"]:
+                if "alert" in rule:
+                    assert f"### {rule['alert']}\n" in doc, f"no runbook for {rule['alert']}"
+                    anchor = rule["annotations"]["runbook"].split("#", 1)[1]
+                    assert anchor == rule["alert"].lower()
+    for family in Telemetry(CollectorRegistry()).registry.collect():
+        name = family.name + ("_total" if family.type == "counter" else "")
+        assert f"| `{name}` |" in doc, f"metric {name} is not in the table of docs/operations.md"
