@@ -211,9 +211,7 @@ def _prometheus_config(tmp: Path, gateway_port: int) -> Path:
 
 
 def _chat(client: openai.OpenAI, text: str, model: str = "stub-model") -> str:
-    completion = client.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": text}]
-    )
+    completion = client.chat.completions.create(model=model, messages=[{"role": "user", "content": text}])
     return completion.choices[0].message.content or ""
 
 
@@ -245,9 +243,7 @@ def _send(client: openai.OpenAI, traffic: Traffic) -> None:
 
 def query(prom_url: str, expr: str) -> dict[str, Any]:
     """Prometheus' answer to an instant query: {"status", "data"} or {"status": "error", ...}."""
-    answer: dict[str, Any] = httpx.get(
-        f"{prom_url}/api/v1/query", params={"query": expr}, timeout=10
-    ).json()
+    answer: dict[str, Any] = httpx.get(f"{prom_url}/api/v1/query", params={"query": expr}, timeout=10).json()
     return answer
 
 
@@ -292,9 +288,7 @@ def dashboard_queries() -> list[tuple[str, str]]:
         model = build(dashboard)
         for panel in model["panels"]:
             for target in panel["targets"]:
-                out.append(
-                    (f"{dashboard.uid} / {panel['title']}", grafana_to_promql(target["expr"]))
-                )
+                out.append((f"{dashboard.uid} / {panel['title']}", grafana_to_promql(target["expr"])))
     return out
 
 
@@ -321,9 +315,7 @@ def _has_finite_data(answer: dict[str, Any]) -> bool:
 
 
 def _expects_data(expr: str) -> bool:
-    return not any(
-        metric.startswith(tuple(NO_DATA_EXPECTED)) for metric in referenced_metrics(expr)
-    )
+    return not any(metric.startswith(tuple(NO_DATA_EXPECTED)) for metric in referenced_metrics(expr))
 
 
 @pytest.mark.parametrize(("where", "expr"), dashboard_queries(), ids=lambda v: str(v)[:60])
@@ -367,18 +359,12 @@ def test_counters_match_the_traffic_sent(services: dict[str, Any]) -> None:
     refused = t.harmful + t.harmful_streamed
     assert total('sum(railguard_requests_total{action="refuse"})') == passes * refused
     assert total('sum(railguard_requests_total{action="escalate"})') == passes * t.escalated
-    assert total('sum(railguard_requests_total{stream="true"})') == passes * (
-        t.streamed + t.harmful_streamed
-    )
+    assert total('sum(railguard_requests_total{stream="true"})') == passes * (t.streamed + t.harmful_streamed)
     assert total('sum(railguard_requests_total{status=~"5.."})') == passes * t.upstream_failures
     assert total("sum(railguard_request_errors_total)") == passes * t.upstream_failures
     assert total('sum(railguard_guard_refusals_total{stage="input"})') == passes * t.harmful
-    assert (
-        total('sum(railguard_guard_refusals_total{stage="output"})') == passes * t.harmful_streamed
-    )
-    assert total('sum(railguard_escalations_total{category="suicide_self_harm"})') == (
-        passes * t.escalated
-    )
+    assert total('sum(railguard_guard_refusals_total{stage="output"})') == passes * t.harmful_streamed
+    assert total('sum(railguard_escalations_total{category="suicide_self_harm"})') == (passes * t.escalated)
     assert total("sum(railguard_model_refusals_total)") == passes * t.model_refusals
     assert total("sum(railguard_over_refusals_total)") == passes * t.model_refusals
     assert total('sum(railguard_tokens_total{direction="out"})') > 0

@@ -58,9 +58,7 @@ def test_the_pieces_fit_together() -> None:
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert pod["metadata"]["annotations"]["prometheus.io/path"] == "/metrics"
-    assert (
-        deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
-    )
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
     service = docs[("Service", "railguard-gateway")]
     assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
     port_names = {p["name"] for p in container["ports"]}
@@ -91,9 +89,7 @@ def test_config_map_holds_valid_settings_and_policy(tmp_path: Path) -> None:
 
 def test_rules_config_map_is_the_rules_file() -> None:
     data = all_documents()[("ConfigMap", "railguard-prometheus-rules")]["data"]
-    files = {
-        p.name: p.read_text(encoding="utf-8") for p in (DEPLOY / "prometheus/rules").glob("*.yml")
-    }
+    files = {p.name: p.read_text(encoding="utf-8") for p in (DEPLOY / "prometheus/rules").glob("*.yml")}
     assert data == files, "stale: run python deploy/kubernetes/generate.py"
 
 
@@ -101,13 +97,9 @@ def test_k8s_scrape_config_keeps_the_gateway_pods() -> None:
     data = all_documents()[("ConfigMap", "railguard-prometheus")]["data"]
     config = yaml.safe_load(data["prometheus.yml"])
     job = config["scrape_configs"][0]
-    assert job["job_name"].startswith(
-        "railguard"
-    )  # the dashboards and alerts match job=~"railguard.*"
+    assert job["job_name"].startswith("railguard")  # the dashboards and alerts match job=~"railguard.*"
     keeps = {
-        tuple(r["source_labels"]): r["regex"]
-        for r in job["relabel_configs"]
-        if r.get("action") == "keep"
+        tuple(r["source_labels"]): r["regex"] for r in job["relabel_configs"] if r.get("action") == "keep"
     }
     assert keeps[("__meta_kubernetes_pod_label_app_kubernetes_io_name",)] == "railguard-gateway"
 
@@ -140,9 +132,7 @@ def test_compose_mounts_exist() -> None:
 
 def test_compose_prometheus_scrapes_the_gateway() -> None:
     config = yaml.safe_load((DEPLOY / "prometheus/prometheus.yml").read_text(encoding="utf-8"))
-    targets = {
-        t for job in config["scrape_configs"] for s in job["static_configs"] for t in s["targets"]
-    }
+    targets = {t for job in config["scrape_configs"] for s in job["static_configs"] for t in s["targets"]}
     assert "gateway:8080" in targets
     settings = yaml.safe_load((DEPLOY / "railguard.yaml").read_text(encoding="utf-8"))
     assert settings["port"] == 8080 and settings["metrics"] is True

@@ -201,9 +201,7 @@ def test_disabled_telemetry_records_nothing() -> None:
 
 
 def test_observe_is_cheap(telemetry: Telemetry) -> None:
-    rec = record(
-        Action.REFUSE, input=refused_input("violence"), output=CLEAN_OUTPUT, completion_tokens=3
-    )
+    rec = record(Action.REFUSE, input=refused_input("violence"), output=CLEAN_OUTPUT, completion_tokens=3)
     telemetry.observe(rec)
     best = float("inf")
     for _ in range(5):

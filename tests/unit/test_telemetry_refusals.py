@@ -1,4 +1,3 @@
-# ruff: noqa: RUF001  (the test data is text in other scripts, typographic quotes included)
 """The model-refusal detector: refusals in several languages, and answers that only look alike."""
 
 from __future__ import annotations
