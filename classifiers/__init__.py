@@ -1,0 +1,30 @@
+"""Safety classifiers: text -> harm categories, jailbreak / prompt-injection, PII, language.
+
+    config = ClassifiersConfig()                 # or from the gateway's settings
+    classifier = SafetyClassifier.load(config)   # builds the ONNX encoder into the cache once
+    [result] = classifier.score(["some text"])   # thread-safe; call from a worker thread
+    result.flagged("unsafe"), result.to_openai(), result.pii, result.language
+
+This package imports nothing from the rest of railguard, and torch only to build or train.
+"""
+
+from classifiers.build import BuiltArtifacts, build
+from classifiers.config import ClassifiersConfig
+from classifiers.pii import PiiSpan, find_pii, redact
+from classifiers.runtime import SafetyClassifier, TextScores
+from classifiers.taxonomy import CATEGORIES, OPENAI_CATEGORIES, to_llama_guard, to_openai
+
+__all__ = [
+    "CATEGORIES",
+    "OPENAI_CATEGORIES",
+    "BuiltArtifacts",
+    "ClassifiersConfig",
+    "PiiSpan",
+    "SafetyClassifier",
+    "TextScores",
+    "build",
+    "find_pii",
+    "redact",
+    "to_llama_guard",
+    "to_openai",
+]

@@ -1,0 +1,77 @@
+"""Set-up: turn the shipped trained parts plus the PyPI encoder into the ONNX artefacts the runtime loads.
+
+``build(config)`` is idempotent and cached under ``config.cache_dir/<encoder key>/``; a file lock keeps
+two processes from building at once. It needs torch (the ``classifiers`` extra); loading afterwards
+does not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from classifiers.config import ClassifiersConfig
+from classifiers.encoder import encoder_dir, encoder_key
+
+__all__ = ["BuiltArtifacts", "artifact_paths", "build"]
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltArtifacts:
+    directory: Path
+    tokenizer: Path
+    onnx_fp32: Path
+    onnx_int8: Path
+    heads: Path
+    calibration: Path
+    build_seconds: float = 0.0
+
+    def onnx(self, precision: str) -> Path:
+        return self.onnx_int8 if precision == "int8" else self.onnx_fp32
+
+    @property
+    def complete(self) -> bool:
+        return all(p.exists() for p in (self.tokenizer, self.onnx_fp32, self.onnx_int8))
+
+
+def artifact_paths(config: ClassifiersConfig) -> BuiltArtifacts:
+    source = encoder_dir(config.encoder_dir)
+    directory = config.cache_dir / encoder_key(source)
+    return BuiltArtifacts(
+        directory=directory,
+        tokenizer=directory / "tokenizer.json",
+        onnx_fp32=directory / "encoder.fp32.onnx",
+        onnx_int8=directory / "encoder.int8.onnx",
+        heads=config.artifacts_dir / "heads.npz",
+        calibration=config.artifacts_dir / "calibration.json",
+    )
+
+
+def build(config: ClassifiersConfig, *, force: bool = False) -> BuiltArtifacts:
+    """Export and quantize the encoder into the cache unless it is there already."""
+    paths = artifact_paths(config)
+    if paths.complete and not force:
+        return paths
+    started = time.perf_counter()
+    paths.directory.mkdir(parents=True, exist_ok=True)
+    with open(paths.directory / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if force or not paths.complete:
+                _build(config, paths)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return dataclasses.replace(paths, build_seconds=time.perf_counter() - started)
+
+
+def _build(config: ClassifiersConfig, paths: BuiltArtifacts) -> None:
+    from classifiers.encoder import export_onnx, quantize
+
+    source = encoder_dir(config.encoder_dir)
+    shutil.copyfile(source / "tokenizer.json", paths.tokenizer)
+    export_onnx(source, paths.onnx_fp32)
+    quantize(paths.onnx_fp32, paths.onnx_int8)

@@ -1,0 +1,184 @@
+"""Command line: ``railguard classifiers build|train|eval`` and ``railguard classify``.
+
+The gateway's CLI dispatches here: ``railguard classifiers ARGS`` -> ``main(ARGS)`` and
+``railguard classify ARGS`` -> ``main(["classify", *ARGS])``. Heavy imports happen inside commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from classifiers.config import ClassifiersConfig
+
+__all__ = ["default_data_dir", "main"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_data_dir() -> Path | None:
+    """``../shared/data`` beside the repository (or the working directory) when it exists."""
+    for base in (REPO_ROOT, Path.cwd()):
+        candidate = (base / ".." / "shared" / "data").resolve()
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def _config(args: argparse.Namespace) -> ClassifiersConfig:
+    fields: dict[str, Any] = {}
+    for name in ("cache_dir", "artifacts_dir", "precision", "threads", "batch_size"):
+        value = getattr(args, name, None)
+        if value is not None:
+            fields[name] = value
+    return ClassifiersConfig(**fields)
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--cache-dir", type=Path, help="built artefacts (default ~/.cache/railguard/classifiers)"
+    )
+    common.add_argument(
+        "--artifacts-dir", type=Path, help="heads.npz + calibration.json (default: shipped)"
+    )
+    common.add_argument("--precision", choices=["int8", "fp32"])
+    common.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
+    common.add_argument("--batch-size", type=int)
+    data = argparse.ArgumentParser(add_help=False)
+    data.add_argument(
+        "--data-dir", type=Path, default=None, help="default: ../shared/data if present"
+    )
+
+    parser = argparse.ArgumentParser(prog="railguard classifiers", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser(
+        "build", parents=[common], help="export + quantize the encoder into the cache"
+    )
+    b.add_argument("--force", action="store_true")
+    t = sub.add_parser("train", parents=[common, data], help="train heads, calibrate thresholds")
+    t.add_argument("--hidden", type=int, default=256, help="hidden units (0: linear heads)")
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument(
+        "--seed-only", action="store_true", help="train on the shipped seed examples only"
+    )
+    e = sub.add_parser("eval", parents=[common, data], help="metrics on the evaluation-only sets")
+    e.add_argument("--limit", type=int, default=None, help="at most N items per set (CI slice)")
+    e.add_argument("--sets", nargs="*", default=None, help="only these sets")
+    e.add_argument(
+        "--json", type=Path, default=Path("classifiers-eval.json"), help="JSON report path"
+    )
+    c = sub.add_parser("classify", parents=[common], help="score text or JSONL; JSONL out")
+    c.add_argument("text", nargs="*", help="texts to score (default: read --input)")
+    c.add_argument(
+        "--input", "-i", default=None, help="JSONL file ('-' = stdin); plain lines also work"
+    )
+    c.add_argument("--field", default="text", help="JSON field holding the text")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    handler = {"build": _build, "train": _train, "eval": _eval, "classify": _classify}
+    return handler[args.command](args)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from classifiers.build import build
+
+    config = _config(args)
+    started = time.perf_counter()
+    built = build(config, force=args.force)
+    print(f"classifier artefacts in {built.directory} ({time.perf_counter() - started:.1f}s)")
+    return 0
+
+
+def _data_dir(args: argparse.Namespace, required: bool) -> Path | None:
+    data_dir: Path | None = args.data_dir or default_data_dir()
+    if data_dir is None and required:
+        print("no data directory: pass --data-dir (e.g. ../shared/data)", file=sys.stderr)
+    return data_dir
+
+
+def _train(args: argparse.Namespace) -> int:
+    from classifiers.train import TrainOptions, train
+
+    data_dir = None if args.seed_only else _data_dir(args, required=True)
+    if data_dir is None and not args.seed_only:
+        return 2
+    train(_config(args), data_dir, TrainOptions(hidden=args.hidden, epochs=args.epochs))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from classifiers.evaluate import evaluate, to_markdown, write_json
+
+    data_dir = _data_dir(args, required=True)
+    if data_dir is None:
+        return 2
+    config = _config(args)
+    rows = evaluate(
+        config, data_dir, limit=args.limit, sets=args.sets, log=lambda m: print(m, file=sys.stderr)
+    )
+    print(to_markdown(rows))
+    write_json(rows, args.json, {"limit": args.limit, "precision": config.precision})
+    print(f"\nJSON report: {args.json}", file=sys.stderr)
+    return 0
+
+
+def _inputs(args: argparse.Namespace) -> Iterator[tuple[str, dict[str, Any]]]:
+    for text in args.text:
+        yield text, {}
+    if args.input is None:
+        if args.text:
+            return
+        args.input = "-"
+    stream = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")  # noqa: SIM115
+    with stream:
+        for line in stream:
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                yield line, {}
+                continue
+            if isinstance(record, dict):
+                yield str(record.get(args.field, "")), record
+            else:
+                yield str(record), {}
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from classifiers.runtime import SafetyClassifier
+
+    pending = list(_inputs(args))
+    with SafetyClassifier.load(_config(args)) as classifier:
+        for start in range(0, len(pending), 256):
+            chunk = pending[start : start + 256]
+            for (text, record), result in zip(
+                chunk, classifier.score([t for t, _ in chunk]), strict=True
+            ):
+                categories, category_scores = result.to_openai()
+                out = {
+                    **{k: v for k, v in record.items() if k != args.field},
+                    "text": text,
+                    "flagged": result.harmful,
+                    "categories": list(result.flagged_categories),
+                    "language": result.language,
+                    "scores": {k: round(v, 4) for k, v in result.scores.items()},
+                    "pii": [
+                        {"kind": s.kind, "start": s.start, "end": s.end, "score": s.score}
+                        for s in result.pii
+                    ],
+                    "openai": {"categories": categories, "category_scores": category_scores},
+                    "llama_guard": result.to_llama_guard(),
+                }
+                print(json.dumps(out, ensure_ascii=False))
+    return 0

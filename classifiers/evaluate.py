@@ -1,0 +1,155 @@
+"""``railguard classifiers eval``: per set, per group (language, category) metrics on the
+evaluation-only sets, with the shipped heads and calibrated thresholds. Markdown table + JSON."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from classifiers.build import build
+from classifiers.config import ClassifiersConfig
+from classifiers.evalsets import EVAL_SETS, EvalItem, EvalSet
+from classifiers.heads import Calibration, Heads
+from classifiers.metrics import BinaryMetrics, binary_metrics
+from classifiers.runtime import max_by_owner
+from classifiers.taxonomy import OPENAI_CATEGORIES, UNSAFE, to_openai
+from classifiers.train import embedding_cache
+
+__all__ = ["TARGETS", "EvalRow", "evaluate", "to_markdown"]
+
+TARGETS = {
+    "xstest": "F1 ≥ 0.88, FPR ≤ 0.05",
+    "openai_moderation": "F1 ≥ 0.80",
+    "simplesafetytests": "recall ≥ 0.95",
+    "harmbench_test": "recall ≥ 0.95",
+    "jailbreakbench": "recall ≥ 0.95",
+    "multijail": "recall ≥ 0.85 per language",
+    "deepset_test": "F1 ≥ 0.90",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EvalRow:
+    dataset: str
+    group: str
+    metrics: BinaryMetrics
+
+    def to_json(self) -> dict[str, Any]:
+        return {"set": self.dataset, "group": self.group, **self.metrics.to_json()}
+
+
+def _sample(items: list[EvalItem], limit: int | None) -> list[EvalItem]:
+    if limit is None or len(items) <= limit:
+        return items
+    step = len(items) / limit
+    return [items[int(i * step)] for i in range(limit)]
+
+
+def _decisions(
+    eval_set: EvalSet, probs: npt.NDArray[np.float32], names: Sequence[str], th: dict[str, float]
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_], list[dict[str, Any]]]:
+    col = {n: i for i, n in enumerate(names)}
+    unsafe = probs[:, col[UNSAFE]]
+    if eval_set.task == "injection":
+        p = probs[:, col["prompt_injection"]]
+        return p, p >= th["prompt_injection"], []
+    if eval_set.task == "attack":
+        jb = probs[:, col["jailbreak"]]
+        return unsafe, (unsafe >= th[UNSAFE]) | (jb >= th["jailbreak"]), []
+    if eval_set.task == "harm":
+        return unsafe, unsafe >= th[UNSAFE], []
+    mapped = [to_openai(dict(zip(names, map(float, row), strict=True)), th) for row in probs]
+    flagged = np.array([any(cats.values()) for cats, _ in mapped]) | (unsafe >= th[UNSAFE])
+    return unsafe, flagged, [{"categories": c, "scores": s} for c, s in mapped]
+
+
+def _rows_for(
+    eval_set: EvalSet,
+    items: list[EvalItem],
+    scores: Any,
+    decided: Any,
+    mapped: list[dict[str, Any]],
+) -> list[EvalRow]:
+    labels = np.array([it.label for it in items], dtype=np.int64)
+    pred_score = decided.astype(np.float32) * 0.5 + 0.5 * scores  # ranks by score within decision
+    rows = [EvalRow(eval_set.name, "all", _metrics(labels, scores, decided))]
+    groups = sorted({it.group for it in items} - {"all"})
+    for g in groups:
+        idx = np.array([it.group == g for it in items])
+        rows.append(EvalRow(eval_set.name, g, _metrics(labels[idx], scores[idx], decided[idx])))
+    if mapped:
+        for cat in OPENAI_CATEGORIES:
+            idx = np.array([cat in it.extra for it in items])
+            if not idx.any():
+                continue
+            y = np.array([it.extra[cat] for it in items if cat in it.extra], dtype=np.int64)
+            s = np.array([m["scores"][cat] for m, k in zip(mapped, idx, strict=True) if k])
+            d = np.array([m["categories"][cat] for m, k in zip(mapped, idx, strict=True) if k])
+            rows.append(EvalRow(eval_set.name, cat, _metrics(y, s, d)))
+    del pred_score
+    return rows
+
+
+def _metrics(labels: Any, scores: Any, decided: Any) -> BinaryMetrics:
+    # threshold 0.5 on the 0/1 decision; AUPRC from the raw scores
+    m = binary_metrics(labels, decided.astype(np.float32), 0.5)
+    ap = binary_metrics(labels, scores.astype(np.float32), 0.5).auprc
+    return BinaryMetrics(m.n, m.positives, m.precision, m.recall, m.f1, m.fpr, ap)
+
+
+def evaluate(
+    config: ClassifiersConfig,
+    data_dir: Path,
+    *,
+    limit: int | None = None,
+    sets: Sequence[str] | None = None,
+    log: Any = print,
+) -> list[EvalRow]:
+    artifacts = build(config)
+    heads = Heads.load(artifacts.heads)
+    th = Calibration.load(artifacts.calibration).thresholds
+    cache = embedding_cache(config, artifacts)
+    rows: list[EvalRow] = []
+    for eval_set in EVAL_SETS:
+        if sets and eval_set.name not in sets:
+            continue
+        started = time.perf_counter()
+        items = _sample(list(eval_set.read(data_dir)), limit)
+        emb, owners = cache.all_windows([it.text for it in items])
+        probs = max_by_owner(heads(emb), owners, len(items))
+        scores, decided, mapped = _decisions(eval_set, probs, heads.names, th)
+        rows.extend(_rows_for(eval_set, items, scores, decided, mapped))
+        log(f"{eval_set.name}: {len(items)} items in {time.perf_counter() - started:.1f}s")
+    return rows
+
+
+def _fmt(v: float | None) -> str:
+    return "–" if v is None else f"{v:.3f}"
+
+
+def to_markdown(rows: Sequence[EvalRow]) -> str:
+    lines = [
+        "| set | group | n | positives | precision | recall | F1 | FPR | AUPRC | target |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        m = r.metrics
+        target = TARGETS.get(r.dataset, "") if r.group == "all" else ""
+        lines.append(
+            f"| {r.dataset} | {r.group} | {m.n} | {m.positives} | {_fmt(m.precision)} | "
+            f"{_fmt(m.recall)} | {_fmt(m.f1)} | {_fmt(m.fpr)} | {_fmt(m.auprc)} | {target} |"
+        )
+    return "\n".join(lines)
+
+
+def write_json(rows: Sequence[EvalRow], path: Path, meta: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {**meta, "rows": [r.to_json() for r in rows]}
+    path.write_text(json.dumps(payload, indent=2) + "\n")

@@ -1,0 +1,204 @@
+"""The training manifest: which files train which heads, read by path under ``--data-dir``.
+
+Only sets that ``SPLITS.md`` marks *train* appear here (HarmBench: ``*_val.csv`` only; deepset:
+``train.*`` only). Labels per example: 1 positive, 0 negative; a head missing from ``labels`` is
+unknown for that example and does not contribute to that head's loss.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from classifiers.taxonomy import ATTACKS, HAZARD_NAMES, LEARNED, UNSAFE
+
+__all__ = ["SEED_DIR", "SOURCES", "Example", "Source", "label_set", "load_training", "read_seed"]
+
+SEED_DIR = Path(__file__).resolve().parent / "seed"
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    text: str
+    labels: Mapping[str, int]
+    source: str
+    lang: str = "en"
+
+
+def label_set(kind: str) -> dict[str, int]:
+    """Labels for one kind of example.
+
+    ``benign``: every head 0. A hazard name: unsafe and that hazard 1, other hazards and attacks 0.
+    ``unsafe``: unsafe 1, hazards unknown, attacks 0. ``jailbreak`` / ``prompt_injection``: that
+    attack 1; the other heads unknown (a template may or may not carry a harmful request).
+    """
+    if kind == "benign":
+        return dict.fromkeys(LEARNED, 0)
+    if kind in HAZARD_NAMES:
+        return {**dict.fromkeys((UNSAFE, *HAZARD_NAMES, *ATTACKS), 0), UNSAFE: 1, kind: 1}
+    if kind == UNSAFE:
+        return {UNSAFE: 1, **dict.fromkeys(ATTACKS, 0)}
+    if kind in ATTACKS:
+        return {kind: 1}
+    raise ValueError(f"unknown label kind {kind!r}")
+
+
+def read_seed(seed_dir: Path = SEED_DIR) -> Iterator[Example]:
+    """The examples the repository ships: ``<lang>.tsv`` files of ``kind<TAB>text`` lines."""
+    for path in sorted(seed_dir.glob("*.tsv")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.strip() or line.startswith("#"):
+                continue
+            kind, text = line.split("\t", 1)
+            yield Example(text.strip(), label_set(kind.strip()), f"seed/{path.stem}", path.stem)
+
+
+def _csv_rows(path: Path) -> Iterator[dict[str, str]]:
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        yield from csv.DictReader(f)
+
+
+def _jsonl(path: Path) -> Iterator[dict[str, object]]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
+
+
+def _advbench(d: Path) -> Iterator[Example]:
+    for row in _csv_rows(d / "advbench/harmful_behaviors.csv"):
+        yield Example(row["goal"], label_set(UNSAFE), "advbench")
+    for row in _csv_rows(d / "advbench/harmful_strings.csv"):
+        yield Example(row["target"], label_set(UNSAFE), "advbench/strings")
+
+
+_STRONGREJECT = {
+    "Non-violent crimes": "non_violent_crimes",
+    "Violence": "violent_crimes",
+    "Hate, harassment and discrimination": "hate",
+    "Sexual content": "sexual_content",
+}
+
+
+def _strongreject(d: Path) -> Iterator[Example]:
+    for row in _csv_rows(d / "strongreject/strongreject_dataset.csv"):
+        kind = _STRONGREJECT.get(row["category"], UNSAFE)
+        yield Example(row["forbidden_prompt"], label_set(kind), "strongreject")
+
+
+_HARMBENCH = {
+    "copyright": "intellectual_property",
+    "cybercrime_intrusion": "non_violent_crimes",
+    "chemical_biological": "indiscriminate_weapons",
+    "harassment_bullying": "hate",
+}
+
+
+def _harmbench_val(d: Path) -> Iterator[Example]:
+    for row in _csv_rows(d / "harmbench/harmbench_behaviors_text_val.csv"):
+        kind = _HARMBENCH.get(row["SemanticCategory"], UNSAFE)
+        yield Example(row["Behavior"], label_set(kind), "harmbench_val")
+
+
+_DNA = {
+    "discrimination_exclusion_toxicity_hateful_offensive": "hate",
+    "information_hazard": "privacy",
+    "malicious_uses": UNSAFE,
+}  # human_chatbox (questions about the bot) and misinformation_harms are not hazards to flag
+
+
+def _do_not_answer(d: Path) -> Iterator[Example]:
+    for stem, kind in _DNA.items():
+        for row in _jsonl(d / f"do-not-answer/{stem}.jsonl"):
+            yield Example(str(row["prompt"]), label_set(kind), "do-not-answer")
+
+
+_XSAFETY = {
+    "commonsense": "benign",
+    "Crimes_And_Illegal_Activities": UNSAFE,
+    "Insult": "hate",
+    "Unfairness_And_Discrimination": "hate",
+    "Physical_Harm": UNSAFE,
+    "Privacy_And_Property": "privacy",
+    "Unsafe_Instruction_Topic": UNSAFE,
+    "Inquiry_With_Unsafe_Opinion": UNSAFE,
+    "Goal_Hijacking": "prompt_injection",
+    "Prompt_Leaking": "prompt_injection",
+    "Role_Play_Instruction": "jailbreak",
+}  # Mental_Health, Ethics_And_Morality, Reverse_Exposure: not clearly flaggable; left out
+_XSAFETY_LANG = {"sp": "es"}
+XSAFETY_PER_FILE = 60  # keeps 16k machine-translated probes from swamping the rest
+
+
+def _xsafety(d: Path) -> Iterator[Example]:
+    for lang_dir in sorted(p for p in (d / "xsafety").iterdir() if p.is_dir()):
+        lang = _XSAFETY_LANG.get(lang_dir.name, lang_dir.name)
+        for path in sorted(lang_dir.glob("*.csv")):
+            stem = path.stem.removesuffix("_n").removesuffix("_en")
+            kind = _XSAFETY.get(stem)
+            if kind is None:
+                continue
+            with path.open(encoding="utf-8-sig", newline="") as f:
+                rows = [",".join(cells).strip() for cells in csv.reader(f)]
+            limit = 200 if kind == "benign" else XSAFETY_PER_FILE
+            for text in [r for r in rows if r][:limit]:
+                yield Example(text, label_set(kind), f"xsafety/{stem}", lang)
+
+
+def _toxicchat(d: Path) -> Iterator[Example]:
+    for row in _jsonl(d / "toxicchat-subset/toxicchat_prompts.jsonl"):
+        kind = UNSAFE if row["label"] == "harmful" else "benign"
+        yield Example(str(row["prompt"]), label_set(kind), "toxicchat")
+
+
+def _deepset_train(d: Path) -> Iterator[Example]:
+    for row in _jsonl(d / "deepset-prompt-injections/train.jsonl"):
+        kind = "prompt_injection" if int(str(row["label"])) == 1 else "benign"
+        yield Example(str(row["text"]), label_set(kind), "deepset_train")
+
+
+def _jailbreaks_in_the_wild(d: Path) -> Iterator[Example]:
+    texts = json.loads(
+        (d / "jailbreak-prompts-in-the-wild/inthewild_jailbreak_llms.json").read_text()
+    )
+    for text in dict.fromkeys(texts):
+        yield Example(str(text), label_set("jailbreak"), "jailbreaks_in_the_wild")
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    name: str
+    read: Callable[[Path], Iterator[Example]]
+
+
+SOURCES: tuple[Source, ...] = (
+    Source("advbench", _advbench),
+    Source("strongreject", _strongreject),
+    Source("harmbench_val", _harmbench_val),
+    Source("do-not-answer", _do_not_answer),
+    Source("xsafety", _xsafety),
+    Source("toxicchat", _toxicchat),
+    Source("deepset_train", _deepset_train),
+    Source("jailbreaks_in_the_wild", _jailbreaks_in_the_wild),
+)
+
+
+def load_training(data_dir: Path | None, sources: tuple[Source, ...] = SOURCES) -> list[Example]:
+    """Seed examples plus every manifest source found under ``data_dir`` (deduplicated by text)."""
+    examples = list(read_seed())
+    if data_dir is not None:
+        for source in sources:
+            examples.extend(source.read(data_dir))
+    seen: set[str] = set()
+    unique = []
+    for ex in examples:
+        key = ex.text.strip()
+        if key and key not in seen:
+            seen.add(key)
+            unique.append(ex)
+    return unique

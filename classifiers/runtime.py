@@ -1,0 +1,211 @@
+"""``SafetyClassifier``: text -> per-category scores, language and PII spans, on ONNX Runtime.
+
+The encoder runs in ONNX Runtime (int8 by default), the heads in numpy. ``score`` is thread-safe and
+meant for worker threads; with ``coalesce`` on, concurrent calls share ONNX batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from classifiers import language as langid
+from classifiers.batching import Coalescer
+from classifiers.build import BuiltArtifacts, build
+from classifiers.config import ClassifiersConfig
+from classifiers.heads import Calibration, Heads
+from classifiers.pii import PiiSpan, find_pii
+from classifiers.taxonomy import PII, to_llama_guard, to_openai
+
+__all__ = ["Encoder", "SafetyClassifier", "TextScores"]
+
+Array = npt.NDArray[np.float32]
+_CHARS_PER_TOKEN = 8  # generous: only bounds how much text is tokenized
+
+
+@dataclass(frozen=True, slots=True)
+class TextScores:
+    """Scores in [0, 1] for every enabled category, the language, PII spans and the thresholds."""
+
+    scores: Mapping[str, float]
+    language: str
+    pii: tuple[PiiSpan, ...]
+    thresholds: Mapping[str, float]
+
+    def flagged(self, category: str) -> bool:
+        return self.scores.get(category, 0.0) >= self.thresholds.get(category, 0.5)
+
+    @property
+    def flagged_categories(self) -> tuple[str, ...]:
+        return tuple(c for c in self.scores if self.flagged(c))
+
+    @property
+    def harmful(self) -> bool:
+        """Any hazard or attack: what a prompt guard refuses on (PII is redacted, not refused)."""
+        return any(c != PII for c in self.flagged_categories)
+
+    def to_openai(self) -> tuple[dict[str, bool], dict[str, float]]:
+        return to_openai(self.scores, self.thresholds)
+
+    def to_llama_guard(self) -> list[str]:
+        return to_llama_guard(self.scores, self.thresholds)
+
+
+class Encoder:
+    """Tokenizer + ONNX encoder: texts -> windows of token ids -> L2-normalized embeddings."""
+
+    def __init__(self, tokenizer_path: Path, onnx_path: Path, config: ClassifiersConfig):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        self._tokenizer.no_truncation()
+        self._tokenizer.no_padding()
+        self._cls = self._tokenizer.token_to_id("[CLS]")
+        self._sep = self._tokenizer.token_to_id("[SEP]")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = config.threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(
+            str(onnx_path), options, providers=["CPUExecutionProvider"]
+        )
+        self._max_tokens = config.max_tokens
+        self._max_windows = config.max_windows
+        self._batch_size = config.batch_size
+
+    def windows(self, texts: Sequence[str]) -> tuple[list[list[int]], list[int]]:
+        """Token-id windows for each text, and for each window the index of its text."""
+        limit = self._max_tokens * self._max_windows * _CHARS_PER_TOKEN
+        clipped = [
+            t if len(t) <= limit else t[: limit // 2] + " " + t[-limit // 2 :] for t in texts
+        ]
+        encodings = self._tokenizer.encode_batch(clipped, add_special_tokens=False)
+        width = self._max_tokens - 2
+        windows: list[list[int]] = []
+        owners: list[int] = []
+        for i, enc in enumerate(encodings):
+            ids = enc.ids
+            chunks = [ids[j : j + width] for j in range(0, max(len(ids), 1), width)]
+            if len(chunks) > self._max_windows:
+                chunks = [*chunks[: self._max_windows - 1], ids[-width:]]
+            for chunk in chunks:
+                windows.append([self._cls, *chunk, self._sep])
+                owners.append(i)
+        return windows, owners
+
+    def embed_windows(self, windows: Sequence[Sequence[int]]) -> Array:
+        """Embeddings ``[len(windows), dim]``; windows of similar length are batched together."""
+        order = sorted(range(len(windows)), key=lambda k: len(windows[k]))
+        out: Array | None = None
+        for start in range(0, len(order), self._batch_size):
+            idx = order[start : start + self._batch_size]
+            width = max(len(windows[k]) for k in idx)
+            ids = np.zeros((len(idx), width), dtype=np.int64)
+            for row, k in enumerate(idx):
+                ids[row, : len(windows[k])] = windows[k]
+            mask = (ids != 0).astype(np.int64)
+            (emb,) = self._session.run(None, {"input_ids": ids, "attention_mask": mask})
+            if out is None:
+                out = np.empty((len(windows), emb.shape[1]), dtype=np.float32)
+            out[idx] = emb
+        return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+    def embed(self, texts: Sequence[str]) -> tuple[Array, list[int]]:
+        windows, owners = self.windows(texts)
+        return self.embed_windows(windows), owners
+
+
+def max_by_owner(probs: Array, owners: Sequence[int], n: int) -> Array:
+    """Per text, the elementwise max over its windows."""
+    out = np.zeros((n, probs.shape[1]), dtype=np.float32)
+    np.maximum.at(out, np.asarray(owners, dtype=np.int64), probs)
+    return out
+
+
+class SafetyClassifier:
+    """Build with :meth:`load`; call :meth:`score` from worker threads; :meth:`close` when done."""
+
+    def __init__(
+        self, config: ClassifiersConfig, artifacts: BuiltArtifacts, encoder: Encoder, heads: Heads
+    ):
+        calibration = Calibration.load(artifacts.calibration)
+        self.config = config
+        self.artifacts = artifacts
+        self.calibration = calibration
+        self._encoder = encoder
+        self._heads = heads
+        self._columns = [heads.names.index(h) for h in config.heads if h in heads.names]
+        self._names = [heads.names[c] for c in self._columns]
+        thresholds = {h: calibration.thresholds.get(h, 0.5) for h in self._names}
+        if config.pii:
+            thresholds[PII] = calibration.thresholds.get(PII, 0.5)
+        self.thresholds: Mapping[str, float] = MappingProxyType(thresholds)
+        self._coalescer: Coalescer[Array] | None = (
+            Coalescer(self._probabilities, config.batch_size, "railguard-classifier")
+            if config.coalesce
+            else None
+        )
+
+    @classmethod
+    def load(cls, config: ClassifiersConfig | None = None) -> SafetyClassifier:
+        """Build what is missing (first use only: ~10-20 s, needs torch), then load the ONNX encoder."""
+        config = config or ClassifiersConfig()
+        artifacts = build(config)
+        heads = Heads.load(artifacts.heads)
+        encoder = Encoder(artifacts.tokenizer, artifacts.onnx(config.precision), config)
+        return cls(config, artifacts, encoder, heads)
+
+    @property
+    def encoder(self) -> Encoder:
+        return self._encoder
+
+    @property
+    def heads(self) -> Heads:
+        return self._heads
+
+    def _probabilities(self, texts: list[str]) -> list[Array]:
+        emb, owners = self._encoder.embed(texts)
+        probs = max_by_owner(self._heads(emb), owners, len(texts))
+        return list(probs[:, self._columns])
+
+    def probabilities(self, texts: Sequence[str]) -> Array:
+        """Learned-head probabilities ``[len(texts), len(heads)]`` (batched, no PII or language)."""
+        if not texts:
+            return np.zeros((0, len(self._names)), dtype=np.float32)
+        rows = self._coalescer(texts) if self._coalescer else self._probabilities(list(texts))
+        return np.stack(rows)
+
+    def score(self, texts: Sequence[str]) -> list[TextScores]:
+        """Scores for each text. Thread-safe; blocks (call it off the event loop)."""
+        probs = self.probabilities(texts)
+        results = []
+        for text, row in zip(texts, probs, strict=True):
+            scores: dict[str, float] = {n: float(v) for n, v in zip(self._names, row, strict=True)}
+            spans: tuple[PiiSpan, ...] = ()
+            if self.config.pii:
+                spans = find_pii(text)
+                scores[PII] = max((s.score for s in spans), default=0.0)
+            lang = (
+                langid.detect(text, self.config.default_language)
+                if self.config.language
+                else self.config.default_language
+            )
+            results.append(TextScores(MappingProxyType(scores), lang, spans, self.thresholds))
+        return results
+
+    def close(self) -> None:
+        if self._coalescer is not None:
+            self._coalescer.close()
+
+    def __enter__(self) -> SafetyClassifier:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,179 @@
+"""``railguard classifiers train``: heads on the frozen encoder, thresholds on a held-out split.
+
+1. Examples from the manifest (seed + training sets under ``--data-dir``), split 80/20 by a hash of
+   the text (validation = carved from training data only; no evaluation set is read here).
+2. Embeddings of each text's first window with the encoder that ships (int8 ONNX), cached on disk.
+3. An MLP per head group (shared hidden layer, one sigmoid per head), masked BCE: a head only learns
+   from examples whose label for it is known; positives re-weighted per head.
+4. Thresholds per head on the validation split: best F1 with a false-positive cap for ``unsafe``
+   and the attack heads. Heads + calibration are written to ``artifacts_dir``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from classifiers.build import BuiltArtifacts, build
+from classifiers.config import ClassifiersConfig
+from classifiers.embed_cache import EmbeddingCache
+from classifiers.heads import Calibration, Heads
+from classifiers.manifest import Example, load_training
+from classifiers.metrics import binary_metrics, pick_threshold
+from classifiers.runtime import Encoder
+from classifiers.taxonomy import ATTACKS, LEARNED, PII, UNSAFE
+
+__all__ = ["MAX_FPR", "TrainOptions", "embedding_cache", "split", "train"]
+
+MAX_FPR = {UNSAFE: 0.05, **dict.fromkeys(ATTACKS, 0.02)}
+MIN_VAL_POSITIVES = 5
+
+
+@dataclass(frozen=True, slots=True)
+class TrainOptions:
+    hidden: int = 256
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    dropout: float = 0.1
+    val_fraction: float = 0.2
+    seed: int = 0
+
+
+def split(examples: list[Example], val_fraction: float) -> tuple[list[Example], list[Example]]:
+    """Deterministic split by a hash of the text: the same text always lands on the same side."""
+    train, val = [], []
+    for ex in examples:
+        h = int.from_bytes(hashlib.sha1(ex.text.encode()).digest()[:4], "big") / 2**32
+        (val if h < val_fraction else train).append(ex)
+    return train, val
+
+
+def embedding_cache(config: ClassifiersConfig, artifacts: BuiltArtifacts) -> EmbeddingCache:
+    encoder = Encoder(artifacts.tokenizer, artifacts.onnx(config.precision), config)
+    name = f"{artifacts.directory.name}.{config.precision}.{config.max_tokens}.npz"
+    return EmbeddingCache(config.cache_dir / "embeddings" / name, encoder)
+
+
+def _label_matrix(
+    examples: list[Example],
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    y = np.zeros((len(examples), len(LEARNED)), dtype=np.float32)
+    known = np.zeros_like(y)
+    for i, ex in enumerate(examples):
+        for j, head in enumerate(LEARNED):
+            if head in ex.labels:
+                y[i, j], known[i, j] = ex.labels[head], 1.0
+    return y, known
+
+
+def fit_heads(
+    x: npt.NDArray[np.float32],
+    y: npt.NDArray[np.float32],
+    known: npt.NDArray[np.float32],
+    options: TrainOptions,
+) -> Heads:
+    import torch
+
+    torch.manual_seed(options.seed)
+    xt, yt, kt = (torch.from_numpy(a) for a in (x, y, known))
+    pos = (yt * kt).sum(0)
+    neg = ((1 - yt) * kt).sum(0)
+    pos_weight = (neg / pos.clamp(min=1)).clamp(max=20.0)
+    layers: list[torch.nn.Module] = []
+    if options.hidden:
+        layers += [
+            torch.nn.Linear(x.shape[1], options.hidden),
+            torch.nn.ReLU(),
+            torch.nn.Dropout(options.dropout),
+        ]
+    layers.append(torch.nn.Linear(options.hidden or x.shape[1], y.shape[1]))
+    model = torch.nn.Sequential(*layers)
+    opt = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight, reduction="none")
+    norm = kt.sum(0)
+    generator = torch.Generator().manual_seed(options.seed)
+    for _ in range(options.epochs):
+        for idx in torch.randperm(len(xt), generator=generator).split(options.batch_size):
+            opt.zero_grad()
+            k = kt[idx]
+            per_head = (loss_fn(model(xt[idx]), yt[idx]) * k).sum(0) / k.sum(0).clamp(min=1)
+            loss = (per_head * (k.sum(0) > 0)).sum() / len(norm)
+            loss.backward()
+            opt.step()
+    model.eval()
+    linears = [m for m in model if isinstance(m, torch.nn.Linear)]
+    return Heads(
+        names=LEARNED,
+        weights=tuple(m.weight.detach().numpy().T.copy() for m in linears),
+        biases=tuple(m.bias.detach().numpy().copy() for m in linears),
+    )
+
+
+def calibrate(
+    heads: Heads,
+    x: npt.NDArray[np.float32],
+    y: npt.NDArray[np.float32],
+    known: npt.NDArray[np.float32],
+) -> tuple[dict[str, float], dict[str, Any]]:
+    probs = heads(x)
+    thresholds: dict[str, float] = {PII: 0.5}
+    report: dict[str, Any] = {}
+    for j, head in enumerate(LEARNED):
+        rows = known[:, j] > 0
+        labels = y[rows, j].astype(np.int64)
+        scores = probs[rows, j]
+        if labels.sum() < MIN_VAL_POSITIVES:
+            thresholds[head] = 0.5
+        else:
+            t = pick_threshold(labels, scores, MAX_FPR.get(head))
+            thresholds[head] = round(min(max(t, 0.05), 0.95), 4)
+        report[head] = binary_metrics(labels, scores, thresholds[head]).to_json()
+    return thresholds, report
+
+
+def train(
+    config: ClassifiersConfig,
+    data_dir: Path | None,
+    options: TrainOptions | None = None,
+    *,
+    log: Any = print,
+) -> Calibration:
+    """Train heads and calibrate them; writes ``heads.npz`` and ``calibration.json``."""
+    options = options or TrainOptions()
+    started = time.perf_counter()
+    artifacts = build(config)
+    examples = load_training(data_dir)
+    train_set, val_set = split(examples, options.val_fraction)
+    log(f"examples: {len(examples)} (train {len(train_set)}, validation {len(val_set)})")
+    cache = embedding_cache(config, artifacts)
+    x_train = cache.first_windows([e.text for e in train_set])
+    x_val = cache.first_windows([e.text for e in val_set])
+    log(f"embedded in {time.perf_counter() - started:.0f}s")
+    heads = fit_heads(x_train, *_label_matrix(train_set), options)
+    thresholds, report = calibrate(heads, x_val, *_label_matrix(val_set))
+    for head, m in report.items():
+        log(f"  {head:24s} th={thresholds[head]:.3f} {m}")
+    heads.save(artifacts.heads)
+    calibration = Calibration(
+        encoder=artifacts.directory.name,
+        precision=config.precision,
+        max_tokens=config.max_tokens,
+        thresholds=thresholds,
+        info={
+            "options": {k: getattr(options, k) for k in TrainOptions.__slots__},
+            "examples": {"train": len(train_set), "validation": len(val_set)},
+            "sources": sorted({e.source.split("/")[0] for e in examples}),
+            "validation": report,
+        },
+    )
+    calibration.save(artifacts.calibration)
+    log(f"trained in {time.perf_counter() - started:.0f}s -> {artifacts.heads.parent}")
+    return calibration
