@@ -66,7 +66,9 @@ def create_app(
     )
     executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="railguard-guard")
     guards = GuardRunner([], executor=executor, timeout_s=2.0, telemetry=telemetry)
-    record_sink = sink or SQLiteSink(settings.sink_path, flagged_only=settings.sink.record == "flagged")
+    record_sink = sink or SQLiteSink(
+        settings.sink_path, flagged_only=settings.sink.record == "flagged", events=telemetry
+    )
     models = ModelRouter(backends)
     chat = ChatService(models, engine, guards, record_sink, telemetry)
 

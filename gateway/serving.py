@@ -16,7 +16,13 @@ import anyio
 import orjson
 
 from gateway.backends.base import Backend, Generation, ModelCard
-from gateway.errors import ContentFilterError, NotFoundError, RailguardError
+from gateway.errors import (
+    ContentFilterError,
+    NotFoundError,
+    RailguardError,
+    UpstreamError,
+    UpstreamRejectedError,
+)
 from gateway.guarding import GuardRunner
 from gateway.guards.base import Action, Stage, Verdict
 from gateway.messages import guarded_text, redact_messages
@@ -26,7 +32,7 @@ from gateway.records import DecisionRecord, Latencies
 from gateway.redaction import redact_spans
 from gateway.sinks.base import Sink
 from gateway.streaming import StreamGuard
-from gateway.telemetry import Telemetry
+from gateway.telemetry import RequestLog, Telemetry
 
 DONE = b"data: [DONE]\n\n"
 
@@ -112,6 +118,7 @@ class ChatService:
         self.guards = guards
         self.sink = sink
         self.telemetry = telemetry
+        self.request_log = RequestLog()
 
     async def create(
         self, request: ChatCompletionRequest, body: dict[str, Any], ctx: RequestContext
@@ -124,6 +131,7 @@ class ChatService:
         try:
             return await self._create(request, body, backend, trace)
         except RailguardError as error:
+            self._count_upstream_error(request.model, error)
             self.finish(trace, status=error.status, error_code=error.code)
             raise
 
@@ -206,6 +214,7 @@ class ChatService:
                 yield b"data: " + orjson.dumps(chunk) + b"\n\n"
         except RailguardError as error:
             status, error_code = error.status, error.code
+            self._count_upstream_error(request.model, error)
             yield b"data: " + orjson.dumps({"error": _error_body(error)}) + b"\n\n"
         except (GeneratorExit, asyncio.CancelledError):
             status, error_code = 499, "client_closed"  # nginx's code for a client that went away
@@ -318,7 +327,12 @@ class ChatService:
 
     def record(self, record: DecisionRecord) -> None:
         self.telemetry.observe(record)
+        self.request_log.log(record)
         self.sink.submit(record)
+
+    def _count_upstream_error(self, model: str, error: RailguardError) -> None:
+        if isinstance(error, UpstreamError | UpstreamRejectedError):
+            self.telemetry.upstream_error(model, error.code or f"http_{error.status}")
 
     def record_rejection(self, ctx: RequestContext, model: str, error: RailguardError) -> None:
         """A request refused before it reached the policy (bad input, auth, limits): counted too."""
@@ -337,6 +351,7 @@ class ChatService:
             latency=Latencies(total_ms=(time.perf_counter() - ctx.started) * 1000),
         )
         self.telemetry.observe(record)
+        self.request_log.log(record)
 
 
 def _categories(trace: _Trace) -> tuple[str, ...]:

@@ -13,3 +13,11 @@ class Sink(Protocol):
 
     def close(self) -> None:
         """Write everything queued, then release resources."""
+
+
+class SinkEvents(Protocol):
+    """Where a sink reports what it did (telemetry implements it)."""
+
+    def sink_event(self, event: str, count: int = 1) -> None: ...
+
+    def set_sink_lag(self, seconds: float) -> None: ...

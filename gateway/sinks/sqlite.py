@@ -10,6 +10,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import orjson
 
 from gateway.records import DecisionRecord
+from gateway.sinks.base import SinkEvents
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +38,10 @@ _STOP = object()
 
 
 class SQLiteSink:
-    def __init__(self, path: Path, *, flagged_only: bool = True) -> None:
+    def __init__(self, path: Path, *, flagged_only: bool = True, events: SinkEvents | None = None) -> None:
         self.path = path
         self.flagged_only = flagged_only
+        self._events = events
         path.parent.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as conn:
             conn.executescript(_SCHEMA)
@@ -91,11 +94,16 @@ class SQLiteSink:
             try:
                 with conn:
                     conn.executemany("INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?)", rows)
+                if self._events is not None:
+                    self._events.sink_event("written", len(rows))
+                    self._events.set_sink_lag(max(0.0, time.time() - min(r.created for r in records)))
                 return
             except sqlite3.OperationalError:
                 log.warning("sqlite sink write failed (attempt %d), retrying", attempt + 1)
                 threading.Event().wait(0.2 * (attempt + 1))
         log.error("sqlite sink could not write %d records to %s", len(rows), self.path)
+        if self._events is not None:
+            self._events.sink_event("dropped", len(rows))
 
 
 def read_records(path: Path, *, limit: int = 100) -> Iterator[dict[str, Any]]:
