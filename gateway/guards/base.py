@@ -42,6 +42,7 @@ class Finding:
     score: float
     source: str
     span: tuple[int, int] | None = None
+    threshold: float = 0.5  # the source's own calibrated threshold; a policy may set another
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,7 +59,9 @@ class EffectivePolicy:
             triggered["guard_failure"] = (Action.REFUSE, None)
         if not triggered:
             return Verdict(stage, Action.ALLOW, (), findings, None, None, latency, failed, scores)
-        ordered = sorted(triggered.items(), key=lambda kv: -kv[1][0].severity)
+        # The strictest action first; among equals, a category that names its principle (specific)
+        # before one that does not (generic, such as the aggregate `unsafe`).
+        ordered = sorted(triggered.items(), key=lambda kv: (-kv[1][0].severity, kv[1][1] is None))
         action, principle = ordered[0][1]
         principle = principle or self.policy.default_principle
         message = self.message(action, principle, request_id)
@@ -69,7 +71,7 @@ class EffectivePolicy:
     def _judge(self, finding: Finding) -> tuple[Action, str | None]:
         rule = self._rule_by_source.get(finding.source)
         category = self.categories.get(finding.category)
-        threshold = category.threshold if category else 0.5
+        threshold = category.threshold if category and category.threshold is not None else finding.threshold
         if finding.score < threshold:
             return Action.ALLOW, None
         if rule is not None and rule.action is not None:

@@ -38,7 +38,9 @@ class Principle(_Strict):
 
 class CategoryPolicy(_Strict):
     action: Action = Action.REFUSE
-    threshold: float = Field(0.5, ge=0, le=1)
+    threshold: float | None = Field(
+        None, ge=0, le=1, description="Default: the classifier's calibrated threshold (rules score 1.0)"
+    )
     principle: str | None = None
 
 
