@@ -20,7 +20,7 @@ import numpy as np
 
 from classifiers import ClassifiersConfig, SafetyClassifier
 from classifiers.build import build
-from classifiers.encoder import encoder_dir, load_torch
+from classifiers.encoder import load_torch, source_path
 from classifiers.heads import Heads
 
 PROMPT = (
@@ -79,7 +79,8 @@ def torch_scorer(
     import torch
 
     torch.set_num_threads(threads)
-    model = load_torch(encoder_dir(None))
+    cfg = classifier.config
+    model = load_torch(cfg.encoder, source_path(cfg.encoder, cfg.encoder_path))
 
     def score(texts: list[str]) -> Any:
         windows, owners = classifier.encoder.windows(texts)

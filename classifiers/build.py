@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from classifiers.config import ClassifiersConfig
-from classifiers.encoder import encoder_dir, encoder_key
+from classifiers.encoder import encoder_key, source_path
 
 __all__ = ["BuiltArtifacts", "artifact_paths", "build"]
 
@@ -24,6 +23,7 @@ __all__ = ["BuiltArtifacts", "artifact_paths", "build"]
 class BuiltArtifacts:
     directory: Path
     tokenizer: Path
+    encoder_meta: Path
     onnx_fp32: Path
     onnx_int8: Path
     heads: Path
@@ -35,19 +35,22 @@ class BuiltArtifacts:
 
     @property
     def complete(self) -> bool:
-        return all(p.exists() for p in (self.tokenizer, self.onnx_fp32, self.onnx_int8))
+        return all(
+            p.exists() for p in (self.tokenizer, self.encoder_meta, self.onnx_fp32, self.onnx_int8)
+        )
 
 
 def artifact_paths(config: ClassifiersConfig) -> BuiltArtifacts:
-    source = encoder_dir(config.encoder_dir)
-    directory = config.cache_dir / encoder_key(source)
+    source = source_path(config.encoder, config.encoder_path)
+    directory = config.cache_dir / encoder_key(config.encoder, source)
     return BuiltArtifacts(
         directory=directory,
         tokenizer=directory / "tokenizer.json",
+        encoder_meta=directory / "encoder.json",
         onnx_fp32=directory / "encoder.fp32.onnx",
         onnx_int8=directory / "encoder.int8.onnx",
-        heads=config.artifacts_dir / "heads.npz",
-        calibration=config.artifacts_dir / "calibration.json",
+        heads=config.trained_dir / "heads.npz",
+        calibration=config.trained_dir / "calibration.json",
     )
 
 
@@ -69,9 +72,9 @@ def build(config: ClassifiersConfig, *, force: bool = False) -> BuiltArtifacts:
 
 
 def _build(config: ClassifiersConfig, paths: BuiltArtifacts) -> None:
-    from classifiers.encoder import export_onnx, quantize
+    from classifiers.encoder import export_onnx, quantize, write_tokenizer
 
-    source = encoder_dir(config.encoder_dir)
-    shutil.copyfile(source / "tokenizer.json", paths.tokenizer)
-    export_onnx(source, paths.onnx_fp32)
+    source = source_path(config.encoder, config.encoder_path)
+    write_tokenizer(config.encoder, source, paths.directory)
+    export_onnx(config.encoder, source, paths.onnx_fp32)
     quantize(paths.onnx_fp32, paths.onnx_int8)

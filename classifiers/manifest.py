@@ -123,14 +123,15 @@ _XSAFETY = {
     "Crimes_And_Illegal_Activities": UNSAFE,
     "Insult": "hate",
     "Unfairness_And_Discrimination": "hate",
-    "Physical_Harm": UNSAFE,
-    "Privacy_And_Property": "privacy",
     "Unsafe_Instruction_Topic": UNSAFE,
-    "Inquiry_With_Unsafe_Opinion": UNSAFE,
     "Goal_Hijacking": "prompt_injection",
     "Prompt_Leaking": "prompt_injection",
     "Role_Play_Instruction": "jailbreak",
-}  # Mental_Health, Ethics_And_Morality, Reverse_Exposure: not clearly flaggable; left out
+}
+# Left out, after reading them: Physical_Harm (mostly health statements and advice questions),
+# Inquiry_With_Unsafe_Opinion and Privacy_And_Property (many ordinary questions), Mental_Health (asks
+# for support), Ethics_And_Morality and Reverse_Exposure. Labelled "unsafe" they taught the heads
+# that any safety-related topic is harmful.
 _XSAFETY_LANG = {"sp": "es"}
 XSAFETY_PER_FILE = 60  # keeps 16k machine-translated probes from swamping the rest
 

@@ -6,6 +6,8 @@ meant for worker threads; with ``coalesce`` on, concurrent calls share ONNX batc
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,7 @@ __all__ = ["Encoder", "SafetyClassifier", "TextScores"]
 
 Array = npt.NDArray[np.float32]
 _CHARS_PER_TOKEN = 8  # generous: only bounds how much text is tokenized
+_SPACES = re.compile(" {2,}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,15 +63,23 @@ class TextScores:
 class Encoder:
     """Tokenizer + ONNX encoder: texts -> windows of token ids -> L2-normalized embeddings."""
 
-    def __init__(self, tokenizer_path: Path, onnx_path: Path, config: ClassifiersConfig):
-        import onnxruntime as ort
+    def __init__(self, directory: Path, onnx_path: Path, config: ClassifiersConfig):
+        import onnxruntime as ort  # type: ignore[import-untyped]
         from tokenizers import Tokenizer
 
-        self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        meta = json.loads((directory / "encoder.json").read_text(encoding="utf-8"))
+        self.name: str = meta["name"]
+        self._tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         self._tokenizer.no_truncation()
         self._tokenizer.no_padding()
-        self._cls = self._tokenizer.token_to_id("[CLS]")
-        self._sep = self._tokenizer.token_to_id("[SEP]")
+        self._bos, self._eos, self._pad = int(meta["bos"]), int(meta["eos"]), int(meta["pad"])
+        # "query: " + text tokenizes as "▁query", ":" then the text's own "▁..." pieces
+        prefix = str(meta.get("prefix", "")).strip()
+        self._prefix_ids: list[int] = (
+            self._tokenizer.encode(prefix, add_special_tokens=False).ids if prefix else []
+        )
+        self._table = str.maketrans(meta["normalize"]) if meta.get("normalize") else None
+        self._collapse = bool(meta.get("collapse_spaces", False))
         options = ort.SessionOptions()
         options.intra_op_num_threads = config.threads
         options.inter_op_num_threads = 1
@@ -80,14 +91,24 @@ class Encoder:
         self._max_windows = config.max_windows
         self._batch_size = config.batch_size
 
+    def _prepare(self, text: str) -> str:
+        if self._table is not None:
+            text = text.translate(self._table)
+        if self._collapse:
+            text = _SPACES.sub(" ", text)
+        return text
+
     def windows(self, texts: Sequence[str]) -> tuple[list[list[int]], list[int]]:
         """Token-id windows for each text, and for each window the index of its text."""
         limit = self._max_tokens * self._max_windows * _CHARS_PER_TOKEN
         clipped = [
             t if len(t) <= limit else t[: limit // 2] + " " + t[-limit // 2 :] for t in texts
         ]
-        encodings = self._tokenizer.encode_batch(clipped, add_special_tokens=False)
-        width = self._max_tokens - 2
+        encodings = self._tokenizer.encode_batch(
+            [self._prepare(t) for t in clipped], add_special_tokens=False
+        )
+        prefix = self._prefix_ids
+        width = self._max_tokens - 2 - len(prefix)
         windows: list[list[int]] = []
         owners: list[int] = []
         for i, enc in enumerate(encodings):
@@ -96,7 +117,7 @@ class Encoder:
             if len(chunks) > self._max_windows:
                 chunks = [*chunks[: self._max_windows - 1], ids[-width:]]
             for chunk in chunks:
-                windows.append([self._cls, *chunk, self._sep])
+                windows.append([self._bos, *prefix, *chunk, self._eos])
                 owners.append(i)
         return windows, owners
 
@@ -107,10 +128,11 @@ class Encoder:
         for start in range(0, len(order), self._batch_size):
             idx = order[start : start + self._batch_size]
             width = max(len(windows[k]) for k in idx)
-            ids = np.zeros((len(idx), width), dtype=np.int64)
+            ids = np.full((len(idx), width), self._pad, dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
             for row, k in enumerate(idx):
                 ids[row, : len(windows[k])] = windows[k]
-            mask = (ids != 0).astype(np.int64)
+                mask[row, : len(windows[k])] = 1
             (emb,) = self._session.run(None, {"input_ids": ids, "attention_mask": mask})
             if out is None:
                 out = np.empty((len(windows), emb.shape[1]), dtype=np.float32)
@@ -136,6 +158,11 @@ class SafetyClassifier:
         self, config: ClassifiersConfig, artifacts: BuiltArtifacts, encoder: Encoder, heads: Heads
     ):
         calibration = Calibration.load(artifacts.calibration)
+        if calibration.encoder != artifacts.directory.name:
+            raise ValueError(
+                f"heads in {artifacts.calibration.parent} were trained on {calibration.encoder}, "
+                f"not on {artifacts.directory.name}: retrain them (railguard classifiers train)"
+            )
         self.config = config
         self.artifacts = artifacts
         self.calibration = calibration
@@ -159,7 +186,7 @@ class SafetyClassifier:
         config = config or ClassifiersConfig()
         artifacts = build(config)
         heads = Heads.load(artifacts.heads)
-        encoder = Encoder(artifacts.tokenizer, artifacts.onnx(config.precision), config)
+        encoder = Encoder(artifacts.directory, artifacts.onnx(config.precision), config)
         return cls(config, artifacts, encoder, heads)
 
     @property

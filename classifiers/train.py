@@ -49,7 +49,8 @@ class TrainOptions:
 
 def split(examples: list[Example], val_fraction: float) -> tuple[list[Example], list[Example]]:
     """Deterministic split by a hash of the text: the same text always lands on the same side."""
-    train, val = [], []
+    train: list[Example] = []
+    val: list[Example] = []
     for ex in examples:
         h = int.from_bytes(hashlib.sha1(ex.text.encode()).digest()[:4], "big") / 2**32
         (val if h < val_fraction else train).append(ex)
@@ -57,7 +58,7 @@ def split(examples: list[Example], val_fraction: float) -> tuple[list[Example], 
 
 
 def embedding_cache(config: ClassifiersConfig, artifacts: BuiltArtifacts) -> EmbeddingCache:
-    encoder = Encoder(artifacts.tokenizer, artifacts.onnx(config.precision), config)
+    encoder = Encoder(artifacts.directory, artifacts.onnx(config.precision), config)
     name = f"{artifacts.directory.name}.{config.precision}.{config.max_tokens}.npz"
     return EmbeddingCache(config.cache_dir / "embeddings" / name, encoder)
 
@@ -101,7 +102,8 @@ def fit_heads(
     norm = kt.sum(0)
     generator = torch.Generator().manual_seed(options.seed)
     for _ in range(options.epochs):
-        for idx in torch.randperm(len(xt), generator=generator).split(options.batch_size):
+        order = torch.randperm(len(xt), generator=generator)
+        for idx in torch.split(order, options.batch_size):
             opt.zero_grad()
             k = kt[idx]
             per_head = (loss_fn(model(xt[idx]), yt[idx]) * k).sum(0) / k.sum(0).clamp(min=1)

@@ -67,9 +67,7 @@ def test_language_and_pii_are_reported(classifier: SafetyClassifier) -> None:
 
 
 def test_int8_within_002_of_fp32(classifier: SafetyClassifier, fp32: SafetyClassifier) -> None:
-    texts = (
-        HARMFUL + BENIGN + ["How do I kill a Python process?", "Tell me about the Roman Empire."]
-    )
+    texts = HARMFUL + BENIGN + ["How do I kill a Python process?", "Tell me about the Roman Empire."]
     a = classifier.probabilities(texts)
     b = fp32.probabilities(texts)
     assert a.shape == b.shape == (len(texts), len(classifier.heads.names))
