@@ -257,6 +257,32 @@ async def test_steering_through_a_resolver_changes_the_text(tmp_path):
     assert steered["choices"][0]["message"] != plain["choices"][0]["message"]
 
 
+async def test_a_steering_vector_of_the_wrong_shape_is_a_400(tmp_path):
+    def resolve(spec):
+        return SteeringVector(layer=0, vector=torch.ones(3))
+
+    backend = LocalBackend(CONFIG, tmp_path, loader=tiny_loaded, resolve_steering=resolve)
+    await backend.start()
+    await asyncio.to_thread(wait_ready, backend)
+    steer = (SteeringSpec(vector="v", scale=1.0),)
+    with pytest.raises(InvalidRequestError) as caught:
+        await backend.complete(make_generation("s", steering=steer))
+    await backend.aclose()
+    assert caught.value.param == "railguard.steering"
+
+
+async def test_invalid_parameters_are_a_400_even_while_loading(tmp_path):
+    backend = LocalBackend(CONFIG, tmp_path, loader=tiny_loaded)  # never started
+    with pytest.raises(UnsupportedParameterError):
+        await backend.complete(make_generation("x", logprobs=True))
+
+
+async def test_any_integer_seed_is_accepted(backend):
+    for seed in (-1, 2**70):
+        result = await backend.complete(make_generation("x", seed=seed, max_tokens=2))
+        assert result["choices"][0]["finish_reason"] in ("stop", "length")
+
+
 def test_importing_the_gateway_does_not_import_torch():
     code = (
         "import sys, gateway, gateway.backends.local; "

@@ -27,7 +27,7 @@ from gateway.backends.local.processors import (
     banned_phrase_sequences,
 )
 from gateway.backends.local.responses import Identity, collect_completion, stream_chunks
-from gateway.errors import NotFoundError, ServiceUnavailableError
+from gateway.errors import InvalidRequestError, NotFoundError, ServiceUnavailableError
 from gateway.settings import LocalModelConfig
 
 if TYPE_CHECKING:
@@ -112,10 +112,10 @@ class LocalBackend:
             ticket.cancel()
 
     async def _prepare(self, generation: Generation) -> tuple[Engine, Plan]:
-        engine, loaded = self._require_ready()
         request = generation.request
-        check_supported(request)
+        check_supported(request)  # a 400 is final: say it even while the model loads
         adapter = self._adapter_for(request.model)
+        engine, loaded = self._require_ready()
         processors = self._processors(generation, loaded)
         plan = await asyncio.to_thread(
             plan_rows,
@@ -126,6 +126,7 @@ class LocalBackend:
             processors=processors,
             resolve_steering=self._resolve_steering,
         )
+        _check_steering(plan, loaded.model)
         return engine, plan
 
     def _require_ready(self) -> tuple[Engine, LoadedModel]:
@@ -179,6 +180,22 @@ class LocalBackend:
             engine.start()
             self._loaded, self._engine = loaded, engine
         log.info("local model %s ready in %.1f s", self._config.name, time.perf_counter() - started)
+
+
+def _check_steering(plan: Plan, model: Any) -> None:
+    """A bad vector must fail its own request, not the batch it would join."""
+    config = model.config.get_text_config()
+    for steer in plan.rows[0].steering if plan.rows else ():
+        if not 0 <= steer.layer < config.num_hidden_layers:
+            raise InvalidRequestError(
+                f"steering layer {steer.layer} does not exist in this model",
+                param="railguard.steering",
+            )
+        if tuple(steer.vector.shape) != (config.hidden_size,):
+            raise InvalidRequestError(
+                f"a steering vector for this model must have shape ({config.hidden_size},)",
+                param="railguard.steering",
+            )
 
 
 def _identity(generation: Generation) -> Identity:

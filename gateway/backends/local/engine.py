@@ -179,8 +179,7 @@ class Engine:
     def _run(self, rows: list[_Row]) -> None:
         self.stats.batches += 1
         self.stats.batch_sizes.append(len(rows))
-        config = self._model.config
-        hidden = int(getattr(config, "hidden_size", 0) or config.get_text_config().hidden_size)
+        hidden = int(self._model.config.get_text_config().hidden_size)
         steering = BatchSteering([r.spec.steering for r in rows], hidden, self._model.dtype)
         with (
             torch.inference_mode(),

@@ -15,7 +15,8 @@ __all__ = ["make_generator", "next_token"]
 
 def make_generator(seed: int | None) -> torch.Generator:
     generator = torch.Generator(device="cpu")
-    generator.manual_seed(seed if seed is not None else secrets.randbits(63))
+    # OpenAI's seed is any integer; torch takes 64 bits.
+    generator.manual_seed(seed % 2**64 if seed is not None else secrets.randbits(63))
     return generator
 
 
