@@ -6,10 +6,10 @@ telemetry.observe(record)            # once per finished request
 body, content_type = telemetry.render()
 """
 
+from classifiers.refusals import REFUSAL_PATTERNS, RefusalDetector, is_refusal
 from gateway.telemetry.labels import LANGUAGES, OTHER, BoundedLabel
 from gateway.telemetry.logs import JsonFormatter, RequestLog, configure_json_logging, log_fields
 from gateway.telemetry.metrics import GUARD_FAILURE_MODES, SINK_EVENTS, Telemetry
-from gateway.telemetry.refusals import REFUSAL_PATTERNS, RefusalDetector, is_refusal
 from gateway.telemetry.tracing import Tracing
 
 __all__ = [

@@ -18,10 +18,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from classifiers.refusals import RefusalDetector
 from gateway.guards.base import Action, Verdict
 from gateway.records import DecisionRecord
 from gateway.telemetry.labels import LANGUAGES, OTHER, BoundedLabel, status_label
-from gateway.telemetry.refusals import RefusalDetector
 
 __all__ = ["GUARD_FAILURE_MODES", "SINK_EVENTS", "Telemetry"]
 
