@@ -92,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=records)
     sub.add_parser("classifiers", help="train, evaluate and build the safety classifiers", add_help=False)
     sub.add_parser("classify", help="classify text or JSONL from the command line", add_help=False)
+    sub.add_parser("steer", help="extract, evaluate and list steering vectors", add_help=False)
     return parser
 
 
@@ -101,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         from classifiers.cli import main as classifiers_main
 
         return classifiers_main(argv)
+    if argv and argv[0] == "steer":
+        from steering.cli import main as steering_main
+
+        return steering_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         return int(args.func(args))

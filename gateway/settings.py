@@ -43,7 +43,9 @@ class LocalModelConfig(_Frozen):
 
     name: str = Field(DEFAULT_LOCAL_MODEL, description="The id served in /v1/models")
     path: Path | None = Field(None, description="A saved transformers model; default: the PyPI gemma")
-    dtype: Literal["float32", "bfloat16"] = "float32"
+    dtype: Literal["float32", "bfloat16"] = Field(
+        "bfloat16", description="bfloat16 decodes ~4x faster than float32 at batch 8 on CPU"
+    )
     adapters: dict[str, Path] = Field(
         default_factory=dict, description="LoRA adapters served as extra model ids: {id: path}"
     )
