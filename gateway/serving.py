@@ -15,11 +15,13 @@ from typing import Any
 import anyio
 import orjson
 
-from gateway.backends.base import Backend, Generation, ModelCard
+from gateway.backends.base import Backend, Generation, ModelCard, SteeringSpec
 from gateway.errors import (
     ContentFilterError,
+    InvalidRequestError,
     NotFoundError,
     RailguardError,
+    UnsupportedParameterError,
     UpstreamError,
     UpstreamRejectedError,
 )
@@ -149,7 +151,14 @@ class ChatService:
         if verdict.action.blocks:
             return self._blocked(request, trace, verdict)
         forward = {k: v for k, v in body.items() if k != "railguard"}
-        generation = Generation(request, forward, messages, ctx.request_id)
+        generation = Generation(
+            request,
+            forward,
+            messages,
+            ctx.request_id,
+            steering=self._steering(request, backend, verdict, policy),
+            banned_phrases=policy.banned_phrases,
+        )
         if request.stream:
             events = await backend.open_stream(generation)
             return ChatResult(verdict.action, stream=self._stream(request, events, trace))
@@ -160,6 +169,31 @@ class ChatService:
         completion["railguard"] = self._block(trace, trace.action)
         self.finish(trace, status=200)
         return ChatResult(trace.action, body=completion)
+
+    def _steering(
+        self, request: ChatCompletionRequest, backend: Backend, verdict: Verdict, policy: EffectivePolicy
+    ) -> tuple[SteeringSpec, ...]:
+        """The policy's steering (a `steer` verdict) plus what the request asked for and may have."""
+        asked = (
+            tuple(SteeringSpec(s.vector, s.scale) for s in (request.railguard.steering or ()))
+            if request.railguard
+            else ()
+        )
+        refused = [s.vector for s in asked if s.vector not in policy.steering_vectors]
+        if refused:
+            raise InvalidRequestError(
+                f"Steering vector(s) {refused} are not allowed for this API key.",
+                param="railguard.steering",
+                code="steering_not_allowed",
+            )
+        if backend.name != "local":
+            if asked:
+                raise UnsupportedParameterError(
+                    f"The model `{request.model}` is served by an upstream and cannot be steered.",
+                    param="railguard.steering",
+                )
+            return ()  # a policy `steer` verdict on an upstream model: answered unsteered (recorded)
+        return (*verdict.steering, *asked)
 
     async def _guard_completion(self, completion: dict[str, Any], trace: _Trace) -> None:
         usage = completion.get("usage") or {}

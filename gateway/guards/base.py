@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from gateway.backends.base import SteeringSpec
+
 
 class Stage(StrEnum):
     INPUT = "input"
@@ -79,6 +81,7 @@ class Verdict:
     latency_ms: float = 0.0
     failed_guards: tuple[str, ...] = ()
     scores: dict[str, float] = field(default_factory=dict)
+    steering: tuple[SteeringSpec, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -32,15 +32,13 @@ class RuleGuard:
     blocking = False
 
     def __init__(self, deny: Sequence[Rule], allow: Sequence[Rule]) -> None:
+        self.rules = tuple(deny)
         self._deny: dict[Stage, tuple[list[Rule], re.Pattern[str] | None]] = {}
         self._allow: dict[Stage, re.Pattern[str] | None] = {}
         for stage in Stage:
             stage_deny = [r for r in deny if stage in r.stages]
             self._deny[stage] = (stage_deny, _compile(stage_deny))
             self._allow[stage] = _compile([r for r in allow if stage in r.stages])
-
-    def rule(self, stage: Stage, group: str) -> Rule:
-        return self._deny[stage][0][int(group[1:])]
 
     def check(self, text: str, stage: Stage, language: str) -> tuple[Finding, ...]:
         rules, deny = self._deny[stage]

@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+from gateway.backends.base import SteeringSpec
 from gateway.guards.base import Action, Finding, GuardResult, Stage, Verdict
 from gateway.guards.rules import RuleGuard
 from gateway.policy.model import CategoryPolicy, Overlay, Policy, Rule, StreamPolicy
+
+BANNED_PHRASE = "banned_phrase"
 
 _FALLBACK_MESSAGES = {
     "refusal": "I can't help with that. This request conflicts with the principle: {principle}",
@@ -29,6 +32,8 @@ class EffectivePolicy:
     fail_mode: str
     stream: StreamPolicy
     messages: dict[str, dict[str, str]]
+    banned_phrases: tuple[str, ...] = ()
+    steering_vectors: frozenset[str] = frozenset()
 
     @property
     def version(self) -> str:
@@ -36,11 +41,21 @@ class EffectivePolicy:
 
     @cached_property
     def rule_guard(self) -> RuleGuard:
-        return RuleGuard(self.rules, self.allow)
+        rules = list(self.rules)
+        if self.banned_phrases:
+            rules.append(
+                Rule(
+                    id="banned-phrases",
+                    category=BANNED_PHRASE,
+                    keywords=list(self.banned_phrases),
+                    stages=[Stage.OUTPUT],
+                )
+            )
+        return RuleGuard(rules, self.allow)
 
     @cached_property
     def _rule_by_source(self) -> dict[str, Rule]:
-        return {f"rule:{r.id}": r for r in self.rules}
+        return {f"rule:{r.id}": r for r in (*self.rules, *self.rule_guard.rules)}
 
     def decide(self, stage: Stage, results: list[GuardResult], request_id: str) -> Verdict:
         findings = tuple(f for r in results for f in r.findings)
@@ -66,7 +81,18 @@ class EffectivePolicy:
         principle = principle or self.policy.default_principle
         message = self.message(action, principle, request_id)
         categories = tuple(c for c, _ in ordered)
-        return Verdict(stage, action, categories, findings, principle, message, latency, failed, scores)
+        steering = self._steering(categories) if action is Action.STEER else ()
+        return Verdict(
+            stage, action, categories, findings, principle, message, latency, failed, scores, steering
+        )
+
+    def _steering(self, categories: tuple[str, ...]) -> tuple[SteeringSpec, ...]:
+        specs = {}
+        for name in categories:
+            steer = self.categories[name].steer if name in self.categories else None
+            if steer is not None:
+                specs[steer.vector] = SteeringSpec(steer.vector, steer.scale)
+        return tuple(specs.values())
 
     def _judge(self, finding: Finding) -> tuple[Action, str | None]:
         rule = self._rule_by_source.get(finding.source)
@@ -132,6 +158,8 @@ class PolicyEngine:
         rules: list[Rule] = []
         allow: list[Rule] = []
         messages: dict[str, dict[str, str]] = {}
+        banned: list[str] = []
+        vectors: set[str] = set()
         refusal_mode, fail_mode, stream = "message", "fail_closed", StreamPolicy()
         for overlay in overlays:
             categories.update(overlay.categories)
@@ -142,6 +170,8 @@ class PolicyEngine:
             refusal_mode = overlay.refusal_mode or refusal_mode
             fail_mode = overlay.fail_mode or fail_mode
             stream = overlay.stream or stream
+            banned += overlay.banned_phrases
+            vectors |= set(overlay.steering_vectors)
         return EffectivePolicy(
             base,
             language,
@@ -152,4 +182,6 @@ class PolicyEngine:
             fail_mode,
             stream,
             messages,
+            tuple(dict.fromkeys(banned)),
+            frozenset(vectors),
         )

@@ -339,3 +339,37 @@ async def test_many_concurrent_requests_all_answered(app_client: dict[str, Any])
         *(client.chat.completions.create(model="stub-model", messages=_user(f"say: n{i}")) for i in range(40))
     )
     assert sorted(r.choices[0].message.content for r in results) == sorted(f"n{i}" for i in range(40))
+
+
+async def test_banned_phrase_is_stopped_in_upstream_output(app_client: dict[str, Any]) -> None:
+    r = await app_client["client"].chat.completions.create(
+        model="stub-model", messages=_user("say: Try the forbidden fruit today.")
+    )
+    assert r.choices[0].finish_reason == "content_filter"
+    assert r.model_extra["railguard"]["categories"] == ["banned_phrase"]
+
+
+async def test_steering_requests_are_checked(app_client: dict[str, Any]) -> None:
+    client: openai.AsyncOpenAI = app_client["client"]
+    with pytest.raises(openai.BadRequestError) as not_allowed:
+        await client.chat.completions.create(
+            model="stub-model",
+            messages=_user("hi"),
+            extra_body={"railguard": {"steering": [{"vector": "evil", "scale": 2}]}},
+        )
+    assert not_allowed.value.code == "steering_not_allowed"
+    with pytest.raises(openai.BadRequestError) as upstream:
+        await client.chat.completions.create(
+            model="stub-model",
+            messages=_user("hi"),
+            extra_body={"railguard": {"steering": [{"vector": "refusal", "scale": 1}]}},
+        )
+    assert upstream.value.code == "unsupported_parameter"
+
+
+async def test_steer_verdict_on_an_upstream_answers_unsteered(app_client: dict[str, Any]) -> None:
+    r = await app_client["client"].chat.completions.create(
+        model="stub-model", messages=_user("say: This is a grey area.")
+    )
+    assert r.choices[0].message.content == "This is a grey area."
+    assert r.model_extra["railguard"]["action"] == "steer"

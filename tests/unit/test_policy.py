@@ -85,6 +85,7 @@ def test_failed_guard_follows_fail_mode(
         ("categories:\n  x: {action: explode}\n", "action"),
         ("categories:\n  x: {action: refuse, principle: nowhere}\n", "unknown principles"),
         ("rules:\n  - {id: empty}\n", "neither patterns nor keywords"),
+        ("categories:\n  x: {action: steer}\n", "steer"),
         ("surprise: 1\n", "surprise"),
     ],
 )
@@ -93,3 +94,12 @@ def test_invalid_policies_fail_at_load_with_a_reason(tmp_path: Path, patch: str,
     path.write_text('version: "1"\nprinciples: {general: {text: "x"}}\n' + patch)
     with pytest.raises(PolicyError, match=needle):
         load_policy(path)
+
+
+def test_steer_verdict_carries_its_vector(test_policy_path: Path) -> None:
+    policy = _engine(test_policy_path).resolve("default", "en")
+    finding = Finding("grey_area", 1.0, "rule:grey")
+    verdict = policy.decide(Stage.INPUT, [GuardResult("rules", (finding,), 0.0)], "r")
+    assert verdict.action is Action.STEER
+    assert [(s.vector, s.scale) for s in verdict.steering] == [("refusal", 1.5)]
+    assert verdict.message is None  # steering answers; it does not refuse
