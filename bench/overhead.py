@@ -1,0 +1,694 @@
+"""Gateway overhead: the same requests straight to a stub upstream and through railguard.
+
+One run starts a stub upstream (`gateway.testing.stub_upstream`) and two gateways in front of it (rule
+guard on, input and output, the default policy; one with metrics on, one with `metrics: false`), each a
+subprocess on a free 127.0.0.1 port, then measures:
+
+* sequential: latency p50/p99 direct and through, and the added p50/p99 (through - direct);
+* streaming sequential: time to the first content token, direct and through, added TTFT p50/p99;
+* concurrency (32 connections): throughput each way, the ratio, latency p50/p99 under load;
+* metrics on vs off: the added latency and gateway CPU per request of the telemetry.
+
+Sequential requests are interleaved (direct, through, through-without-metrics, direct, ...) so that noise
+from other work on the machine hits every target alike; every measurement is repeated `--rounds` times and
+reported as the median with the min-max over rounds. The load generator is a lean keep-alive HTTP/1.1
+client (asyncio + uvloop + httptools, ~20 us of CPU per request) rather than httpx (~250 us per request):
+on a 2-core machine the client must not compete with what it measures. Processes are pinned: the gateways
+on CPU 0, the stub and the client on CPU 1 (`--no-pin` to let the scheduler decide). Every phase also
+reads /proc to report CPU used by processes that are not part of the benchmark (a quietness check).
+
+    .venv/bin/python bench/overhead.py [--quick] [--json FILE] [--rounds 3] [--requests 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httptools
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = "stub-model"
+PROMPT = "Hello there! Please answer briefly, say: The capital of France is Paris. It is lovely."
+REPLY = "The capital of France is Paris. It is lovely."
+PATH = "/v1/chat/completions"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+GATEWAY_CPU, HELPER_CPU = 0, 1
+
+# -- processes and CPU accounting ------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def task_cpu_s(pid: int) -> float:
+    """On-CPU seconds of every thread of `pid`, from schedstat (ns resolution)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
+
+
+def system_busy_s() -> float:
+    """CPU seconds spent busy on the whole machine since boot (all cores)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / CLOCK_TICKS
+
+
+@dataclass
+class CpuSnapshot:
+    wall: float
+    busy: float
+    ours: dict[str, float]
+
+
+class CpuMonitor:
+    """CPU used by each benchmark process, and by everything else on the machine, over a phase."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = {**pids, "client": os.getpid()}
+
+    def snapshot(self) -> CpuSnapshot:
+        ours = {name: task_cpu_s(pid) for name, pid in self.pids.items()}
+        return CpuSnapshot(time.perf_counter(), system_busy_s(), ours)
+
+    @staticmethod
+    def usage(start: CpuSnapshot, end: CpuSnapshot) -> dict[str, float]:
+        """Cores used (CPU seconds per wall second) by each process, and `foreign`: everyone else."""
+        wall = max(end.wall - start.wall, 1e-9)
+        out = {name: (end.ours[name] - start.ours[name]) / wall for name in start.ours}
+        busy = (end.busy - start.busy) / wall
+        out["foreign"] = max(0.0, busy - sum(out.values()))
+        out["wall_s"] = wall
+        return out
+
+
+def child_setup(cpu: int | None) -> Callable[[], None]:
+    """In the child: pin it to `cpu` (when given), and have it killed if the benchmark dies."""
+
+    def setup() -> None:
+        if cpu is not None and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, {cpu})
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    return setup
+
+
+@dataclass
+class Services:
+    stub: int
+    gateway: int
+    gateway_nometrics: int
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def pids(self) -> dict[str, int]:
+        return {name: proc.pid for name, proc in self.procs.items()}
+
+
+@contextlib.contextmanager
+def services(pin: bool, workdir: Path) -> Iterator[Services]:
+    python = sys.executable
+    railguard = [python, "-m", "gateway.cli"]
+    svc = Services(free_port(), free_port(), free_port())
+    upstream = f"http://127.0.0.1:{svc.stub}/v1"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    configs = {}
+    for name, metrics in (("gateway", True), ("gateway_nometrics", False)):
+        cache = workdir / name
+        cache.mkdir()
+        config = workdir / f"{name}.yaml"
+        # Defaults otherwise: log_level info (one JSON access-log line per request, to a file here).
+        config.write_text(f"metrics: {'true' if metrics else 'false'}\n")
+        configs[name] = (config, cache)
+    commands: dict[str, tuple[list[str], dict[str, str], int | None]] = {
+        "stub": (
+            [python, "-m", "gateway.testing.stub_upstream", "--port", str(svc.stub)],
+            env,
+            HELPER_CPU,
+        ),
+    }
+    for name, port in (("gateway", svc.gateway), ("gateway_nometrics", svc.gateway_nometrics)):
+        config, cache = configs[name]
+        args = ["serve", "--upstream", upstream, "--port", str(port), "--config", str(config)]
+        commands[name] = (railguard + args, {**env, "RAILGUARD_CACHE_DIR": str(cache)}, GATEWAY_CPU)
+    logs = {}
+    try:
+        for name, (cmd, proc_env, cpu) in commands.items():
+            logs[name] = open(workdir / f"{name}.log", "wb")  # noqa: SIM115
+            svc.procs[name] = subprocess.Popen(
+                cmd,
+                cwd=ROOT,
+                env=proc_env,
+                stdout=logs[name],
+                stderr=subprocess.STDOUT,
+                preexec_fn=child_setup(cpu if pin else None),
+            )
+            if name == "stub":
+                wait_ready(svc.stub, "/v1/models", svc.procs[name], workdir / "stub.log")
+        wait_ready(svc.gateway, "/readyz", svc.procs["gateway"], workdir / "gateway.log")
+        wait_ready(
+            svc.gateway_nometrics,
+            "/readyz",
+            svc.procs["gateway_nometrics"],
+            workdir / "gateway_nometrics.log",
+        )
+        yield svc
+    finally:
+        for proc in svc.procs.values():
+            proc.terminate()
+        for proc in svc.procs.values():
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for log in logs.values():
+            log.close()
+
+
+def wait_ready(port: int, path: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{log.stem} exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+                if s.recv(64).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{log.stem} did not become ready:\n{log.read_text()[-3000:]}")
+
+
+# -- a lean keep-alive HTTP/1.1 client ---------------------------------------------------------------
+
+
+def request_bytes(port: int, stream: bool) -> bytes:
+    body = orjson.dumps(
+        {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": PROMPT}],
+            "max_tokens": 32,
+            "stream": stream,
+        }
+    )
+    head = (
+        f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Accept: {'text/event-stream' if stream else 'application/json'}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def first_content(event: bytes) -> bool:
+    if not event.startswith(b"data: ") or event.startswith(b"data: [DONE]"):
+        return False
+    data = orjson.loads(event[6:])
+    return any((c.get("delta") or {}).get("content") for c in data.get("choices") or ())
+
+
+class Connection(asyncio.Protocol):
+    """One keep-alive connection; `request` sends pre-built bytes and awaits the whole response."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiter: asyncio.Future[None] | None = None
+        self.body = bytearray()
+        self.scanned = 0
+        self.sse = False
+        self.first_content_at: float | None = None
+
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        loop = asyncio.get_running_loop()
+        _, conn = await loop.create_connection(cls, "127.0.0.1", port)
+        return conn
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError(f"connection lost: {exc!r}"))
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            if self.waiter is not None and not self.waiter.done():
+                self.waiter.set_exception(exc)
+
+    def on_body(self, body: bytes) -> None:
+        self.body += body
+        if self.sse and self.first_content_at is None:
+            while (end := self.body.find(b"\n\n", self.scanned)) >= 0:
+                event = bytes(self.body[self.scanned : end])
+                self.scanned = end + 2
+                if first_content(event):
+                    self.first_content_at = time.perf_counter()
+                    break
+
+    def on_message_complete(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def request(self, payload: bytes, sse: bool) -> tuple[float, float | None, int, bytes]:
+        assert self.transport is not None
+        self.body.clear()
+        self.scanned = 0
+        self.sse = sse
+        self.first_content_at = None
+        self.waiter = asyncio.get_running_loop().create_future()
+        started = time.perf_counter()
+        self.transport.write(payload)
+        await self.waiter
+        elapsed = time.perf_counter() - started
+        ttft = None if self.first_content_at is None else self.first_content_at - started
+        return elapsed, ttft, self.parser.get_status_code(), bytes(self.body)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class HttpxConnection:
+    """The same interface over httpx (`--client httpx`), to compare the client's own cost."""
+
+    def __init__(self, port: int) -> None:
+        import httpx
+
+        self.client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60)
+
+    @classmethod
+    async def open(cls, port: int) -> HttpxConnection:
+        return cls(port)
+
+    async def request(self, payload: bytes, sse: bool) -> tuple[float, float | None, int, bytes]:
+        body = payload.split(b"\r\n\r\n", 1)[1]
+        headers = {"content-type": "application/json"}
+        started = time.perf_counter()
+        ttft = None
+        async with self.client.stream("POST", PATH, content=body, headers=headers) as response:
+            chunks = []
+            async for chunk in response.aiter_bytes():
+                chunks.append(chunk)
+                if sse and ttft is None:
+                    events = b"".join(chunks).split(b"\n\n")[:-1]
+                    if any(first_content(e) for e in events):
+                        ttft = time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        return elapsed, ttft, response.status_code, b"".join(chunks)
+
+    def close(self) -> None:
+        asyncio.get_running_loop().create_task(self.client.aclose())
+
+
+def check_response(target: str, status: int, body: bytes, stream: bool) -> None:
+    if status != 200:
+        raise RuntimeError(f"{target}: HTTP {status}: {body[:300]!r}")
+    if stream:
+        events = [orjson.loads(e[6:]) for e in body.split(b"\n\n") if e.startswith(b"data: {")]
+        text = "".join((c.get("delta") or {}).get("content") or "" for e in events for c in e["choices"])
+        action = next((c["railguard"]["action"] for c in events if "railguard" in c), "allow")
+    else:
+        data = orjson.loads(body)
+        text = data["choices"][0]["message"]["content"]
+        action = data.get("railguard", {}).get("action", "allow")
+    if text != REPLY or action != "allow":
+        raise RuntimeError(f"{target}: unexpected answer {text!r} (action {action})")
+
+
+# -- measurements ----------------------------------------------------------------------------------
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def summary_ms(values: list[float]) -> dict[str, float]:
+    return {
+        "p50": pct(values, 50) * 1000,
+        "p99": pct(values, 99) * 1000,
+        "mean": statistics.fmean(values) * 1000,
+        "n": len(values),
+    }
+
+
+Opener = Callable[[int], Awaitable[Any]]
+
+
+async def sequential(
+    opener: Opener,
+    ports: dict[str, int],
+    n: int,
+    warmup: int,
+    stream: bool,
+    monitor: CpuMonitor,
+) -> dict[str, Any]:
+    """n requests per target, interleaved target by target; latency (and TTFT when streaming)."""
+    conns = {t: await opener(p) for t, p in ports.items()}
+    payloads = {t: request_bytes(p, stream) for t, p in ports.items()}
+    for target in ports:  # one checked request each, then warm-up
+        _, _, status, body = await conns[target].request(payloads[target], stream)
+        check_response(target, status, body, stream)
+    for _ in range(warmup):
+        for target in ports:
+            await conns[target].request(payloads[target], stream)
+    latency: dict[str, list[float]] = {t: [] for t in ports}
+    ttft: dict[str, list[float]] = {t: [] for t in ports}
+    order = list(ports)
+    start = monitor.snapshot()
+    for i in range(n):
+        for target in order[i % 3 :] + order[: i % 3]:  # rotate, so no target always goes first
+            elapsed, first, status, body = await conns[target].request(payloads[target], stream)
+            if status != 200:
+                raise RuntimeError(f"{target}: HTTP {status}: {body[:300]!r}")
+            latency[target].append(elapsed)
+            if stream:
+                if first is None:
+                    raise RuntimeError(f"{target}: a stream without content")
+                ttft[target].append(first)
+    cpu = CpuMonitor.usage(start, monitor.snapshot())
+    for conn in conns.values():
+        conn.close()
+    out: dict[str, Any] = {t: {"latency_ms": summary_ms(latency[t])} for t in ports}
+    for t in ports:
+        if stream:
+            out[t]["ttft_ms"] = summary_ms(ttft[t])
+    out["cpu"] = cpu
+    return out
+
+
+async def load(
+    opener: Opener,
+    target: str,
+    port: int,
+    concurrency: int,
+    warmup_s: float,
+    duration_s: float,
+    monitor: CpuMonitor,
+) -> dict[str, Any]:
+    """`concurrency` connections, each sending back to back; throughput and latency in a window."""
+    payload = request_bytes(port, False)
+    conns = [await opener(port) for _ in range(concurrency)]
+    _, _, status, body = await conns[0].request(payload, False)
+    check_response(target, status, body, False)
+    loop = asyncio.get_running_loop()
+    begin = loop.time() + warmup_s
+    end = begin + duration_s
+    latencies: list[float] = []
+    errors = 0
+
+    async def worker(conn: Any) -> None:
+        nonlocal errors
+        while (now := loop.time()) < end:
+            elapsed, _, status, _ = await conn.request(payload, False)
+            if status != 200:
+                errors += 1
+            elif now >= begin and now + elapsed <= end:
+                latencies.append(elapsed)
+
+    async def window() -> dict[str, float]:
+        await asyncio.sleep(max(0.0, begin - loop.time()))
+        start = monitor.snapshot()
+        await asyncio.sleep(max(0.0, end - loop.time()))
+        return CpuMonitor.usage(start, monitor.snapshot())
+
+    cpu, *_ = await asyncio.gather(window(), *(worker(c) for c in conns))
+    for conn in conns:
+        conn.close()
+    if errors:
+        raise RuntimeError(f"{target}: {errors} failed requests under load")
+    return {
+        "rps": len(latencies) / duration_s,
+        "latency_ms": summary_ms(latencies),
+        "cpu": cpu,
+    }
+
+
+# -- a run -----------------------------------------------------------------------------------------
+
+
+async def quiet_check(monitor: CpuMonitor, seconds: float = 1.0) -> float:
+    start = monitor.snapshot()
+    await asyncio.sleep(seconds)
+    return CpuMonitor.usage(start, monitor.snapshot())["foreign"]
+
+
+async def wait_quiet(monitor: CpuMonitor, limit: float, wait_s: float) -> float:
+    """Wait (up to wait_s) until other processes use at most `limit` cores; return what was seen."""
+    deadline = time.monotonic() + wait_s
+    for seen in range(sys.maxsize):
+        foreign = await quiet_check(monitor)
+        if foreign <= limit or time.monotonic() >= deadline:
+            break
+        if seen % 10 == 0:
+            print(f"  (machine busy: {foreign:.2f} cores used by others; waiting)", file=sys.stderr)
+    return foreign
+
+
+async def one_round(
+    opener: Opener, svc: Services, args: argparse.Namespace, monitor: CpuMonitor
+) -> dict[str, Any]:
+    ports = {"direct": svc.stub, "through": svc.gateway, "nometrics": svc.gateway_nometrics}
+    seq = await sequential(opener, ports, args.requests, args.warmup, False, monitor)
+    stream = await sequential(opener, ports, args.stream_requests, args.warmup // 4, True, monitor)
+    conc = {}
+    for target in ("direct", "through", "nometrics"):
+        conc[target] = await load(
+            opener, target, ports[target], args.concurrency, args.load_warmup_s,
+            args.load_s, monitor,
+        )  # fmt: skip
+    return {"sequential": seq, "streaming": stream, "concurrency": conc}
+
+
+def derive(raw: dict[str, Any], n: int, stream_n: int) -> dict[str, float]:
+    """The figures of one round."""
+    seq, stream, conc = raw["sequential"], raw["streaming"], raw["concurrency"]
+    d, t, o = (seq[k]["latency_ms"] for k in ("direct", "through", "nometrics"))
+    sd, st = (stream[k]["ttft_ms"] for k in ("direct", "through"))
+    sl = stream["through"]["latency_ms"]
+    seq_wall = seq["cpu"]["wall_s"]
+    return {
+        "seq_direct_p50": d["p50"],
+        "seq_direct_p99": d["p99"],
+        "seq_through_p50": t["p50"],
+        "seq_through_p99": t["p99"],
+        "seq_added_p50": t["p50"] - d["p50"],
+        "seq_added_p99": t["p99"] - d["p99"],
+        "seq_added_mean": t["mean"] - d["mean"],
+        "ttft_direct_p50": sd["p50"],
+        "ttft_direct_p99": sd["p99"],
+        "ttft_through_p50": st["p50"],
+        "ttft_through_p99": st["p99"],
+        "ttft_added_p50": st["p50"] - sd["p50"],
+        "ttft_added_p99": st["p99"] - sd["p99"],
+        "stream_through_total_p50": sl["p50"],
+        "c_direct_rps": conc["direct"]["rps"],
+        "c_through_rps": conc["through"]["rps"],
+        "c_ratio": conc["through"]["rps"] / conc["direct"]["rps"],
+        "c_direct_p50": conc["direct"]["latency_ms"]["p50"],
+        "c_direct_p99": conc["direct"]["latency_ms"]["p99"],
+        "c_through_p50": conc["through"]["latency_ms"]["p50"],
+        "c_through_p99": conc["through"]["latency_ms"]["p99"],
+        "c_nometrics_rps": conc["nometrics"]["rps"],
+        "metrics_added_p50": t["p50"] - o["p50"],
+        "metrics_added_mean": t["mean"] - o["mean"],
+        # gateway CPU per request, sequential phase (each gateway serves only its own target)
+        "gw_cpu_us": seq["cpu"]["gateway"] * seq_wall / n * 1e6,
+        "gw_nometrics_cpu_us": seq["cpu"]["gateway_nometrics"] * seq_wall / n * 1e6,
+        "metrics_cpu_us": (seq["cpu"]["gateway"] - seq["cpu"]["gateway_nometrics"]) * seq_wall / n * 1e6,
+        "gw_stream_cpu_us": stream["cpu"]["gateway"] * stream["cpu"]["wall_s"] / stream_n * 1e6,
+        "c_gw_cores": conc["through"]["cpu"]["gateway"],
+        "c_gw_cpu_us": conc["through"]["cpu"]["gateway"] / conc["through"]["rps"] * 1e6,
+        "c_capacity_rps": conc["through"]["rps"] / max(conc["through"]["cpu"]["gateway"], 1e-9),
+        "c_client_cores": conc["through"]["cpu"]["client"],
+        "c_client_cpu_us": conc["direct"]["cpu"]["client"] / conc["direct"]["rps"] * 1e6,
+        "foreign_cores_max": max(
+            seq["cpu"]["foreign"],
+            stream["cpu"]["foreign"],
+            *(c["cpu"]["foreign"] for c in conc.values()),
+        ),
+    }
+
+
+ROWS: list[tuple[str, str, str, str, str]] = [
+    # label, direct key, through key, added key, target
+    ("Sequential latency p50 (ms)", "seq_direct_p50", "seq_through_p50", "seq_added_p50", "≤ 3"),
+    ("Sequential latency p99 (ms)", "seq_direct_p99", "seq_through_p99", "seq_added_p99", "≤ 8"),
+    ("Streaming TTFT p50 (ms)", "ttft_direct_p50", "ttft_through_p50", "ttft_added_p50", "≤ 3"),
+    ("Streaming TTFT p99 (ms)", "ttft_direct_p99", "ttft_through_p99", "ttft_added_p99", ""),
+    ("c=32 throughput (req/s)", "c_direct_rps", "c_through_rps", "c_ratio", "≥ 250"),
+    ("c=32 latency p50 (ms)", "c_direct_p50", "c_through_p50", "", ""),
+    ("c=32 latency p99 (ms)", "c_direct_p99", "c_through_p99", "", ""),
+]
+METRIC_ROWS: list[tuple[str, str, str]] = [
+    ("Metrics on − off, sequential p50 (ms)", "metrics_added_p50", "< 0.5"),
+    ("Metrics on − off, sequential mean (ms)", "metrics_added_mean", "< 0.5"),
+    ("Metrics on − off, gateway CPU per request (µs)", "metrics_cpu_us", ""),
+    ("Gateway CPU per request, metrics on (µs)", "gw_cpu_us", ""),
+    ("Gateway CPU per request, metrics off (µs)", "gw_nometrics_cpu_us", ""),
+    ("Gateway CPU per streamed request (µs)", "gw_stream_cpu_us", ""),
+    ("c=32 throughput, metrics off (req/s)", "c_nometrics_rps", ""),
+    ("c=32 gateway CPU (cores; 1.00 = its core to itself)", "c_gw_cores", ""),
+    ("c=32 gateway CPU per request (µs)", "c_gw_cpu_us", ""),
+    ("c=32 throughput per gateway core: req/s ÷ cores used", "c_capacity_rps", "≥ 250"),
+    ("c=32 client CPU, through phase (cores)", "c_client_cores", "≪ 1"),
+    ("c=32 client CPU per request, direct phase (µs)", "c_client_cpu_us", ""),
+    ("CPU used by other processes, worst phase (cores)", "foreign_cores_max", "quiet: < 0.10"),
+]
+
+
+def aggregate(rounds: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    return {
+        key: {
+            "median": statistics.median(r[key] for r in rounds),
+            "min": min(r[key] for r in rounds),
+            "max": max(r[key] for r in rounds),
+        }
+        for key in rounds[0]
+    }
+
+
+def fmt(stats: dict[str, float], digits: int, single: bool) -> str:
+    if single:
+        return f"{stats['median']:.{digits}f}"
+    return f"{stats['median']:.{digits}f} ({stats['min']:.{digits}f}–{stats['max']:.{digits}f})"
+
+
+def table(figures: dict[str, dict[str, float]], rounds: int) -> str:
+    single = rounds == 1
+    digits = {"rps": 0, "ratio": 2}
+
+    def cell(key: str) -> str:
+        if not key:
+            return ""
+        places = next((v for k, v in digits.items() if key.endswith(k)), 2)
+        return fmt(figures[key], places, single)
+
+    spread = "" if single else f"; median (min–max) of {rounds} rounds"
+    lines = [
+        f"| Measure{spread} | Direct to stub | Through railguard | Added (through − direct) | Target |",
+        "|---|---|---|---|---|",
+    ]
+    for label, d, t, added, target in ROWS:
+        added_cell = cell(added) + (" (ratio)" if added == "c_ratio" else "")
+        lines.append(f"| {label} | {cell(d)} | {cell(t)} | {added_cell} | {target} |")
+    lines += ["", f"| Telemetry and CPU{spread} | Value | Target |", "|---|---|---|"]
+    for label, key, target in METRIC_ROWS:
+        places = 1 if key.endswith("_us") else 0 if key.endswith("_rps") else 2
+        lines.append(f"| {label} | {fmt(figures[key], places, single)} | {target} |")
+    return "\n".join(lines)
+
+
+async def run(args: argparse.Namespace, svc: Services) -> dict[str, Any]:
+    if args.client == "httpx":
+        opener: Opener = HttpxConnection.open
+    else:
+        opener = Connection.open
+    monitor = CpuMonitor(svc.pids())
+    rounds, raws = [], []
+    for i in range(args.rounds):
+        foreign = await wait_quiet(monitor, 0.1, args.wait_quiet_s)
+        print(f"round {i + 1}/{args.rounds} (others used {foreign:.2f} cores before)", file=sys.stderr)
+        raw = await one_round(opener, svc, args, monitor)
+        raw["foreign_before"] = foreign
+        raws.append(raw)
+        rounds.append(derive(raw, args.requests, args.stream_requests))
+        brief = ("seq_added_p50", "seq_added_p99", "ttft_added_p50", "c_through_rps",
+                 "c_capacity_rps", "gw_cpu_us", "metrics_cpu_us", "foreign_cores_max")  # fmt: skip
+        print("  " + ", ".join(f"{k}={rounds[-1][k]:.2f}" for k in brief), file=sys.stderr)
+    return {"rounds": rounds, "raw": raws}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000, help="sequential, per target")
+    parser.add_argument("--stream-requests", type=int, default=500, help="streaming, per target")
+    parser.add_argument("--warmup", type=int, default=200, help="warm-up requests per target")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--load-s", type=float, default=5.0, help="measured seconds under load")
+    parser.add_argument("--load-warmup-s", type=float, default=1.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--client", choices=("raw", "httpx"), default="raw")
+    parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin CPUs")
+    parser.add_argument("--wait-quiet-s", type=float, default=30.0,
+                        help="before each round, wait up to this long for a quiet machine")  # fmt: skip
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--quick", action="store_true", help="a fast smoke run")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.requests, args.stream_requests, args.warmup = 100, 30, 20
+        args.load_s, args.load_warmup_s, args.rounds, args.wait_quiet_s = 1.0, 0.3, 1, 0.0
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up on `kill`
+    pin = args.pin and hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    with (
+        tempfile.TemporaryDirectory(prefix="railguard-bench-") as tmp,
+        services(pin, Path(tmp)) as svc,
+    ):
+        if pin:
+            os.sched_setaffinity(0, {HELPER_CPU})
+        result = asyncio.run(run(args, svc))
+    figures = aggregate(result["rounds"])
+    print(table(figures, args.rounds))
+    meta = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "python": platform.python_version(),
+        "pinned": pin,
+        "client": args.client,
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    }
+    if args.json:
+        payload = {"meta": meta, "figures": figures, **result}
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+    return 0
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
