@@ -43,6 +43,7 @@ class TrainOptions:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     dropout: float = 0.1
+    noise: float = 0.0  # std of Gaussian noise added to embeddings: smoother heads, less int8 drift
     val_fraction: float = 0.2
     seed: int = 0
 
@@ -106,7 +107,10 @@ def fit_heads(
         for idx in torch.split(order, options.batch_size):
             opt.zero_grad()
             k = kt[idx]
-            per_head = (loss_fn(model(xt[idx]), yt[idx]) * k).sum(0) / k.sum(0).clamp(min=1)
+            xb = xt[idx]
+            if options.noise:
+                xb = xb + options.noise * torch.randn(xb.shape, generator=generator)
+            per_head = (loss_fn(model(xb), yt[idx]) * k).sum(0) / k.sum(0).clamp(min=1)
             loss = (per_head * (k.sum(0) > 0)).sum() / len(norm)
             loss.backward()
             opt.step()
