@@ -73,9 +73,7 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q))
 
 
-def torch_scorer(
-    heads: Heads, threads: int, classifier: SafetyClassifier
-) -> Callable[[list[str]], Any]:
+def torch_scorer(heads: Heads, threads: int, classifier: SafetyClassifier) -> Callable[[list[str]], Any]:
     import torch
 
     torch.set_num_threads(threads)
@@ -83,13 +81,15 @@ def torch_scorer(
     model = load_torch(cfg.encoder, source_path(cfg.encoder, cfg.encoder_path))
 
     def score(texts: list[str]) -> Any:
-        windows, owners = classifier.encoder.windows(texts)
+        windows, _ = classifier.encoder.windows(texts)
         width = max(len(w) for w in windows)
-        ids = torch.zeros((len(windows), width), dtype=torch.int64)
+        ids = torch.ones((len(windows), width), dtype=torch.int64)
+        mask = torch.zeros((len(windows), width), dtype=torch.int64)
         for i, w in enumerate(windows):
             ids[i, : len(w)] = torch.tensor(w)
+            mask[i, : len(w)] = 1
         with torch.inference_mode():
-            emb = model(ids, (ids != 0).long()).numpy()
+            emb = model(ids, mask).numpy()
         return heads(emb)
 
     return score
@@ -99,43 +99,47 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--encoder", choices=["e5-small", "minilm-l6"], default="e5-small")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    build(ClassifiersConfig())
+    base = ClassifiersConfig(encoder=args.encoder)
+    build(base)
     busy = cpu_busy()
     rows = []
-    reference: dict[str, Any] = {}
+    reference: dict[int, Any] = {}
     for threads in args.threads:
         for backend in ("torch fp32", "onnx fp32", "onnx int8"):
             precision = "int8" if backend.endswith("int8") else "fp32"
-            config = ClassifiersConfig(precision=precision, threads=threads, coalesce=False)
+            config = base.model_copy(update={"precision": precision, "threads": threads, "coalesce": False})
             classifier = SafetyClassifier.load(config)
+            score: Callable[[list[str]], Any] = classifier.probabilities
             if backend.startswith("torch"):
                 score = torch_scorer(classifier.heads, threads, classifier)
-            else:
-                score = classifier.probabilities  # type: ignore[assignment]
             tokens = len(classifier.encoder.windows([PROMPT])[0][0])
             one = timeit(lambda s=score: s([PROMPT]), args.runs)
             batch = timeit(lambda s=score: s(TEXTS[:32]), max(args.runs // 20, 10))
-            probs = np.asarray(score(TEXTS))
-            reference.setdefault(f"onnx fp32/{threads}", probs) if backend == "onnx fp32" else None
+            probs = np.concatenate([np.asarray(score([t])) for t in TEXTS[:9]])
+            if backend == "onnx fp32":
+                reference[threads] = probs
             rows.append((backend, threads, one, batch, probs, tokens))
             classifier.close()
-    ref = next(v for k, v in reference.items() if k.startswith("onnx fp32"))
-    print(f"prompt: {rows[0][5]} tokens; {args.runs} runs; CPU busy during run: {busy():.0%}")
+    print(
+        f"encoder {args.encoder}; prompt: {rows[0][5]} tokens; {args.runs} runs; "
+        f"CPU busy (all processes) during the run: {busy():.0%}"
+    )
     print("| backend | threads | p50 ms | p99 ms | batch 32 texts/s | max |Δscore| vs ONNX fp32 |")
     print("|---|---:|---:|---:|---:|---:|")
     for backend, threads, one, batch, probs, _ in rows:
         rate = 32 / (statistics.median(batch) / 1000)
-        diff = float(np.abs(probs - ref).max())
+        diff = float(np.abs(probs - reference[threads]).max())
         print(
             f"| {backend} | {threads} | {percentile(one, 50):.2f} | {percentile(one, 99):.2f} | "
             f"{rate:.0f} | {diff:.4f} |"
         )
-    with SafetyClassifier.load(ClassifiersConfig(coalesce=False)) as full:
+    with SafetyClassifier.load(base.model_copy(update={"coalesce": False})) as full:
         t = timeit(lambda: full.score([PROMPT]), args.runs)
     print(
-        f"\nfull score() (int8, 1 thread, + PII + language): p50 {percentile(t, 50):.2f} ms, "
+        f"\nfull score() ({base.precision}, 1 thread, + PII + language): p50 {percentile(t, 50):.2f} ms, "
         f"p99 {percentile(t, 99):.2f} ms"
     )
     return 0

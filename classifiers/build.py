@@ -35,9 +35,7 @@ class BuiltArtifacts:
 
     @property
     def complete(self) -> bool:
-        return all(
-            p.exists() for p in (self.tokenizer, self.encoder_meta, self.onnx_fp32, self.onnx_int8)
-        )
+        return all(p.exists() for p in (self.tokenizer, self.encoder_meta, self.onnx_fp32, self.onnx_int8))
 
 
 def artifact_paths(config: ClassifiersConfig) -> BuiltArtifacts:

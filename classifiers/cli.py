@@ -44,41 +44,29 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--cache-dir", type=Path, help="built artefacts (default ~/.cache/railguard/classifiers)"
     )
-    common.add_argument(
-        "--artifacts-dir", type=Path, help="heads.npz + calibration.json (default: shipped)"
-    )
+    common.add_argument("--artifacts-dir", type=Path, help="heads.npz + calibration.json (default: shipped)")
     common.add_argument("--encoder", choices=["e5-small", "minilm-l6"], help="default: e5-small")
     common.add_argument("--precision", choices=["int8", "fp32"])
     common.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
     common.add_argument("--batch-size", type=int)
     data = argparse.ArgumentParser(add_help=False)
-    data.add_argument(
-        "--data-dir", type=Path, default=None, help="default: ../shared/data if present"
-    )
+    data.add_argument("--data-dir", type=Path, default=None, help="default: ../shared/data if present")
 
     parser = argparse.ArgumentParser(prog="railguard classifiers", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    b = sub.add_parser(
-        "build", parents=[common], help="export + quantize the encoder into the cache"
-    )
+    b = sub.add_parser("build", parents=[common], help="export + quantize the encoder into the cache")
     b.add_argument("--force", action="store_true")
     t = sub.add_parser("train", parents=[common, data], help="train heads, calibrate thresholds")
     t.add_argument("--hidden", type=int, default=256, help="hidden units (0: linear heads)")
     t.add_argument("--epochs", type=int, default=30)
-    t.add_argument(
-        "--seed-only", action="store_true", help="train on the shipped seed examples only"
-    )
+    t.add_argument("--seed-only", action="store_true", help="train on the shipped seed examples only")
     e = sub.add_parser("eval", parents=[common, data], help="metrics on the evaluation-only sets")
     e.add_argument("--limit", type=int, default=None, help="at most N items per set (CI slice)")
     e.add_argument("--sets", nargs="*", default=None, help="only these sets")
-    e.add_argument(
-        "--json", type=Path, default=Path("classifiers-eval.json"), help="JSON report path"
-    )
+    e.add_argument("--json", type=Path, default=Path("classifiers-eval.json"), help="JSON report path")
     c = sub.add_parser("classify", parents=[common], help="score text or JSONL; JSONL out")
     c.add_argument("text", nargs="*", help="texts to score (default: read --input)")
-    c.add_argument(
-        "--input", "-i", default=None, help="JSONL file ('-' = stdin); plain lines also work"
-    )
+    c.add_argument("--input", "-i", default=None, help="JSONL file ('-' = stdin); plain lines also work")
     c.add_argument("--field", default="text", help="JSON field holding the text")
     return parser
 
@@ -166,9 +154,7 @@ def _classify(args: argparse.Namespace) -> int:
     with SafetyClassifier.load(_config(args)) as classifier:
         for start in range(0, len(pending), 256):
             chunk = pending[start : start + 256]
-            for (text, record), result in zip(
-                chunk, classifier.score([t for t, _ in chunk]), strict=True
-            ):
+            for (text, record), result in zip(chunk, classifier.score([t for t, _ in chunk]), strict=True):
                 categories, category_scores = result.to_openai()
                 out = {
                     **{k: v for k, v in record.items() if k != args.field},
@@ -178,8 +164,7 @@ def _classify(args: argparse.Namespace) -> int:
                     "language": result.language,
                     "scores": {k: round(v, 4) for k, v in result.scores.items()},
                     "pii": [
-                        {"kind": s.kind, "start": s.start, "end": s.end, "score": s.score}
-                        for s in result.pii
+                        {"kind": s.kind, "start": s.start, "end": s.end, "score": s.score} for s in result.pii
                     ],
                     "openai": {"categories": categories, "category_scores": category_scores},
                     "llama_guard": result.to_llama_guard(),

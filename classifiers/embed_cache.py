@@ -37,9 +37,7 @@ class EmbeddingCache:
         keys = [_key(w) for w in windows]
         missing = {k: w for k, w in zip(keys, windows, strict=True) if k not in self._vectors}
         todo = list(missing)
-        for start in range(
-            0, len(todo), 2048
-        ):  # save as it goes: embedding 10k texts takes minutes
+        for start in range(0, len(todo), 2048):  # save as it goes: embedding 10k texts takes minutes
             chunk = todo[start : start + 2048]
             vecs = self._encoder.embed_windows([missing[k] for k in chunk])
             self._vectors.update(zip(chunk, vecs, strict=True))

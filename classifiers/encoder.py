@@ -115,7 +115,13 @@ def write_tokenizer(name: str, source: Path, directory: Path) -> None:
 
         f = read(source)
         write_unigram(f, directory / "tokenizer.json")
-        meta = {"bos": f.bos, "eos": f.eos, "pad": f.pad, "normalize": f.normalization, "collapse_spaces": True}
+        meta = {
+            "bos": f.bos,
+            "eos": f.eos,
+            "pad": f.pad,
+            "normalize": f.normalization,
+            "collapse_spaces": True,
+        }
     else:
         from tokenizers import Tokenizer
 

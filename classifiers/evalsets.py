@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["EVAL_SETS", "EvalItem", "EvalSet", "OPENAI_LABELS"]
+__all__ = ["EVAL_SETS", "OPENAI_LABELS", "EvalItem", "EvalSet"]
 
 Task = Literal["harm", "attack", "injection", "openai"]
 

@@ -164,9 +164,7 @@ def _deepset_train(d: Path) -> Iterator[Example]:
 
 
 def _jailbreaks_in_the_wild(d: Path) -> Iterator[Example]:
-    texts = json.loads(
-        (d / "jailbreak-prompts-in-the-wild/inthewild_jailbreak_llms.json").read_text()
-    )
+    texts = json.loads((d / "jailbreak-prompts-in-the-wild/inthewild_jailbreak_llms.json").read_text())
     for text in dict.fromkeys(texts):
         yield Example(str(text), label_set("jailbreak"), "jailbreaks_in_the_wild")
 

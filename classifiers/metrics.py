@@ -59,9 +59,7 @@ def binary_metrics(labels: Ints, scores: Floats, threshold: float) -> BinaryMetr
     )
 
 
-def pick_threshold(
-    labels: Ints, scores: Floats, max_fpr: float | None = None, default: float = 0.5
-) -> float:
+def pick_threshold(labels: Ints, scores: Floats, max_fpr: float | None = None, default: float = 0.5) -> float:
     """The threshold with the best F1 whose false-positive rate stays within ``max_fpr``."""
     y = labels.astype(bool)
     pos, neg = int(y.sum()), int((~y).sum())

@@ -118,9 +118,7 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str], float, _Check], ...] = (
             r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]?\d{2,4}){2,4}(?!\w)"
         ),
         0.7,
-        lambda m: (
-            8 <= len(re.sub(r"\D", "", m)) <= 15 and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", m)
-        ),
+        lambda m: 8 <= len(re.sub(r"\D", "", m)) <= 15 and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", m),
     ),
     (
         "NAME",

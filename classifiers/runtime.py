@@ -84,9 +84,7 @@ class Encoder:
         options.intra_op_num_threads = config.threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._session = ort.InferenceSession(
-            str(onnx_path), options, providers=["CPUExecutionProvider"]
-        )
+        self._session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         self._max_tokens = config.max_tokens
         self._max_windows = config.max_windows
         self._batch_size = config.batch_size
@@ -101,9 +99,7 @@ class Encoder:
     def windows(self, texts: Sequence[str]) -> tuple[list[list[int]], list[int]]:
         """Token-id windows for each text, and for each window the index of its text."""
         limit = self._max_tokens * self._max_windows * _CHARS_PER_TOKEN
-        clipped = [
-            t if len(t) <= limit else t[: limit // 2] + " " + t[-limit // 2 :] for t in texts
-        ]
+        clipped = [t if len(t) <= limit else t[: limit // 2] + " " + t[-limit // 2 :] for t in texts]
         encodings = self._tokenizer.encode_batch(
             [self._prepare(t) for t in clipped], add_special_tokens=False
         )
@@ -154,9 +150,7 @@ def max_by_owner(probs: Array, owners: Sequence[int], n: int) -> Array:
 class SafetyClassifier:
     """Build with :meth:`load`; call :meth:`score` from worker threads; :meth:`close` when done."""
 
-    def __init__(
-        self, config: ClassifiersConfig, artifacts: BuiltArtifacts, encoder: Encoder, heads: Heads
-    ):
+    def __init__(self, config: ClassifiersConfig, artifacts: BuiltArtifacts, encoder: Encoder, heads: Heads):
         calibration = Calibration.load(artifacts.calibration)
         if calibration.encoder != artifacts.directory.name:
             raise ValueError(

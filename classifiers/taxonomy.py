@@ -138,9 +138,7 @@ def to_openai(
     return categories, category_scores
 
 
-def to_llama_guard(
-    scores: Mapping[str, float], thresholds: Mapping[str, float] | None = None
-) -> list[str]:
+def to_llama_guard(scores: Mapping[str, float], thresholds: Mapping[str, float] | None = None) -> list[str]:
     """The Llama Guard 3 codes (``"S1"``..``"S14"``) whose hazard is flagged, in code order."""
     th = thresholds or {}
     return [h.code for h in HAZARDS if _flag(scores, th, h.name)]
