@@ -1,7 +1,12 @@
 """The upstream backend: any OpenAI-compatible server (vLLM, TGI, Ollama, OpenAI).
 
-One shared `httpx.AsyncClient` for all requests. Connect failures are retried by the transport (the request
-never left, so a retry is safe); nothing else is retried, since a completion is not idempotent.
+One shared aiohttp `ClientSession` for all requests. We measured httpx's `AsyncClient` at ~1.1 ms of CPU
+per proxied request on this 2-core machine (2 ms at concurrency 32, its pool scans every connection per
+request) against ~0.2 ms for aiohttp: the client is most of a proxy's cost, so aiohttp it is.
+
+A failed connect is retried (the request never left, so a retry is safe); nothing else is retried, since
+a completion is not idempotent. `timeout_s` bounds the wait for the upstream's next bytes, so a hung
+upstream is a 504 in bounded time while a long stream that keeps sending is not cut off.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 
 from gateway.backends.base import Generation, ModelCard
@@ -27,34 +32,35 @@ from gateway.settings import UpstreamConfig
 log = logging.getLogger(__name__)
 
 _MODELS_TTL_S = 30.0
+_JSON = {"content-type": "application/json"}
 
 
 class UpstreamBackend:
     name = "upstream"
 
-    def __init__(self, config: UpstreamConfig, *, transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(self, config: UpstreamConfig) -> None:
         self.config = config
-        headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
-        self._client = httpx.AsyncClient(
-            base_url=config.url.rstrip("/"),
-            headers=headers,
-            timeout=httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s),
-            limits=httpx.Limits(
-                max_connections=config.max_connections,
-                max_keepalive_connections=config.max_connections,
-            ),
-            transport=transport or httpx.AsyncHTTPTransport(retries=config.connect_retries),
+        self._base = config.url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=config.connect_timeout_s, sock_read=config.timeout_s
         )
+        self._session: aiohttp.ClientSession | None = None
         self._cards: list[ModelCard] = []
         self._listed_at = 0.0
         self._reachable = False
         self._refresh_lock = asyncio.Lock()
 
     async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=self.config.max_connections, keepalive_timeout=30)
+        self._session = aiohttp.ClientSession(
+            connector=connector, headers=self._headers, timeout=self._timeout, raise_for_status=False
+        )
         await self._refresh(force=True)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
     def models(self) -> list[ModelCard]:
         if self.config.models is not None:
@@ -66,6 +72,12 @@ class UpstreamBackend:
         await self._refresh()
         return self._reachable
 
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise UpstreamError("the upstream backend has not started")
+        return self._session
+
     async def _refresh(self, *, force: bool = False) -> None:
         if not force and time.monotonic() - self._listed_at < _MODELS_TTL_S:
             return
@@ -73,73 +85,91 @@ class UpstreamBackend:
             if not force and time.monotonic() - self._listed_at < _MODELS_TTL_S:
                 return
             try:
-                response = await self._client.get("/models", timeout=self.config.connect_timeout_s)
-                response.raise_for_status()
-                listed = orjson.loads(response.content)["data"]
+                timeout = aiohttp.ClientTimeout(total=self.config.connect_timeout_s)
+                async with self.session.get(self._base + "/models", timeout=timeout) as response:
+                    response.raise_for_status()
+                    listed = orjson.loads(await response.read())["data"]
                 self._cards = [
                     ModelCard(m["id"], m.get("owned_by", "upstream"), int(m.get("created", 0)), self.name)
                     for m in listed
                 ]
                 self._reachable = True
                 self._listed_at = time.monotonic()
-            except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as exc:
                 log.warning("upstream %s did not list its models: %r", self.config.url, exc)
                 self._reachable = False
                 self._listed_at = time.monotonic() - _MODELS_TTL_S + 2.0  # try again in 2 s
 
-    def _body(self, generation: Generation) -> bytes:
+    async def _post(self, generation: Generation) -> aiohttp.ClientResponse:
+        """Send the request; retry only failed connects. The caller releases the response."""
         body = dict(generation.body)
         body["messages"] = generation.messages
-        return orjson.dumps(body)
+        data = orjson.dumps(body)
+        for attempt in range(self.config.connect_retries + 1):
+            try:
+                return await self.session.post(self._base + "/chat/completions", data=data, headers=_JSON)
+            except aiohttp.ClientConnectorError as exc:
+                if attempt == self.config.connect_retries:
+                    raise _map_transport_error(exc) from exc
+                await asyncio.sleep(0.05 * (attempt + 1))
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise _map_transport_error(exc) from exc
+        raise AssertionError("unreachable")
 
     async def complete(self, generation: Generation) -> dict[str, Any]:
+        response = await self._post(generation)
         try:
-            response = await self._client.post(
-                "/chat/completions",
-                content=self._body(generation),
-                headers={"content-type": "application/json"},
-            )
-        except httpx.HTTPError as exc:
+            content = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise _map_transport_error(exc) from exc
-        if response.status_code != 200:
-            raise _map_status(response.status_code, response.content)
+        finally:
+            response.release()
+        if response.status != 200:
+            raise _map_status(response.status, content)
         try:
-            data: dict[str, Any] = orjson.loads(response.content)
+            data: dict[str, Any] = orjson.loads(content)
         except orjson.JSONDecodeError as exc:
             raise UpstreamError("the upstream answered with invalid JSON") from exc
-        if not isinstance(data.get("choices"), list):
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
             raise UpstreamError("the upstream answered without choices")
         return data
 
     async def open_stream(self, generation: Generation) -> AsyncIterator[dict[str, Any]]:
-        request = self._client.build_request(
-            "POST",
-            "/chat/completions",
-            content=self._body(generation),
-            headers={"content-type": "application/json", "accept": "text/event-stream"},
-        )
-        try:
-            response = await self._client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise _map_transport_error(exc) from exc
-        if response.status_code != 200:
+        response = await self._post(generation)
+        if response.status != 200:
             try:
-                content = await response.aread()
-            except httpx.HTTPError:
+                content = await response.read()
+            except (aiohttp.ClientError, TimeoutError):
                 content = b""
             finally:
-                await response.aclose()
-            raise _map_status(response.status_code, content)
+                response.release()
+            raise _map_status(response.status, content)
         return _events(response)
 
 
-async def _events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """The body's lines, however long (aiohttp's own line reader refuses lines over 64 KiB)."""
+    pending = b""
+    async for data in response.content.iter_any():
+        pending += data
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield line
+    if pending:
+        yield pending
+
+
+async def _events(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
     try:
-        async for line in response.aiter_lines():
-            if not line.startswith("data:"):
+        lines = _lines(response)
+        async for raw in lines:
+            line = raw.strip()
+            if not line.startswith(b"data:"):
                 continue
             payload = line[5:].strip()
-            if payload == "[DONE]":
+            if payload == b"[DONE]":
+                async for _ in lines:  # read to the end: the connection goes back to the pool
+                    pass
                 return
             try:
                 event = orjson.loads(payload)
@@ -149,16 +179,18 @@ async def _events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
                 message = str(event["error"].get("message", "upstream error"))
                 raise UpstreamError(f"the upstream failed mid-stream: {message}")
             yield event
-    except httpx.HTTPError as exc:
+    except (aiohttp.ClientError, TimeoutError) as exc:
         raise _map_transport_error(exc) from exc
     finally:
-        await response.aclose()
+        response.release()
 
 
-def _map_transport_error(exc: httpx.HTTPError) -> RailguardError:
-    if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+def _map_transport_error(exc: BaseException) -> RailguardError:
+    if isinstance(exc, aiohttp.ConnectionTimeoutError | aiohttp.ClientConnectorError):
+        return UpstreamError(f"the upstream is unreachable: {type(exc).__name__}")
+    if isinstance(exc, TimeoutError):  # aiohttp's read timeouts are TimeoutErrors too
         return UpstreamTimeoutError("the upstream did not answer in time")
-    return UpstreamError(f"the upstream is unreachable: {type(exc).__name__}")
+    return UpstreamError(f"the upstream connection failed: {type(exc).__name__}")
 
 
 def _map_status(status: int, content: bytes) -> RailguardError:

@@ -1,5 +1,5 @@
-"""The whole request path in one process: the official openai client over httpx.ASGITransport, the
-gateway app, and the stub upstream behind an ASGITransport too."""
+"""The whole request path: the official openai client over httpx.ASGITransport into the gateway app,
+which calls a real stub upstream process over HTTP."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from gateway.app import create_app
 from gateway.backends.upstream import UpstreamBackend
 from gateway.settings import Settings, UpstreamConfig
 from gateway.sinks.sqlite import SQLiteSink, read_records
-from gateway.testing.stub_upstream import StubUpstream
 
 pytestmark = pytest.mark.anyio
 
@@ -26,15 +25,15 @@ KEY_STRICT = "sk-tenant-strict-01"
 
 
 @pytest.fixture
-async def app_client(tmp_path: Path, test_policy_path: Path) -> AsyncIterator[dict[str, Any]]:
+async def app_client(tmp_path: Path, test_policy_path: Path, stub_url: str) -> AsyncIterator[dict[str, Any]]:
     settings = Settings.load(
-        upstream={"url": "http://stub/v1"},
+        upstream={"url": stub_url, "timeout_s": 30},
         policy_file=test_policy_path,
         cache_dir=tmp_path,
         tenants={"a": {"api_keys": [KEY_A], "max_concurrency": 2}, "strict": {"api_keys": [KEY_STRICT]}},
     )
     assert isinstance(settings.upstream, UpstreamConfig)
-    backend = UpstreamBackend(settings.upstream, transport=httpx.ASGITransport(app=StubUpstream()))
+    backend = UpstreamBackend(settings.upstream)
     sink = SQLiteSink(tmp_path / "records.sqlite3")
     app = create_app(settings, backends=[backend], sink=sink, registry=CollectorRegistry())
     async with app.router.lifespan_context(app):
