@@ -54,6 +54,16 @@ class LocalModelConfig(_Frozen):
     default_max_tokens: int = Field(256, ge=1)
     max_context_tokens: int = Field(4096, ge=16)
     threads: int | None = Field(None, ge=1, description="torch intra-op threads; default: torch's")
+    vectors_dir: Path | None = Field(
+        None, description="Steering vectors (<name>.safetensors + .json, or .gguf), before the shipped ones"
+    )
+    vectors: dict[str, Path] = Field(
+        default_factory=dict, description="Steering vectors by name: {name: .safetensors or .gguf path}"
+    )
+    shipped_vectors: bool = Field(True, description="Also resolve names from railguard's shipped vectors")
+    constraint_cache_size: int = Field(
+        32, ge=1, le=1024, description="Compiled constraints (JSON schema, regex, choice) kept across requests"
+    )
 
 
 class TenantConfig(_Frozen):

@@ -120,8 +120,7 @@ async def test_stop_string_ends_with_finish_reason_stop(backend):
         ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
         ({"tool_choice": "required"}, "tool_choice"),
         ({"logprobs": True}, "logprobs"),
-        ({"response_format": {"type": "json_object"}}, "response_format"),
-        ({"railguard": {"regex": "a+"}}, "railguard.regex"),
+        ({"response_format": {"type": "xml"}}, "response_format.type"),
     ],
 )
 async def test_unsupported_parameters_are_refused_with_their_name(backend, fields, param):
@@ -158,10 +157,18 @@ async def test_invalid_logit_bias_is_a_400(backend):
     assert caught.value.param == "logit_bias"
 
 
-async def test_steering_without_a_resolver_is_refused(backend):
-    gen = make_generation("x", steering=(SteeringSpec(vector="refusal", scale=1.0),))
-    with pytest.raises(UnsupportedParameterError) as caught:
+async def test_an_unknown_steering_vector_is_a_400(backend):
+    gen = make_generation("x", steering=(SteeringSpec(vector="no-such-vector", scale=1.0),))
+    with pytest.raises(InvalidRequestError) as caught:
         await backend.complete(gen)
+    assert caught.value.param == "railguard.steering"
+    assert caught.value.code == "steering_vector_not_found"
+
+
+async def test_a_shipped_vector_for_another_model_size_is_a_400(backend):
+    gen = make_generation("x", steering=(SteeringSpec(vector="refusal", scale=1.0),))
+    with pytest.raises(InvalidRequestError, match="shape") as caught:
+        await backend.complete(gen)  # the shipped vector is for gemma-3-270m (640), not the tiny model
     assert caught.value.param == "railguard.steering"
 
 

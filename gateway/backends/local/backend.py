@@ -4,6 +4,10 @@ engine.
 `start()` loads on a background thread and returns at once; until the model is ready every request
 is answered with 503. Requests are validated and tokenized off the event loop, then decoded by the
 engine's worker thread together with whatever else is waiting (see `engine.py`).
+
+Each row gets its own processors (logit_bias, banned phrases, then the request's constraint, whose
+compiled form is cached across requests) and its own steering vectors, resolved by name from the
+configured vector stores and the shipped ones (`vectors.py`).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,18 +25,27 @@ from gateway.backends.base import Generation, ModelCard
 from gateway.backends.local.convert import ensure_model
 from gateway.backends.local.loader import LoadedModel, load_model
 from gateway.backends.local.params import LogitsProcessor
-from gateway.backends.local.plan import Plan, SteeringResolver, check_supported, plan_rows
+from gateway.backends.local.plan import (
+    Plan,
+    SteeringResolver,
+    check_supported,
+    constraint_spec,
+    plan_rows,
+)
 from gateway.backends.local.processors import (
     BannedSequences,
     LogitBias,
     banned_phrase_sequences,
 )
 from gateway.backends.local.responses import Identity, collect_completion, stream_chunks
+from gateway.backends.local.vectors import StoreResolver
 from gateway.errors import InvalidRequestError, NotFoundError, ServiceUnavailableError
 from gateway.settings import LocalModelConfig
+from steering.constrain import ConstraintError, ConstraintSpec
 
 if TYPE_CHECKING:
     from gateway.backends.local.engine import Engine
+    from steering.constrain import ConstraintCompiler
 
 __all__ = ["LocalBackend"]
 
@@ -49,10 +63,12 @@ class LocalBackend:
         resolve_steering: SteeringResolver | None = None,
         loader: Callable[[], LoadedModel] | None = None,
     ) -> None:
-        """`loader` replaces "convert if needed, then load from disk" (tests pass a tiny model)."""
+        """`loader` replaces "convert if needed, then load from disk" (tests pass a tiny model);
+        `resolve_steering` replaces the vector stores of `config` (`StoreResolver`)."""
         self._config = config
         self._loader = loader or (lambda: load_model(ensure_model(config, cache_dir), config))
-        self._resolve_steering = resolve_steering
+        self._resolve_steering = resolve_steering or StoreResolver.from_config(config)
+        self._compiler: ConstraintCompiler | None = None
         self._created = int(time.time())
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -83,6 +99,10 @@ class LocalBackend:
     @property
     def engine(self) -> Engine | None:
         return self._engine
+
+    @property
+    def compiler(self) -> ConstraintCompiler | None:
+        return self._compiler
 
     async def complete(self, generation: Generation) -> dict[str, Any]:
         engine, plan = await self._prepare(generation)
@@ -117,8 +137,19 @@ class LocalBackend:
         adapter = self._adapter_for(request.model)
         engine, loaded = self._require_ready()
         processors = self._processors(generation, loaded)
-        plan = await asyncio.to_thread(
-            plan_rows,
+        plan = await asyncio.to_thread(self._plan, generation, loaded, adapter, processors)
+        _check_steering(plan, loaded.model)
+        return engine, plan
+
+    def _plan(
+        self,
+        generation: Generation,
+        loaded: LoadedModel,
+        adapter: str | None,
+        processors: tuple[LogitsProcessor, ...],
+    ) -> Plan:
+        """Off the event loop: tokenize, resolve steering, compile the constraint (cached)."""
+        plan = plan_rows(
             generation,
             loaded.tokenizer,
             self._config,
@@ -126,8 +157,24 @@ class LocalBackend:
             processors=processors,
             resolve_steering=self._resolve_steering,
         )
-        _check_steering(plan, loaded.model)
-        return engine, plan
+        spec = constraint_spec(generation.request)
+        if spec is None:
+            return plan
+        rows = tuple(
+            replace(row, processors=(*row.processors, self._constraint(spec, row.sampling.max_tokens)))
+            for row in plan.rows
+        )
+        return replace(plan, rows=rows)
+
+    def _constraint(self, spec: ConstraintSpec, max_tokens: int) -> LogitsProcessor:
+        compiler = self._compiler
+        if compiler is None:
+            raise ServiceUnavailableError("the local model is still loading", headers={"Retry-After": "5"})
+        try:
+            return compiler.processor(spec, max_tokens)
+        except ConstraintError as exc:
+            param = {"json_schema": "response_format", "regex": "railguard.regex"}.get(spec.kind)
+            raise InvalidRequestError(str(exc), param=param or "railguard.choice") from exc
 
     def _require_ready(self) -> tuple[Engine, LoadedModel]:
         engine, loaded = self._engine, self._loaded
@@ -162,6 +209,7 @@ class LocalBackend:
         started = time.perf_counter()
         try:
             loaded = self._loader()
+            compiler = _compiler(loaded, self._config.constraint_cache_size)
             engine = Engine(
                 loaded.model,
                 loaded.tokenizer,
@@ -178,8 +226,18 @@ class LocalBackend:
             if self._closed:
                 return
             engine.start()
-            self._loaded, self._engine = loaded, engine
+            self._loaded, self._compiler, self._engine = loaded, compiler, engine
         log.info("local model %s ready in %.1f s", self._config.name, time.perf_counter() - started)
+        compiler.warm()  # the first constrained request need not pay for the vocabulary
+
+
+def _compiler(loaded: LoadedModel, cache_size: int) -> ConstraintCompiler:
+    from steering.constrain import ConstraintCompiler
+    from steering.vocabulary import TokenVocabulary
+
+    logits_size = int(loaded.model.config.get_text_config().vocab_size)
+    vocab = TokenVocabulary.from_tokenizer(loaded.tokenizer, loaded.stop_token_ids, logits_size)
+    return ConstraintCompiler(vocab, cache_size=cache_size)
 
 
 def _check_steering(plan: Plan, model: Any) -> None:

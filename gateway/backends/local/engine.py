@@ -190,6 +190,7 @@ class Engine:
 
     def _decode(self, rows: list[_Row], steering: BatchSteering) -> None:
         logits, mask, positions, cache = self._prefill(rows)
+        steering.generating()
         while True:
             tokens, keep = self._step(rows, logits)
             if self._closing:

@@ -5,8 +5,9 @@ Extension points for constrained decoding and steering (issue 5) live here:
 * `RowSpec.processors`: per-row `LogitsProcessor`s, called in order on that row's next-token logits
   (after the forward pass, before temperature and top-p). Build them once per constraint, fresh
   state per row.
-* `RowSpec.steering`: per-row `SteeringVector`s, added (already scaled) to the residual stream after
-  the given decoder layer, for that row only, at every position (prompt and generated tokens).
+* `RowSpec.steering`: per-row `SteeringVector`s (from `steering.types`), added (already scaled) to
+  or ablated from the residual stream after the given decoder layer, for that row only, at the
+  positions the vector names (prompt, generated tokens, or both).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
+
+from steering.types import SteeringVector
 
 if TYPE_CHECKING:
     import torch
@@ -38,14 +41,6 @@ class LogitsProcessor(Protocol):
     """
 
     def __call__(self, generated: Sequence[int], logits: torch.Tensor) -> torch.Tensor: ...
-
-
-@dataclass(frozen=True)
-class SteeringVector:
-    """`vector` (hidden size, scale applied) added to the output of decoder layer `layer`."""
-
-    layer: int
-    vector: torch.Tensor
 
 
 @dataclass(frozen=True)
