@@ -12,16 +12,22 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from classifiers import ClassifiersConfig, SafetyClassifier
-from classifiers.build import build
-from classifiers.encoder import load_torch, source_path
-from classifiers.heads import Heads
+# This file is bench/classifiers.py: keep its folder off the path so `classifiers` is the package.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+from classifiers import ClassifiersConfig, SafetyClassifier  # noqa: E402
+from classifiers.build import build  # noqa: E402
+from classifiers.encoder import load_torch, source_path  # noqa: E402
+from classifiers.heads import Heads  # noqa: E402
 
 PROMPT = (
     "I run a small bakery and want to grow. Could you write a friendly weekly newsletter for our "

@@ -22,10 +22,11 @@ def test_eval_slice_writes_table_and_json(tmp_path: Path, capsys: pytest.Capture
                  "deepset_test", "--json", str(out)])  # fmt: skip
     assert code == 0
     table = capsys.readouterr().out
-    assert table.startswith("| set | group |") and "| multijail | th |" in table
+    assert table.startswith("| set | group |") and "| multijail | all |" in table
     report = json.loads(out.read_text())
     assert report["limit"] == 12 and report["precision"] == ClassifiersConfig().precision
     rows = {(r["set"], r["group"]): r for r in report["rows"]}
     assert rows[("xstest", "all")]["n"] == 12
     assert 0 < rows[("xstest", "all")]["positives"] < 12  # both classes in the slice
+    assert any(r["set"] == "multijail" and r["group"] != "all" for r in report["rows"])  # languages
     assert all(r["recall"] is None or 0.0 <= r["recall"] <= 1.0 for r in report["rows"])

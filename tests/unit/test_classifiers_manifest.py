@@ -34,7 +34,7 @@ def test_seed_examples_cover_languages_and_every_hazard() -> None:
 def test_split_is_deterministic_and_disjoint() -> None:
     examples = [Example(f"text {i}", label_set("benign"), "t") for i in range(1000)]
     train1, val1 = split(examples, 0.2)
-    train2, val2 = split(list(reversed(examples)), 0.2)
+    _, val2 = split(list(reversed(examples)), 0.2)
     assert {e.text for e in val1} == {e.text for e in val2}
     assert not {e.text for e in train1} & {e.text for e in val1}
     assert 150 < len(val1) < 250
