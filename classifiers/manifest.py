@@ -54,7 +54,8 @@ def read_seed(seed_dir: Path = SEED_DIR) -> Iterator[Example]:
             if not line.strip() or line.startswith("#"):
                 continue
             kind, text = line.split("\t", 1)
-            yield Example(text.strip(), label_set(kind.strip()), f"seed/{path.stem}", path.stem)
+            lang = path.stem.split("_")[0]  # en_contrast.tsv is English too
+            yield Example(text.strip(), label_set(kind.strip()), f"seed/{path.stem}", lang)
 
 
 def _csv_rows(path: Path) -> Iterator[dict[str, str]]:

@@ -25,6 +25,7 @@ def test_seed_examples_cover_languages_and_every_hazard() -> None:
     assert len(seed) >= 500
     langs = Counter(e.lang for e in seed)
     assert {"en", "zh", "ar", "th", "bn", "sw", "jv", "vi", "ko", "it"} <= set(langs)
+    assert all(len(lang) == 2 for lang in langs)
     positives = {k for e in seed for k, v in e.labels.items() if v == 1}
     assert set(HAZARD_NAMES) | {"jailbreak", "prompt_injection"} <= positives
     benign = sum(1 for e in seed if not any(e.labels.values()))
