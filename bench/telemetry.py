@@ -38,7 +38,7 @@ def _records() -> dict[str, DecisionRecord]:
     clean_in = Verdict(Stage.INPUT, Action.ALLOW, scores={"violence": 0.02, "hate": 0.01})
     clean_out = Verdict(Stage.OUTPUT, Action.ALLOW, scores={"violence": 0.01})
     refuse = Verdict(Stage.INPUT, Action.REFUSE, ("violent_crimes",), scores={"violence": 0.97})
-    escalate = Verdict(Stage.INPUT, Action.ESCALATE, ("suicide_self_harm",))
+    escalate = Verdict(Stage.INPUT, Action.ESCALATE, ("self_harm",))
     answer = "Paris is the capital of France. " * 20
     return {
         "allowed, streamed": rec(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,6 +14,9 @@ from prometheus_client import CollectorRegistry
 from gateway.auth import Authenticator, ConcurrencyLimiter
 from gateway.backends.base import Backend
 from gateway.guarding import GuardRunner
+from gateway.guards.base import Guard, Stage
+from gateway.guards.classifier import ClassifierGuard
+from gateway.moderations import ModerationService
 from gateway.policy import PolicyEngine, load_policy
 from gateway.routes import install_error_handlers, router
 from gateway.serving import ChatService, ModelRouter
@@ -33,6 +36,7 @@ class Services:
     auth: Authenticator
     limiter: ConcurrencyLimiter
     telemetry: Telemetry
+    moderations: ModerationService
 
 
 def build_backends(settings: Settings) -> list[Backend]:
@@ -48,13 +52,32 @@ def build_backends(settings: Settings) -> list[Backend]:
     return backends
 
 
+def build_classifier_guard(settings: Settings) -> ClassifierGuard | None:
+    """The ML guard, its cache under the gateway's cache dir unless the settings name another."""
+    config = settings.classifiers
+    if not config.enabled:
+        return None
+    options = config.options
+    if "cache_dir" not in options.model_fields_set:
+        options = options.model_copy(update={"cache_dir": settings.cache_dir / "classifiers"})
+    return ClassifierGuard(options, [Stage(s) for s in config.stages])
+
+
+def _language_detector() -> Callable[[str, str], str]:
+    from classifiers.language import detect
+
+    return detect
+
+
 def create_app(
     settings: Settings,
     *,
     backends: list[Backend] | None = None,
     sink: Sink | None = None,
     registry: CollectorRegistry | None = None,
+    guards: list[Guard] | None = None,
 ) -> FastAPI:
+    """The gateway. `backends`, `sink` and `guards` replace what the settings would build (tests)."""
     policy = load_policy(settings.policy_file)
     engine = PolicyEngine(policy)
     backends = backends if backends is not None else build_backends(settings)
@@ -65,15 +88,24 @@ def create_app(
         categories=_policy_categories(policy),
     )
     executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="railguard-guard")
-    guards = GuardRunner([], executor=executor, timeout_s=2.0, telemetry=telemetry)
+    classifier = build_classifier_guard(settings) if guards is None else None
+    runner = GuardRunner(
+        guards if guards is not None else [classifier] if classifier else [],
+        executor=executor,
+        timeout_s=settings.classifiers.timeout_s,
+        telemetry=telemetry,
+    )
     record_sink = sink or SQLiteSink(
         settings.sink_path, flagged_only=settings.sink.record == "flagged", events=telemetry
     )
     models = ModelRouter(backends)
-    chat = ChatService(models, engine, guards, record_sink, telemetry)
+    detect = _language_detector() if classifier and settings.classifiers.detect_language else None
+    chat = ChatService(models, engine, runner, record_sink, telemetry, detect_language=detect)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if classifier is not None:
+            await classifier.start()
         for backend in backends:
             await backend.start()
         _publish_versions(telemetry, models, policy.version)
@@ -83,11 +115,14 @@ def create_app(
             for backend in backends:
                 await backend.aclose()
             record_sink.close()
+            if classifier is not None:
+                classifier.close()
             executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="railguard", lifespan=lifespan, docs_url=None, redoc_url=None)
+    moderations = ModerationService(classifier, executor)
     app.state.services = Services(
-        settings, chat, models, Authenticator(settings), ConcurrencyLimiter(settings), telemetry
+        settings, chat, models, Authenticator(settings), ConcurrencyLimiter(settings), telemetry, moderations
     )
     install_error_handlers(app)
     app.include_router(router)

@@ -34,6 +34,10 @@ class GuardRunner:
         self._timeout_s = timeout_s
         self._telemetry = telemetry
 
+    @property
+    def ready(self) -> bool:
+        return all(getattr(guard, "ready", True) for guard in self.guards)
+
     async def check(self, stage: Stage, text: str, policy: EffectivePolicy, request_id: str) -> Verdict:
         inline = [policy.rule_guard, *(g for g in self.guards if not g.blocking)]
         results = [self._run_inline(g, text, stage, policy) for g in inline]

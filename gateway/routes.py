@@ -97,6 +97,15 @@ async def retrieve_model(model_id: str, request: Request) -> Response:
     return _json(services.models.card(model_id).to_openai())
 
 
+@router.post("/v1/moderations")
+async def moderations(request: Request) -> Response:
+    services = _services(request)
+    services.auth.tenant(request.headers)
+    raw = await read_body(request, services.settings.limits.max_body_bytes)
+    body = await services.moderations.create(parse_json_object(raw), services.settings.limits)
+    return _json(body)
+
+
 @router.get("/healthz")
 async def healthz() -> Response:
     return _json({"status": "ok"})
@@ -106,7 +115,9 @@ async def healthz() -> Response:
 async def readyz(request: Request) -> Response:
     services = _services(request)
     states = {b.name: await b.ready() for b in services.models.backends}
-    ready = all(states.values()) and bool(states)
+    ready = bool(states) and all(states.values())
+    states["guards"] = services.chat.guards.ready
+    ready = ready and states["guards"]
     body = {"status": "ready" if ready else "not_ready", "backends": states}
     return _json(body, 200 if ready else 503)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,7 +114,10 @@ class ChatService:
         guards: GuardRunner,
         sink: Sink,
         telemetry: Telemetry,
+        *,
+        detect_language: Callable[[str, str], str] | None = None,
     ) -> None:
+        self.detect_language = detect_language
         self.router = router
         self.engine = engine
         self.guards = guards
@@ -126,8 +129,11 @@ class ChatService:
         self, request: ChatCompletionRequest, body: dict[str, Any], ctx: RequestContext
     ) -> ChatResult:
         options = request.railguard
-        language = self.engine.language_for(options.language if options else None)
-        policy = self.engine.resolve(ctx.tenant, language)
+        language = options.language if options else None
+        if language is None and self.detect_language is not None:
+            text, _ = guarded_text(body["messages"])
+            language = self.detect_language(text, self.engine.policy.default_language)
+        policy = self.engine.resolve(ctx.tenant, self.engine.language_for(language))
         backend = self.router.backend_for(request.model)
         trace = _Trace(ctx, request.model, backend.name, policy, request.stream)
         try:

@@ -13,7 +13,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from classifiers.config import ClassifiersConfig
+
 DEFAULT_LOCAL_MODEL = "gemma-3-270m"
+StageName = Literal["input", "output"]
 
 
 class _Frozen(BaseModel):
@@ -62,7 +65,10 @@ class LocalModelConfig(_Frozen):
     )
     shipped_vectors: bool = Field(True, description="Also resolve names from railguard's shipped vectors")
     constraint_cache_size: int = Field(
-        32, ge=1, le=1024, description="Compiled constraints (JSON schema, regex, choice) kept across requests"
+        32,
+        ge=1,
+        le=1024,
+        description="Compiled constraints (JSON schema, regex, choice) kept across requests",
     )
 
 
@@ -84,6 +90,16 @@ class SinkConfig(_Frozen):
     record: Literal["flagged", "all"] = "flagged"
 
 
+class ClassifierSettings(_Frozen):
+    """The ML guard: harm categories, jailbreak, prompt injection and PII, on ONNX Runtime."""
+
+    enabled: bool = Field(True, description="Run the safety classifiers as a guard")
+    stages: list[StageName] = Field(default_factory=lambda: list[StageName](["input", "output"]))
+    timeout_s: float = Field(2.0, gt=0, description="A slower classification is a failed guard")
+    detect_language: bool = Field(True, description="Detect the prompt's language when not given")
+    options: ClassifiersConfig = Field(default_factory=ClassifiersConfig)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RAILGUARD_", env_nested_delimiter="__", frozen=True, extra="forbid"
@@ -99,6 +115,7 @@ class Settings(BaseSettings):
     tenants: dict[str, TenantConfig] = Field(default_factory=dict)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     sink: SinkConfig = Field(default_factory=SinkConfig)
+    classifiers: ClassifierSettings = Field(default_factory=ClassifierSettings)
     metrics: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -25,7 +25,8 @@ def upstream_url() -> Iterator[str]:
 
 def _config(tmp: Path, policy: Path, upstream: dict[str, object]) -> Path:
     config = tmp / "railguard.yaml"
-    config.write_text(yaml.safe_dump({"upstream": upstream, "policy_file": str(policy)}))
+    settings = {"upstream": upstream, "policy_file": str(policy), "classifiers": {"enabled": False}}
+    config.write_text(yaml.safe_dump(settings))
     return config
 
 

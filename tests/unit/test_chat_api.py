@@ -31,6 +31,7 @@ async def app_client(tmp_path: Path, test_policy_path: Path, stub_url: str) -> A
         policy_file=test_policy_path,
         cache_dir=tmp_path,
         tenants={"a": {"api_keys": [KEY_A], "max_concurrency": 2}, "strict": {"api_keys": [KEY_STRICT]}},
+        classifiers={"enabled": False},
     )
     assert isinstance(settings.upstream, UpstreamConfig)
     backend = UpstreamBackend(settings.upstream)
