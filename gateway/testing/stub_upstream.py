@@ -1,6 +1,7 @@
 """A small, fast OpenAI-compatible server standing in for a remote vLLM in tests and benchmarks.
 
-It answers with the text after `say:` in the last user message (else a fixed sentence), word by word
+It answers with the text after `say:` in the last user message (or the base64-decoded text after
+`say64:`; else a fixed sentence), word by word
 when streaming, and echoes the request it received under `stub_received` so tests can check that fields
 were passed on unchanged. Models with special behaviour: `stub-hang` never answers, `stub-500` fails,
 `stub-400` rejects the request, `stub-midstream-error` fails after two chunks.
@@ -11,6 +12,7 @@ were passed on unchanged. Models with special behaviour: `stub-hang` never answe
 from __future__ import annotations
 
 import argparse
+import base64
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -33,6 +35,9 @@ def reply_for(body: dict[str, Any]) -> str:
             content = message.get("content")
             if isinstance(content, list):
                 content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+            if isinstance(content, str) and "say64:" in content:  # lets a test make the model say
+                encoded = content.split("say64:", 1)[1].strip()  # what the input guard never saw
+                return base64.b64decode(encoded).decode("utf-8")
             if isinstance(content, str) and "say:" in content:
                 return content.split("say:", 1)[1].strip()
             break
