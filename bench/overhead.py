@@ -1,13 +1,15 @@
 """Gateway overhead: the same requests straight to a stub upstream and through railguard.
 
-One run starts a stub upstream (`gateway.testing.stub_upstream`) and two gateways in front of it (rule
-guard on, input and output, the default policy; one with metrics on, one with `metrics: false`), each a
-subprocess on a free 127.0.0.1 port, then measures:
+One run starts a stub upstream (`gateway.testing.stub_upstream`) and three gateways in front of it, each a
+subprocess on a free 127.0.0.1 port: the rule guard alone (input and output, the default policy) with
+metrics on and with `metrics: false`, and the full guard (rules and every classifier, input and output).
+It then measures:
 
 * sequential: latency p50/p99 direct and through, and the added p50/p99 (through - direct);
 * streaming sequential: time to the first content token, direct and through, added TTFT p50/p99;
 * concurrency (32 connections): throughput each way, the ratio, latency p50/p99 under load;
-* metrics on vs off: the added latency and gateway CPU per request of the telemetry.
+* metrics on vs off: the added latency and gateway CPU per request of the telemetry;
+* the full guard: added latency sequentially and added TTFT streaming.
 
 Sequential requests are interleaved (direct, through, through-without-metrics, direct, ...) so that noise
 from other work on the machine hits every target alike; every measurement is repeated `--rounds` times and
@@ -124,6 +126,7 @@ class Services:
     stub: int
     gateway: int
     gateway_nometrics: int
+    gateway_full: int
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def pids(self) -> dict[str, int]:
@@ -134,16 +137,24 @@ class Services:
 def services(pin: bool, workdir: Path) -> Iterator[Services]:
     python = sys.executable
     railguard = [python, "-m", "gateway.cli"]
-    svc = Services(free_port(), free_port(), free_port())
+    svc = Services(free_port(), free_port(), free_port(), free_port())
     upstream = f"http://127.0.0.1:{svc.stub}/v1"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     configs = {}
-    for name, metrics in (("gateway", True), ("gateway_nometrics", False)):
+    classifier_cache = Path.home() / ".cache" / "railguard" / "classifiers"  # built once, shared
+    settings = {
+        # the rule guard alone (the gateway-core targets), with and without metrics
+        "gateway": "metrics: true\nclassifiers: {enabled: false}\n",
+        "gateway_nometrics": "metrics: false\nclassifiers: {enabled: false}\n",
+        # the full guard: rules and every classifier, on input and output (the classifier targets)
+        "gateway_full": f"metrics: true\nclassifiers: {{options: {{cache_dir: '{classifier_cache}'}}}}\n",
+    }
+    for name, text in settings.items():
         cache = workdir / name
         cache.mkdir()
         config = workdir / f"{name}.yaml"
         # Defaults otherwise: log_level info (one JSON access-log line per request, to a file here).
-        config.write_text(f"metrics: {'true' if metrics else 'false'}\n")
+        config.write_text(text)
         configs[name] = (config, cache)
     commands: dict[str, tuple[list[str], dict[str, str], int | None]] = {
         "stub": (
@@ -152,7 +163,12 @@ def services(pin: bool, workdir: Path) -> Iterator[Services]:
             HELPER_CPU,
         ),
     }
-    for name, port in (("gateway", svc.gateway), ("gateway_nometrics", svc.gateway_nometrics)):
+    gateways = (
+        ("gateway", svc.gateway),
+        ("gateway_nometrics", svc.gateway_nometrics),
+        ("gateway_full", svc.gateway_full),
+    )
+    for name, port in gateways:
         config, cache = configs[name]
         args = ["serve", "--upstream", upstream, "--port", str(port), "--config", str(config)]
         commands[name] = (railguard + args, {**env, "RAILGUARD_CACHE_DIR": str(cache)}, GATEWAY_CPU)
@@ -170,13 +186,8 @@ def services(pin: bool, workdir: Path) -> Iterator[Services]:
             )
             if name == "stub":
                 wait_ready(svc.stub, "/v1/models", svc.procs[name], workdir / "stub.log")
-        wait_ready(svc.gateway, "/readyz", svc.procs["gateway"], workdir / "gateway.log")
-        wait_ready(
-            svc.gateway_nometrics,
-            "/readyz",
-            svc.procs["gateway_nometrics"],
-            workdir / "gateway_nometrics.log",
-        )
+        for name, port in gateways:
+            wait_ready(port, "/readyz", svc.procs[name], workdir / f"{name}.log")
         yield svc
     finally:
         for proc in svc.procs.values():
@@ -389,7 +400,8 @@ async def sequential(
     order = list(ports)
     start = monitor.snapshot()
     for i in range(n):
-        for target in order[i % 3 :] + order[: i % 3]:  # rotate, so no target always goes first
+        turn = i % len(order)
+        for target in order[turn:] + order[:turn]:  # rotate, so no target always goes first
             elapsed, first, status, body = await conns[target].request(payloads[target], stream)
             if status != 200:
                 raise RuntimeError(f"{target}: HTTP {status}: {body[:300]!r}")
@@ -480,7 +492,12 @@ async def wait_quiet(monitor: CpuMonitor, limit: float, wait_s: float) -> float:
 async def one_round(
     opener: Opener, svc: Services, args: argparse.Namespace, monitor: CpuMonitor
 ) -> dict[str, Any]:
-    ports = {"direct": svc.stub, "through": svc.gateway, "nometrics": svc.gateway_nometrics}
+    ports = {
+        "direct": svc.stub,
+        "through": svc.gateway,
+        "nometrics": svc.gateway_nometrics,
+        "full": svc.gateway_full,
+    }
     seq = await sequential(opener, ports, args.requests, args.warmup, False, monitor)
     stream = await sequential(opener, ports, args.stream_requests, args.warmup // 4, True, monitor)
     conc = {}
@@ -495,8 +512,8 @@ async def one_round(
 def derive(raw: dict[str, Any], n: int, stream_n: int) -> dict[str, float]:
     """The figures of one round."""
     seq, stream, conc = raw["sequential"], raw["streaming"], raw["concurrency"]
-    d, t, o = (seq[k]["latency_ms"] for k in ("direct", "through", "nometrics"))
-    sd, st = (stream[k]["ttft_ms"] for k in ("direct", "through"))
+    d, t, o, f = (seq[k]["latency_ms"] for k in ("direct", "through", "nometrics", "full"))
+    sd, st, sf = (stream[k]["ttft_ms"] for k in ("direct", "through", "full"))
     sl = stream["through"]["latency_ms"]
     seq_wall = seq["cpu"]["wall_s"]
     return {
@@ -514,6 +531,13 @@ def derive(raw: dict[str, Any], n: int, stream_n: int) -> dict[str, float]:
         "ttft_added_p50": st["p50"] - sd["p50"],
         "ttft_added_p99": st["p99"] - sd["p99"],
         "stream_through_total_p50": sl["p50"],
+        "seq_full_p50": f["p50"],
+        "seq_full_p99": f["p99"],
+        "seq_full_added_p50": f["p50"] - d["p50"],
+        "seq_full_added_p99": f["p99"] - d["p99"],
+        "ttft_full_p50": sf["p50"],
+        "ttft_full_added_p50": sf["p50"] - sd["p50"],
+        "gw_full_cpu_us": seq["cpu"]["gateway_full"] * seq_wall / n * 1e6,
         "c_direct_rps": conc["direct"]["rps"],
         "c_through_rps": conc["through"]["rps"],
         "c_ratio": conc["through"]["rps"] / conc["direct"]["rps"],
@@ -551,6 +575,15 @@ ROWS: list[tuple[str, str, str, str, str]] = [
     ("c=32 throughput (req/s)", "c_direct_rps", "c_through_rps", "c_ratio", "≥ 250"),
     ("c=32 latency p50 (ms)", "c_direct_p50", "c_through_p50", "", ""),
     ("c=32 latency p99 (ms)", "c_direct_p99", "c_through_p99", "", ""),
+    (
+        "Full guard (rules + classifiers, in and out): sequential p50 (ms)",
+        "seq_direct_p50",
+        "seq_full_p50",
+        "seq_full_added_p50",
+        "≤ 8",
+    ),
+    ("Full guard: sequential p99 (ms)", "seq_direct_p99", "seq_full_p99", "seq_full_added_p99", "≤ 20"),
+    ("Full guard: streaming TTFT p50 (ms)", "ttft_direct_p50", "ttft_full_p50", "ttft_full_added_p50", ""),
 ]
 METRIC_ROWS: list[tuple[str, str, str]] = [
     ("Metrics on − off, sequential p50 (ms)", "metrics_added_p50", "< 0.5"),
@@ -558,6 +591,7 @@ METRIC_ROWS: list[tuple[str, str, str]] = [
     ("Metrics on − off, gateway CPU per request (µs)", "metrics_cpu_us", ""),
     ("Gateway CPU per request, metrics on (µs)", "gw_cpu_us", ""),
     ("Gateway CPU per request, metrics off (µs)", "gw_nometrics_cpu_us", ""),
+    ("Gateway CPU per request, full guard (µs)", "gw_full_cpu_us", ""),
     ("Gateway CPU per streamed request (µs)", "gw_stream_cpu_us", ""),
     ("c=32 throughput, metrics off (req/s)", "c_nometrics_rps", ""),
     ("c=32 gateway CPU (cores; 1.00 = its core to itself)", "c_gw_cores", ""),
