@@ -12,8 +12,8 @@ were passed on unchanged. Models with special behaviour: `stub-hang` never answe
 from __future__ import annotations
 
 import argparse
-import base64
 import asyncio
+import base64
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
