@@ -23,7 +23,7 @@ from gateway.serving import ChatService, ModelRouter
 from gateway.settings import Settings
 from gateway.sinks import SQLiteSink
 from gateway.sinks.base import Sink
-from gateway.telemetry import Telemetry
+from gateway.telemetry import Telemetry, Tracing
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ def create_app(
     sink: Sink | None = None,
     registry: CollectorRegistry | None = None,
     guards: list[Guard] | None = None,
+    tracing: Tracing | None = None,
 ) -> FastAPI:
     """The gateway. `backends`, `sink` and `guards` replace what the settings would build (tests)."""
     policy = load_policy(settings.policy_file)
@@ -100,7 +101,12 @@ def create_app(
     )
     models = ModelRouter(backends)
     detect = _language_detector() if classifier and settings.classifiers.detect_language else None
-    chat = ChatService(models, engine, runner, record_sink, telemetry, detect_language=detect)
+    spans = tracing or Tracing(
+        settings.tracing.enabled,
+        service_name=settings.tracing.service_name,
+        endpoint=settings.tracing.endpoint,
+    )
+    chat = ChatService(models, engine, runner, record_sink, telemetry, detect_language=detect, tracing=spans)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -118,6 +124,7 @@ def create_app(
             if classifier is not None:
                 classifier.close()
             executor.shutdown(wait=False, cancel_futures=True)
+            spans.shutdown()
 
     app = FastAPI(title="railguard", lifespan=lifespan, docs_url=None, redoc_url=None)
     moderations = ModerationService(classifier, executor)

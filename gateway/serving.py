@@ -34,7 +34,7 @@ from gateway.records import DecisionRecord, Latencies
 from gateway.redaction import redact_spans
 from gateway.sinks.base import Sink
 from gateway.streaming import StreamGuard
-from gateway.telemetry import RequestLog, Telemetry
+from gateway.telemetry import RequestLog, Telemetry, Tracing
 
 DONE = b"data: [DONE]\n\n"
 
@@ -99,6 +99,7 @@ class _Trace:
     completion_tokens: int = 0
     prompt: list[dict[str, Any]] | None = None
     response: str | None = None
+    record: DecisionRecord | None = None
 
     @property
     def action(self) -> Action:
@@ -116,8 +117,10 @@ class ChatService:
         telemetry: Telemetry,
         *,
         detect_language: Callable[[str, str], str] | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.detect_language = detect_language
+        self.tracing = tracing or Tracing(enabled=False)
         self.router = router
         self.engine = engine
         self.guards = guards
@@ -136,12 +139,17 @@ class ChatService:
         policy = self.engine.resolve(ctx.tenant, self.engine.language_for(language))
         backend = self.router.backend_for(request.model)
         trace = _Trace(ctx, request.model, backend.name, policy, request.stream)
-        try:
-            return await self._create(request, body, backend, trace)
-        except RailguardError as error:
-            self._count_upstream_error(request.model, error)
-            self.finish(trace, status=error.status, error_code=error.code)
-            raise
+        with self.tracing.span("railguard.chat", model=request.model, stream=request.stream) as span:
+            try:
+                result = await self._create(request, body, backend, trace)
+            except RailguardError as error:
+                self._count_upstream_error(request.model, error)
+                self.finish(trace, status=error.status, error_code=error.code)
+                raise
+            finally:
+                if trace.record is not None:
+                    self.tracing.annotate(span, trace.record)
+            return result
 
     async def _create(
         self, request: ChatCompletionRequest, body: dict[str, Any], backend: Backend, trace: _Trace
@@ -149,7 +157,8 @@ class ChatService:
         ctx, policy = trace.ctx, trace.policy
         messages: list[dict[str, Any]] = body["messages"]
         text, segments = guarded_text(messages)
-        verdict = await self.guards.check(Stage.INPUT, text, policy, ctx.request_id)
+        with self.tracing.span("railguard.input_guard"):
+            verdict = await self.guards.check(Stage.INPUT, text, policy, ctx.request_id)
         trace.input = verdict
         if verdict.action is Action.REDACT:
             messages = redact_messages(messages, segments, verdict)
@@ -169,9 +178,11 @@ class ChatService:
             events = await backend.open_stream(generation)
             return ChatResult(verdict.action, stream=self._stream(request, events, trace))
         started = time.perf_counter()
-        completion = await backend.complete(generation)
+        with self.tracing.span("railguard.backend", backend=backend.name):
+            completion = await backend.complete(generation)
         trace.backend_ms = (time.perf_counter() - started) * 1000
-        await self._guard_completion(completion, trace)
+        with self.tracing.span("railguard.output_guard"):
+            await self._guard_completion(completion, trace)
         completion["railguard"] = self._block(trace, trace.action)
         self.finish(trace, status=200)
         return ChatResult(trace.action, body=completion)
@@ -362,6 +373,7 @@ class ChatService:
             prompt=trace.prompt,
             response=trace.response,
         )
+        trace.record = record
         self.record(record)
         return record
 

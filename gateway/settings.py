@@ -100,6 +100,14 @@ class ClassifierSettings(_Frozen):
     options: ClassifiersConfig = Field(default_factory=ClassifiersConfig)
 
 
+class TracingSettings(_Frozen):
+    """OpenTelemetry spans to an OTLP/HTTP collector (`pip install 'railguard[otel]'`); off by default."""
+
+    enabled: bool = False
+    endpoint: str | None = Field(None, description="e.g. http://otel-collector:4318/v1/traces")
+    service_name: str = "railguard"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RAILGUARD_", env_nested_delimiter="__", frozen=True, extra="forbid"
@@ -116,6 +124,7 @@ class Settings(BaseSettings):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     sink: SinkConfig = Field(default_factory=SinkConfig)
     classifiers: ClassifierSettings = Field(default_factory=ClassifierSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
     metrics: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
