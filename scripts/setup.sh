@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON=${PYTHON:-python3}
-EXTRAS=${RAILGUARD_EXTRAS:-local,classifiers,dev}
+EXTRAS=${RAILGUARD_EXTRAS:-local,classifiers,steering,dev}
 stamp=.venv/.railguard-installed
 want="$(sha256sum pyproject.toml | cut -d' ' -f1) $EXTRAS"
 if [ ! -x .venv/bin/python ]; then
