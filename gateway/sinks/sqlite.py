@@ -1,7 +1,9 @@
 """The embedded store: SQLite, written by one background thread in batches.
 
 `submit` only puts the record on a queue; the writer thread commits whatever has accumulated in one
-transaction. `close` drains the queue before returning, so a clean shutdown loses nothing.
+transaction. `close` drains the queue before returning, so a clean shutdown loses nothing. When the
+database refuses writes (locked, disk full, corrupt), the rows go to a spool file beside it and are
+replayed after the next successful write, or at the next start.
 """
 
 from __future__ import annotations
@@ -38,10 +40,21 @@ _STOP = object()
 
 
 class SQLiteSink:
-    def __init__(self, path: Path, *, flagged_only: bool = True, events: SinkEvents | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        flagged_only: bool = True,
+        events: SinkEvents | None = None,
+        busy_timeout_s: float = 30.0,
+        retries: int = 5,
+    ) -> None:
         self.path = path
+        self.spool = path.with_name(path.name + ".spool.jsonl")
         self.flagged_only = flagged_only
         self._events = events
+        self._busy_timeout_s = busy_timeout_s
+        self._retries = retries
         path.parent.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as conn:
             conn.executescript(_SCHEMA)
@@ -50,7 +63,7 @@ class SQLiteSink:
         self._writer.start()
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30)
+        conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s)
         conn.execute("PRAGMA journal_mode=WAL")
         return conn
 
@@ -65,6 +78,7 @@ class SQLiteSink:
 
     def _run(self) -> None:
         with closing(self._connect()) as conn:
+            self._replay(conn)  # what an earlier run could not write
             stopping = False
             while not stopping:
                 batch = [self._queue.get()]
@@ -76,34 +90,58 @@ class SQLiteSink:
                 stopping = any(item is _STOP for item in batch)
                 records = [item for item in batch if item is not _STOP]
                 if records:
-                    self._write(conn, records)
+                    rows = [_row(r) for r in records]
+                    if self._insert(conn, rows):
+                        self._report("written", len(rows), min(r.created for r in records))
+                        self._replay(conn)
+                    else:
+                        self._spool(rows)
 
-    def _write(self, conn: sqlite3.Connection, records: list[DecisionRecord]) -> None:
-        rows = [
-            (
-                r.request_id,
-                r.created,
-                r.tenant,
-                r.action.value,
-                int(r.flagged),
-                orjson.dumps(r.to_json()).decode(),
-            )
-            for r in records
-        ]
-        for attempt in range(5):
+    def _insert(self, conn: sqlite3.Connection, rows: list[_Row]) -> bool:
+        for attempt in range(self._retries):
             try:
                 with conn:
                     conn.executemany("INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?)", rows)
-                if self._events is not None:
-                    self._events.sink_event("written", len(rows))
-                    self._events.set_sink_lag(max(0.0, time.time() - min(r.created for r in records)))
-                return
-            except sqlite3.OperationalError:
-                log.warning("sqlite sink write failed (attempt %d), retrying", attempt + 1)
-                threading.Event().wait(0.2 * (attempt + 1))
-        log.error("sqlite sink could not write %d records to %s", len(rows), self.path)
+                return True
+            except sqlite3.Error as exc:
+                log.warning("sqlite sink write failed (attempt %d): %s", attempt + 1, exc)
+                threading.Event().wait(0.05 * (attempt + 1))
+        return False
+
+    def _spool(self, rows: list[_Row]) -> None:
+        """The store refuses writes: keep the rows in a local file, replayed once it accepts them again."""
+        with self.spool.open("ab") as out:
+            out.writelines(orjson.dumps(list(row)) + b"\n" for row in rows)
+        log.error("sqlite sink spooled %d records to %s", len(rows), self.spool)
+        self._report("spooled", len(rows))
+
+    def _replay(self, conn: sqlite3.Connection) -> None:
+        if not self.spool.exists():
+            return
+        rows = [tuple(orjson.loads(line)) for line in self.spool.read_bytes().splitlines() if line]
+        if self._insert(conn, rows):
+            self.spool.unlink()
+            self._report("replayed", len(rows))
+
+    def _report(self, event: str, count: int, oldest: float | None = None) -> None:
         if self._events is not None:
-            self._events.sink_event("dropped", len(rows))
+            self._events.sink_event(event, count)
+            if oldest is not None:
+                self._events.set_sink_lag(max(0.0, time.time() - oldest))
+
+
+_Row = tuple[str, float, str, str, int, str]
+
+
+def _row(record: DecisionRecord) -> _Row:
+    return (
+        record.request_id,
+        record.created,
+        record.tenant,
+        record.action.value,
+        int(record.flagged),
+        orjson.dumps(record.to_json()).decode(),
+    )
 
 
 def read_records(path: Path, *, limit: int = 100) -> Iterator[dict[str, Any]]:

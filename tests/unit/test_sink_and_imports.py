@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import time
@@ -40,3 +41,35 @@ def test_importing_the_gateway_for_an_upstream_does_not_import_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False False"
+
+
+class Events:
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def sink_event(self, event: str, count: int = 1) -> None:
+        self.counts[event] = self.counts.get(event, 0) + count
+
+    def set_sink_lag(self, seconds: float) -> None:
+        pass
+
+
+def test_a_locked_store_spools_and_replays_without_losing_records(tmp_path: Path) -> None:
+    db = tmp_path / "db.sqlite3"
+    events = Events()
+    sink = SQLiteSink(db, events=events, busy_timeout_s=0.05, retries=2)
+    blocker = sqlite3.connect(db)
+    blocker.execute("BEGIN EXCLUSIVE")  # a real fault: another writer holds the database
+    for i in range(5):
+        sink.submit(_record(i, Action.REFUSE))
+    deadline = time.monotonic() + 10
+    while events.counts.get("spooled", 0) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert events.counts.get("spooled") == 5 and sink.spool.exists()
+    blocker.rollback()
+    blocker.close()
+    sink.submit(_record(99, Action.REFUSE))
+    sink.close()
+    ids = {r["request_id"] for r in read_records(db)}
+    assert ids == {"r0", "r1", "r2", "r3", "r4", "r99"}
+    assert events.counts.get("replayed") == 5 and not sink.spool.exists()
