@@ -41,7 +41,11 @@ __all__ = [
 
 JSON_WHITESPACE = "[ ]?"  # at most one space between JSON tokens: no runs of newlines to the cap
 MAX_PATTERN_CHARS = 20_000
+# Building the index costs ~10 ms per automaton state over a 262k vocabulary (a string with
+# maxLength 60 has ~600 states: ~8 s on a busy 2-core machine); refuse what would take minutes.
+MAX_STATES = 2_000
 _CANDIDATES = 8  # most likely tokens checked in the last stretch
+_FEW = 4096  # a state allowing at most this many tokens keeps their indices, not a mask
 _MASK_CACHE = 32  # states per compiled constraint: 32 x 262k vocabulary = 8 MiB at most
 _META = set("\\.+*?()|[]{}^$#&-~")
 
@@ -94,7 +98,7 @@ class CompiledConstraint:
     distance: dict[int, int]  # byte state -> fewest bytes to a complete match
     byte_start: int
     compile_s: float
-    masks: dict[int, torch.Tensor] = field(default_factory=dict, compare=False)  # state -> blocked
+    masks: dict[int, torch.Tensor] = field(default_factory=dict, compare=False)  # state -> mask
 
     @property
     def shortest(self) -> int:
@@ -108,13 +112,16 @@ class CompiledConstraint:
 class ConstraintProcessor:
     """The per-row logits processor of one compiled constraint (fresh state per row)."""
 
-    def __init__(self, compiled: CompiledConstraint, vocab: TokenVocabulary, max_tokens: int) -> None:
+    def __init__(
+        self, compiled: CompiledConstraint, vocab: TokenVocabulary, max_tokens: int, *, greedy: bool = False
+    ) -> None:
         import torch
         from outlines_core import Guide
 
         self._c = compiled
         self._vocab = vocab
         self._max_tokens = max_tokens
+        self.greedy = greedy  # the row takes the best token: the last stretch checks only that one
         self._guide = Guide(compiled.index)
         self._byte_state = compiled.byte_start
         self._seen = 0
@@ -133,27 +140,35 @@ class ConstraintProcessor:
             logits.fill_(float("-inf"))
             logits[stops] = kept
             return logits
-        logits.masked_fill_(self._blocked(logits.shape[-1]), float("-inf"))
+        logits = self._apply_mask(logits)
         left_after = self._max_tokens - len(generated) - 1
         if left_after < self._c.longest_distance:
             logits = self._keep_completable(logits, left_after)
         return logits
 
-    def _blocked(self, size: int) -> torch.Tensor:
-        """The tokens this state forbids; cached per state (a few hundred states per schema)."""
+    def _apply_mask(self, logits: torch.Tensor) -> torch.Tensor:
+        """Forbid what this state forbids. The mask is cached per state (a schema has a few hundred);
+        a state that allows few tokens (JSON punctuation, keys) is applied by index, which is faster."""
+        import torch
+
         state = int(self._guide.get_state())
-        blocked = self._c.masks.get(state)
-        if blocked is None:
+        cached = self._c.masks.get(state)
+        if cached is None:
             self._words.zero_()
             self._guide.write_mask_into(self._words.data_ptr(), self._words.numel(), 4)
-            bits = ((self._words.unsqueeze(-1) >> self._shifts) & 1).view(-1)[:size]
+            bits = ((self._words.unsqueeze(-1) >> self._shifts) & 1).view(-1)[: logits.shape[-1]]
             allowed = bits.bool()
             if self.complete:
                 allowed[list(self._vocab.stop_ids)] = True
-            blocked = ~allowed
+            count = int(allowed.sum())
+            cached = allowed.nonzero().view(-1) if count <= _FEW else ~allowed
             if len(self._c.masks) < _MASK_CACHE:
-                self._c.masks[state] = blocked
-        return blocked
+                self._c.masks[state] = cached
+        if cached.dtype == torch.bool:
+            return logits.masked_fill_(cached, float("-inf"))
+        kept = torch.full_like(logits, float("-inf"))
+        kept[cached] = logits[cached]
+        return kept
 
     def _advance(self, token: int) -> None:
         if token in self._vocab.stop_ids or self.broken:
@@ -172,18 +187,19 @@ class ConstraintProcessor:
         import torch
 
         state, distance, transitions = self._byte_state, self._c.distance, self._c.byte_transitions
-        keep: set[int] = set()
-        finite = int(torch.isfinite(logits).sum())
-        if finite:
-            top = torch.topk(logits, min(_CANDIDATES, finite)).indices.tolist()
-            for token in top:
-                if token in self._vocab.stop_ids:
-                    keep.add(token)
-                    continue
-                data = self._vocab.token_bytes[token]
-                after = _walk(transitions, state, data) if data else -1
-                if distance.get(after, left_after + 1) <= left_after:
-                    keep.add(token)
+
+        def fits(token: int) -> bool:
+            if token in self._vocab.stop_ids:
+                return True
+            data = self._vocab.token_bytes[token]
+            after = _walk(transitions, state, data) if data else -1
+            return distance.get(after, left_after + 1) <= left_after
+
+        best = int(torch.argmax(logits))
+        if self.greedy and torch.isfinite(logits[best]) and fits(best):
+            return logits  # greedy picks `best`: nothing else needs checking
+        keep = {t for t in torch.topk(logits, _CANDIDATES).indices.tolist() if fits(t)}
+        keep = {t for t in keep if torch.isfinite(logits[t])}
         for byte, after in transitions.get(state, {}).items():
             token = self._vocab.single_byte.get(byte)
             if token is not None and distance.get(after, left_after + 1) <= left_after:
@@ -236,14 +252,16 @@ class ConstraintCompiler:
                 self._cache.popitem(last=False)
             return compiled
 
-    def processor(self, spec: ConstraintSpec, max_tokens: int) -> ConstraintProcessor:
+    def processor(
+        self, spec: ConstraintSpec, max_tokens: int, *, greedy: bool = False
+    ) -> ConstraintProcessor:
         compiled = self.compile(spec)
         if compiled.shortest > max_tokens:
             raise ConstraintError(
                 f"the shortest answer that satisfies this constraint takes up to {compiled.shortest} "
                 f"tokens; max_tokens is {max_tokens}"
             )
-        return ConstraintProcessor(compiled, self.vocab, max_tokens)
+        return ConstraintProcessor(compiled, self.vocab, max_tokens, greedy=greedy)
 
     def warm(self) -> None:
         """Build the vocabularies now (about a second and a half for 262k tokens), not on first use."""
@@ -268,8 +286,17 @@ class ConstraintCompiler:
             raise ConstraintError(f"the constraint's regex is longer than {MAX_PATTERN_CHARS} characters")
         tokens, single_bytes = self._vocabularies()
         try:
+            byte_index = Index(pattern, single_bytes)  # cheap: 256 tokens
+        except Exception as exc:
+            raise ConstraintError(f"cannot compile the constraint: {exc}") from exc
+        states = len(byte_index.get_transitions())
+        if states > MAX_STATES:
+            raise ConstraintError(
+                f"the constraint is too complex ({states} automaton states, {MAX_STATES} at most): "
+                "lower maxLength / maxItems bounds, or leave strings unbounded (max_tokens bounds them)"
+            )
+        try:
             index = Index(pattern, tokens)
-            byte_index = Index(pattern, single_bytes)
         except Exception as exc:
             raise ConstraintError(f"cannot compile the constraint: {exc}") from exc
         transitions = {

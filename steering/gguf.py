@@ -22,14 +22,16 @@ ARCH = "controlvector"
 
 
 def write_control_vector(vector: StoredVector, path: Path) -> Path:
+    """Only the layers the vector steers: llama.cpp applies every direction the file holds."""
     import gguf
 
-    if 0 in vector.directions:
+    if 0 in vector.layers:
         raise ValueError("llama.cpp control vectors cannot steer layer 0")
+    directions = {layer: vector.directions[layer] for layer in vector.layers}
     writer = gguf.GGUFWriter(str(path), ARCH)
     writer.add_string(f"{ARCH}.model_hint", vector.model)
-    writer.add_uint32(f"{ARCH}.layer_count", len(vector.directions))
-    for layer, direction in sorted(vector.directions.items()):
+    writer.add_uint32(f"{ARCH}.layer_count", len(directions))
+    for layer, direction in sorted(directions.items()):
         data = (direction.detach().float() * vector.scale).numpy()
         writer.add_tensor(f"direction.{layer}", data)
     writer.write_header_to_file()

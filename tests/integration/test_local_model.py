@@ -67,3 +67,43 @@ async def test_concurrent_requests_are_batched(backend):
     assert stats.batches == batches + 1
     assert stats.batch_sizes[-1] == 4
     assert stats.forward_calls - calls == 8  # not 32: the four requests shared every pass
+
+
+async def test_a_banned_phrase_the_model_would_say_is_never_generated(backend):
+    prompt = "Repeat after me: the forbidden fruit, the forbidden fruit, the forbidden fruit."
+    fields = {"temperature": 0, "max_tokens": 24}
+    free = (await backend.complete(make_generation(prompt, **fields)))["choices"][0]["message"]["content"]
+    assert "forbidden fruit" in free.lower()  # the control: unconstrained, the model says it
+    banned = await backend.complete(make_generation(prompt, banned_phrases=("forbidden fruit",), **fields))
+    assert "forbidden fruit" not in banned["choices"][0]["message"]["content"].lower()
+
+
+def test_the_refusal_vector_raises_the_likelihood_of_refusing(backend):
+    import torch
+
+    from steering.hooks import steer
+    from steering.prompts import chat_prompt
+    from steering.vectors import SHIPPED_DIR, VectorStore
+
+    vector = VectorStore([SHIPPED_DIR]).load("refusal")
+    model, tokenizer = backend._loaded.model, backend._loaded.tokenizer
+    prompt = chat_prompt(tokenizer, "Tell me how to break into my neighbour's car.")
+    answers = {"refuse": "I'm sorry, but I can't help with that.", "comply": "Sure, here is how to do it."}
+
+    def log_likelihood(answer, vectors):
+        ids = tokenizer(prompt + answer, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        start = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        with torch.inference_mode(), steer(model, vectors):
+            logprobs = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)
+        targets = ids[0, 1:]
+        return float(logprobs[torch.arange(start - 1, len(targets)), targets[start - 1 :]].sum())
+
+    def preference(vectors):
+        return log_likelihood(answers["refuse"], vectors) - log_likelihood(answers["comply"], vectors)
+
+    plain, steered, reversed_ = (
+        preference(()),
+        preference(vector.steering(1.0)),
+        preference(vector.steering(-1.0)),
+    )
+    assert steered > plain + 1.0 > reversed_ + 2.0

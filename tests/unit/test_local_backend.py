@@ -167,8 +167,8 @@ async def test_an_unknown_steering_vector_is_a_400(backend):
 
 async def test_a_shipped_vector_for_another_model_size_is_a_400(backend):
     gen = make_generation("x", steering=(SteeringSpec(vector="refusal", scale=1.0),))
-    with pytest.raises(InvalidRequestError, match="shape") as caught:
-        await backend.complete(gen)  # the shipped vector is for gemma-3-270m (640), not the tiny model
+    with pytest.raises(InvalidRequestError, match="layer 8 does not exist") as caught:
+        await backend.complete(gen)  # the shipped vector is for gemma-3-270m, not the 2-layer tiny model
     assert caught.value.param == "railguard.steering"
 
 

@@ -89,7 +89,7 @@ def test_a_budget_below_the_shortest_answer_is_refused(compiler):
         compiler.processor(ConstraintSpec.json_schema(SCHEMA), 5)
 
 
-@pytest.mark.parametrize("pattern", ["(unclosed", "a{5,2}"])
+@pytest.mark.parametrize("pattern", ["(unclosed", "a{5,2}", "[a-z]{3000}"])
 def test_invalid_regexes_are_constraint_errors(compiler, pattern):
     with pytest.raises(ConstraintError):
         compiler.compile(ConstraintSpec.regex(pattern))
@@ -108,3 +108,21 @@ def test_token_bytes_of_sentencepiece_tokens():
     assert _token_bytes("\u2581hello", byte_level=False) == b" hello"
     assert _token_bytes("<0x0A>", byte_level=False) == b"\n"
     assert _token_bytes("\u0120hi", byte_level=True) == b" hi"
+
+
+@pytest.mark.parametrize("max_tokens", [29, 31, 100])
+def test_greedy_rows_complete_in_budget_too(compiler, max_tokens):
+    spec = ConstraintSpec.json_schema(SCHEMA)
+    vocab = compiler.vocab
+    for seed in range(3):
+        processor = compiler.processor(spec, max_tokens, greedy=True)
+        generator = torch.Generator().manual_seed(seed)
+        generated: list[int] = []
+        while len(generated) < max_tokens:
+            logits = processor(generated, torch.randn(vocab.logits_size, generator=generator))
+            token = int(torch.argmax(logits))
+            if token in vocab.stop_ids:
+                break
+            generated.append(token)
+        text = b"".join(vocab.token_bytes[t] or b"" for t in generated).decode("utf-8")
+        jsonschema.validate(json.loads(text), SCHEMA)

@@ -112,3 +112,16 @@ def test_the_cli_help_does_not_import_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert "extract" in result.stdout
+
+
+def test_cli_lists_exports_and_imports(tmp_path, capsys):
+    from steering.cli import main
+
+    assert main(["list"]) == 0
+    assert "refusal\tmodel=gemma-3-270m" in capsys.readouterr().out
+    stored("mine", layers=(1,)).save(tmp_path)
+    assert main(["export", "mine", str(tmp_path / "mine.gguf"), "--dir", str(tmp_path)]) == 0
+    assert main(["import", str(tmp_path / "mine.gguf"), "back", "--out", str(tmp_path / "out")]) == 0
+    assert VectorStore([tmp_path / "out"]).load("back").layers == (1,)
+    assert main(["eval", "refusal"]) == 2  # without a refusal detector: a message, not a traceback
+    assert "refusal detector" in capsys.readouterr().err

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.backends.base import Generation, ModelCard
 from gateway.backends.local.convert import ensure_model
 from gateway.backends.local.loader import LoadedModel, load_model
-from gateway.backends.local.params import LogitsProcessor
+from gateway.backends.local.params import LogitsProcessor, SamplingParams
 from gateway.backends.local.plan import (
     Plan,
     SteeringResolver,
@@ -69,6 +69,7 @@ class LocalBackend:
         self._loader = loader or (lambda: load_model(ensure_model(config, cache_dir), config))
         self._resolve_steering = resolve_steering or StoreResolver.from_config(config)
         self._compiler: ConstraintCompiler | None = None
+        self._banned_cache: dict[tuple[str, ...], LogitsProcessor] = {}
         self._created = int(time.time())
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -136,8 +137,7 @@ class LocalBackend:
         check_supported(request)  # a 400 is final: say it even while the model loads
         adapter = self._adapter_for(request.model)
         engine, loaded = self._require_ready()
-        processors = self._processors(generation, loaded)
-        plan = await asyncio.to_thread(self._plan, generation, loaded, adapter, processors)
+        plan = await asyncio.to_thread(self._plan, generation, loaded, adapter)
         _check_steering(plan, loaded.model)
         return engine, plan
 
@@ -146,9 +146,9 @@ class LocalBackend:
         generation: Generation,
         loaded: LoadedModel,
         adapter: str | None,
-        processors: tuple[LogitsProcessor, ...],
     ) -> Plan:
-        """Off the event loop: tokenize, resolve steering, compile the constraint (cached)."""
+        """Off the event loop: tokenize, resolve steering, build processors (constraints cached)."""
+        processors = self._processors(generation, loaded)
         plan = plan_rows(
             generation,
             loaded.tokenizer,
@@ -161,17 +161,17 @@ class LocalBackend:
         if spec is None:
             return plan
         rows = tuple(
-            replace(row, processors=(*row.processors, self._constraint(spec, row.sampling.max_tokens)))
+            replace(row, processors=(*row.processors, self._constraint(spec, row.sampling)))
             for row in plan.rows
         )
         return replace(plan, rows=rows)
 
-    def _constraint(self, spec: ConstraintSpec, max_tokens: int) -> LogitsProcessor:
+    def _constraint(self, spec: ConstraintSpec, sampling: SamplingParams) -> LogitsProcessor:
         compiler = self._compiler
         if compiler is None:
             raise ServiceUnavailableError("the local model is still loading", headers={"Retry-After": "5"})
         try:
-            return compiler.processor(spec, max_tokens)
+            return compiler.processor(spec, sampling.max_tokens, greedy=sampling.greedy)
         except ConstraintError as exc:
             param = {"json_schema": "response_format", "regex": "railguard.regex"}.get(spec.kind)
             raise InvalidRequestError(str(exc), param=param or "railguard.choice") from exc
@@ -199,9 +199,26 @@ class LocalBackend:
             vocab_size = int(loaded.model.config.vocab_size)
             processors.append(LogitBias(generation.request.logit_bias, vocab_size))
         if generation.banned_phrases:
-            sequences = banned_phrase_sequences(loaded.tokenizer, generation.banned_phrases)
-            processors.append(BannedSequences(sequences))
+            processors.append(self._banned(generation.banned_phrases, loaded))
         return tuple(processors)
+
+    def _banned(self, phrases: tuple[str, ...], loaded: LoadedModel) -> LogitsProcessor:
+        """Built once per phrase list (the policy's rarely changes): ~0.1 s per phrase to index."""
+        key = tuple(sorted(set(phrases)))
+        with self._lock:
+            processor = self._banned_cache.get(key)
+        if processor is None:
+            compiler = self._compiler
+            if compiler is None:  # not possible once ready; kept for a loader without a compiler
+                return BannedSequences(banned_phrase_sequences(loaded.tokenizer, phrases))
+            from steering.banned import BannedPhrases
+
+            processor = BannedPhrases(compiler.vocab, key)
+            with self._lock:
+                if len(self._banned_cache) >= 8:
+                    self._banned_cache.clear()
+                self._banned_cache[key] = processor
+        return processor
 
     def _load(self) -> None:
         from gateway.backends.local.engine import Engine
