@@ -271,7 +271,10 @@ def _store(directory: Path | None) -> Any:
 
 def _eval(args: argparse.Namespace, is_refusal: IsRefusal | None) -> int:
     if is_refusal is None:
-        raise ValueError("eval needs the refusal detector: run it as `railguard steer eval`")
+        raise ValueError(
+            "eval needs the refusal detector: run it through trainer.steering_eval "
+            "(python -m trainer.steering_eval ..., or `railguard steer` once gateway/cli.py dispatches there)"
+        )
     from steering.evaluate import measure
     from steering.prompts import read_prompts, shipped
 
