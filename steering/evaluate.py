@@ -59,7 +59,7 @@ def generate(
     with steer(model, vectors) as steering:
         for start in range(0, len(prompts), batch_size):
             ids, mask = tokenize_left_padded(tokenizer, prompts[start : start + batch_size])
-            steering._phase = "prompt"
+            steering.prompting()
             answers += _greedy(model, tokenizer, ids, mask, max_new_tokens, stop, steering.generating)
     return answers
 

@@ -82,6 +82,10 @@ class BatchSteering:
         """From now on the model sees generated tokens: apply the vectors meant for them."""
         self._phase = "generated"
 
+    def prompting(self) -> None:
+        """Back to the prompt phase (a new batch through the same hooks)."""
+        self._phase = "prompt"
+
     def select(self, indices: torch.Tensor) -> None:
         if self._broadcast:
             return
