@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return classifiers_main(argv)
     if argv and argv[0] == "steer":
-        from steering.cli import main as steering_main
+        from trainer.steering_eval import main as steering_main  # composes steering + the detector
 
         return steering_main(argv[1:])
     args = _parser().parse_args(argv)
