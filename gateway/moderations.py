@@ -16,23 +16,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from classifiers.taxonomy import OPENAI_CATEGORIES, to_openai
 from gateway.errors import InvalidRequestError, NotFoundError, ServiceUnavailableError
 from gateway.guards.classifier import PII, ClassifierGuard, Scores
+from gateway.protocol import ContentPart
 from gateway.requests import validation_error
 from gateway.settings import LimitsConfig
 
 DEFAULT_MODEL = "railguard-moderation"
 
 
-class _Part(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    type: str
-    text: str | None = None
-
-
 class ModerationRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    input: str | list[str] | list[_Part] = Field(min_length=1)
+    input: str | list[str] | list[ContentPart] = Field(min_length=1)
     model: str | None = None
 
     def texts(self) -> list[str]:

@@ -61,11 +61,7 @@ class DecisionRecord:
 
     @property
     def categories(self) -> tuple[str, ...]:
-        seen: dict[str, None] = {}
-        for verdict in (self.input, self.output):
-            if verdict is not None:
-                seen.update(dict.fromkeys(verdict.categories))
-        return tuple(seen)
+        return merged_categories(self.input, self.output)
 
     def to_json(self) -> dict[str, Any]:
         lat = self.latency
@@ -103,3 +99,12 @@ class DecisionRecord:
             "prompt": self.prompt,
             "response": self.response,
         }
+
+
+def merged_categories(*verdicts: Verdict | None) -> tuple[str, ...]:
+    """The categories of several verdicts, each once, in order."""
+    seen: dict[str, None] = {}
+    for verdict in verdicts:
+        if verdict is not None:
+            seen.update(dict.fromkeys(verdict.categories))
+    return tuple(seen)

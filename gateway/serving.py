@@ -30,7 +30,7 @@ from gateway.guards.base import Action, Stage, Verdict
 from gateway.messages import guarded_text, redact_messages
 from gateway.policy.engine import EffectivePolicy, PolicyEngine
 from gateway.protocol import ChatCompletionRequest
-from gateway.records import DecisionRecord, Latencies
+from gateway.records import DecisionRecord, Latencies, merged_categories
 from gateway.redaction import redact_spans
 from gateway.sinks.base import Sink
 from gateway.streaming import StreamGuard
@@ -325,7 +325,9 @@ class ChatService:
     def _block(self, trace: _Trace, action: Action, verdict: Verdict | None = None) -> dict[str, Any]:
         block: dict[str, Any] = {
             "action": action.value,
-            "categories": list(verdict.categories if verdict else _categories(trace)),
+            "categories": list(
+                verdict.categories if verdict else merged_categories(trace.input, trace.output)
+            ),
             "request_id": trace.ctx.request_id,
             "policy_version": trace.policy.version,
         }
@@ -404,14 +406,6 @@ class ChatService:
         )
         self.telemetry.observe(record)
         self.request_log.log(record)
-
-
-def _categories(trace: _Trace) -> tuple[str, ...]:
-    seen: dict[str, None] = {}
-    for verdict in (trace.input, trace.output):
-        if verdict is not None:
-            seen.update(dict.fromkeys(verdict.categories))
-    return tuple(seen)
 
 
 def _redact_text(text: str, verdict: Verdict) -> str:
