@@ -1,0 +1,82 @@
+"""Whatever the body, the gateway answers with a 2xx or an OpenAI-style 4xx, never a 500."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+
+from gateway.app import create_app
+from gateway.settings import Settings
+
+pytestmark = pytest.mark.anyio
+
+VALID: dict[str, Any] = {
+    "model": "stub-model",
+    "messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "say: hi"}]},
+    ],
+    "max_tokens": 5,
+    "temperature": 0.5,
+    "stop": ["\n"],
+    "n": 1,
+    "stream": False,
+    "railguard": {"language": "en"},
+}
+ODD_VALUES: list[Any] = [None, 0, -1, 1e308, "", "x" * 300, [], {}, [None], {"a": 1}, True, "\ud7ff", 2**70]
+
+
+def _mutations(rng: random.Random, n: int) -> list[Any]:
+    bodies: list[Any] = []
+    for _ in range(n):
+        body = orjson.loads(orjson.dumps(VALID))
+        for _ in range(rng.randint(1, 3)):
+            target = body
+            path = rng.choice([["model"], ["messages"], ["max_tokens"], ["temperature"], ["stop"], ["n"],
+                               ["stream"], ["railguard"], ["railguard", "language"], ["messages", 1],
+                               ["messages", 1, "content"], ["messages", 1, "content", 0, "text"],
+                               ["messages", 0, "role"], ["stream_options"], ["tools"], ["seed"]])  # fmt: skip
+            try:
+                for key in path[:-1]:
+                    target = target[key]
+                if rng.random() < 0.2 and isinstance(target, dict):
+                    target.pop(path[-1], None)
+                else:
+                    target[path[-1]] = rng.choice(ODD_VALUES)
+            except (KeyError, IndexError, TypeError):
+                continue
+        bodies.append(body)
+    return bodies
+
+
+@pytest.fixture
+async def http(tmp_path: Path, stub_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    settings = Settings.load(upstream={"url": stub_url}, cache_dir=tmp_path, classifiers={"enabled": False})
+    app = create_app(settings, registry=CollectorRegistry())
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://gw") as c,
+    ):
+        yield c
+
+
+async def test_mutated_bodies_never_get_a_500(http: httpx.AsyncClient) -> None:
+    statuses: dict[int, int] = {}
+    for body in _mutations(random.Random(7), 300):
+        r = await http.post("/v1/chat/completions", content=json.dumps(body))  # stdlib: big ints too
+        statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+        assert r.status_code < 500, (body, r.text)
+        if r.status_code >= 400:
+            assert set(r.json()["error"]) >= {"message", "type", "param", "code"}, r.text
+        elif body.get("stream") is True:
+            assert r.text.rstrip().endswith("data: [DONE]")
+    assert statuses.get(200, 0) > 0 and sum(v for k, v in statuses.items() if k >= 400) > 0
