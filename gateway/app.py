@@ -17,7 +17,7 @@ from gateway.guarding import GuardRunner
 from gateway.guards.base import Guard, Stage
 from gateway.guards.classifier import ClassifierGuard
 from gateway.moderations import ModerationService
-from gateway.policy import PolicyEngine, load_policy
+from gateway.policy import Policy, PolicyEngine, load_policy
 from gateway.routes import install_error_handlers, router
 from gateway.serving import ChatService, ModelRouter
 from gateway.settings import Settings
@@ -136,10 +136,7 @@ def create_app(
     return app
 
 
-def _policy_categories(policy: object) -> list[str]:
-    from gateway.policy.model import Policy
-
-    assert isinstance(policy, Policy)
+def _policy_categories(policy: Policy) -> list[str]:
     names = set(policy.categories) | {r.category for r in policy.rules}
     for overlay in (*policy.languages.values(), *policy.tenants.values()):
         names |= set(overlay.categories) | {r.category for r in overlay.rules}

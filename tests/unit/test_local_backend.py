@@ -6,14 +6,13 @@ import asyncio
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 import torch
 
 from gateway.backends.base import SteeringSpec
 from gateway.backends.local import LocalBackend, SteeringVector
-from gateway.backends.local.testing import make_generation, tiny_loaded
+from gateway.backends.local.testing import make_generation, tiny_loaded, wait_ready
 from gateway.errors import (
     InvalidRequestError,
     NotFoundError,
@@ -35,13 +34,6 @@ def ascii_window(text, size):
         if window.isascii() and window.isprintable() and window.strip() == window:
             return window
     raise AssertionError(f"no ASCII window of {size} in {text!r}")
-
-
-def wait_ready(backend, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while backend.engine is None:
-        assert time.monotonic() < deadline, "the backend did not become ready"
-        time.sleep(0.01)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 
 import jsonschema
 import pytest
@@ -13,7 +12,7 @@ import torch
 
 from gateway.backends.base import SteeringSpec
 from gateway.backends.local import LocalBackend
-from gateway.backends.local.testing import make_generation, tiny_loaded
+from gateway.backends.local.testing import make_generation, tiny_loaded, wait_ready
 from gateway.errors import InvalidRequestError
 from gateway.settings import LocalModelConfig
 from steering.vectors import StoredVector
@@ -28,13 +27,6 @@ SCHEMA = {
 }
 RESPONSE_FORMAT = {"type": "json_schema", "json_schema": {"name": "a", "schema": SCHEMA, "strict": True}}
 EXPECTED_SHORTEST = len('{"answer":"","score":0}')
-
-
-def wait_ready(backend, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while backend.engine is None:
-        assert time.monotonic() < deadline, "the backend did not become ready"
-        time.sleep(0.01)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ names.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import torch
@@ -92,3 +93,11 @@ def make_generation(
         steering=steering,
         banned_phrases=banned_phrases,
     )
+
+
+def wait_ready(backend: Any, timeout: float = 30.0) -> None:
+    """Block until a `LocalBackend` started with `start()` has loaded its engine."""
+    deadline = time.monotonic() + timeout
+    while backend.engine is None:
+        assert time.monotonic() < deadline, "the backend did not become ready"
+        time.sleep(0.01)
