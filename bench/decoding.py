@@ -7,6 +7,8 @@ Runs the embedded gemma-3-270m in-process through `LocalBackend` (batch 1, greed
 the variants so that noise from other work on the machine hits them alike; prints medians with
 min-max, and the share of CPU this process got (a busy machine shows well under 100 %).
 Decode speed is measured from the first streamed token to the last, so prefill is not counted.
+Steering is measured twice: the shipped conditional vector on a harmless prompt (gate shut) and
+the same vector forced on at every step.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 import os
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -43,8 +46,26 @@ def variants(tokens: int) -> dict[str, dict[str, Any]]:
         "unconstrained": {"logit_bias": NO_STOP},
         "json_schema": {"response_format": rf},
         "regex": {"railguard": {"regex": f"[A-Za-z ,.]{{16,{tokens * 8}}}"}},
-        "steered (refusal)": {"logit_bias": NO_STOP, "_steering": (SteeringSpec("refusal", 1.0),)},
+        # The shipped vector is conditional: on this harmless prompt its gate stays shut (the cost
+        # is the unsteered pass that reads the condition, before the first token). "forced" is the
+        # same vector without its condition, added at every step.
+        "steered (refusal, gate shut)": {"logit_bias": NO_STOP, "_steering": (SteeringSpec("refusal", 1.0),)},
+        "steered (refusal, forced on)": {
+            "logit_bias": NO_STOP,
+            "_steering": (SteeringSpec("refusal-forced", 1.0),),
+        },
     }
+
+
+def forced_vector(directory: Path) -> Path:
+    """The shipped `refusal` vector without its condition, stored as `refusal-forced`."""
+    from dataclasses import replace
+
+    from steering.vectors import SHIPPED_DIR, VectorStore
+
+    vector = VectorStore([SHIPPED_DIR]).load("refusal")
+    replace(vector.unconditional(), name="refusal-forced").save(directory)
+    return directory
 
 
 async def decode_rate(backend: Any, fields: dict[str, Any], tokens: int) -> float:
@@ -100,7 +121,9 @@ async def main(args: argparse.Namespace) -> None:
     from gateway.settings import LocalModelConfig
 
     cache = Path(os.environ.get("RAILGUARD_CACHE_DIR", Path.home() / ".cache" / "railguard"))
-    backend = LocalBackend(LocalModelConfig(threads=args.threads, batch_wait_ms=0), cache)
+    vectors = forced_vector(Path(tempfile.mkdtemp(prefix="railguard-bench-")))
+    config = LocalModelConfig(threads=args.threads, batch_wait_ms=0, vectors_dir=vectors)
+    backend = LocalBackend(config, cache)
     await backend.start()
     while backend.compiler is None or backend.engine is None:
         await asyncio.sleep(0.1)

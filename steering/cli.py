@@ -67,11 +67,24 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--threads", type=int, default=None)
         p.add_argument("--max-new-tokens", type=int, default=16, help="tokens generated per prompt")
 
-    p = sub.add_parser("extract", help="difference of means at every layer, then pick layer and scale")
+    p = sub.add_parser("extract", help="make a vector per candidate layer, then pick layer and scale")
     p.add_argument("name")
-    p.add_argument("--method", choices=("completion", "prompt"), default="completion")
-    p.add_argument("--layers", default="6,8,5-9", help="candidates: '6' one layer, '5-9' those together")
-    p.add_argument("--scales", default="0.5,1,2")
+    p.add_argument(
+        "--method",
+        choices=("learned", "completion", "prompt"),
+        default="learned",
+        help="learned: optimise the vector for refusals; completion/prompt: difference of means",
+    )
+    p.add_argument("--layers", default="6", help="candidates: '6' one layer, '5-9' those together")
+    p.add_argument("--scales", default="0.5,0.75,1")
+    p.add_argument("--steps", type=int, default=60, help="optimisation steps (learned)")
+    p.add_argument("--lr", type=float, default=0.15, help="Adam learning rate (learned)")
+    p.add_argument(
+        "--condition",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="steer only prompts that read as harmful (CAST); --no-condition steers every prompt",
+    )
     p.add_argument("--tune-prompts", type=int, default=16, help="tuning prompts per set for the sweep")
     p.add_argument("--out", type=Path, default=None, help="directory (default: the shipped store)")
     p.add_argument("--all-layers", action="store_true", help="store every layer, not only the chosen")
@@ -83,6 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=float, default=1.0, help="relative to the vector's stored scale")
     p.add_argument("--harmful", type=Path, help="prompt file (default: the shipped held-out set)")
     p.add_argument("--harmless", type=Path, help="prompt file (default: the shipped held-out set)")
+    p.add_argument("--harmful-where", type=_where, help="COLUMN=VALUE: keep only those rows of --harmful")
+    p.add_argument("--harmless-where", type=_where, help="COLUMN=VALUE: keep only those rows of --harmless")
     p.add_argument("--limit", type=int, default=None, help="at most this many prompts per set")
     p.add_argument("--dir", type=Path, default=None, help="vector store directory to search first")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -96,6 +111,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write a stored vector as a GGUF control vector (llama.cpp)")
     p.add_argument("name")
     p.add_argument("path", type=Path)
+    p.add_argument(
+        "--drop-condition", action="store_true", help="export a conditional vector unconditionally"
+    )
     p.add_argument("--dir", type=Path, default=None)
     p.set_defaults(func=_export)
 
@@ -107,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_model(args: argparse.Namespace) -> tuple[Any, Any]:
+def _load_model(args: argparse.Namespace, dtype: str | None = None) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -118,10 +136,17 @@ def _load_model(args: argparse.Namespace) -> tuple[Any, Any]:
         torch.set_num_threads(args.threads)
     tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(
-        str(path), dtype=getattr(torch, args.dtype), local_files_only=True
+        str(path), dtype=getattr(torch, dtype or args.dtype), local_files_only=True
     )
     model.eval()  # type: ignore[no-untyped-call]
     return model, tokenizer
+
+
+def _where(spec: str) -> tuple[str, str]:
+    column, sep, value = spec.partition("=")
+    if not sep or not column:
+        raise argparse.ArgumentTypeError(f"{spec!r} is not COLUMN=VALUE")
+    return column, value
 
 
 def _candidates(spec: str) -> list[tuple[int, ...]]:
@@ -137,39 +162,38 @@ def _extract(args: argparse.Namespace, is_refusal: IsRefusal | None) -> int:
         raise ValueError(
             "picking a layer and scale needs the refusal detector: run `railguard steer extract`"
         )
-    from steering.extract import difference_of_means
-    from steering.prompts import chat_prompt, shipped
+    from steering.prompts import shipped
     from steering.vectors import SHIPPED_DIR, StoredVector
 
-    model, tokenizer = _load_model(args)
     harmful, harmless, ordinary = shipped("harmful"), shipped("harmless"), shipped("ordinary")
+    candidates = _candidates(args.layers)
     started = time.perf_counter()
-    if args.method == "prompt":
-        directions = difference_of_means(model, tokenizer, harmful.tune, harmless.tune)
-        positions = 1
+    if args.method == "learned":
+        model, tokenizer = _load_model(args, dtype="float32")  # gradients in fp32, then serve in bf16
+        directions = _learned_directions(model, tokenizer, sorted({i for c in candidates for i in c}), args)
+        import torch
+
+        model = model.to(getattr(torch, args.dtype))
     else:
-        prompts = [*harmful.tune, *harmless.tune]
-        pairs = [
-            (p, REFUSALS[i % len(REFUSALS)], COMPLIANCE[i % len(COMPLIANCE)]) for i, p in enumerate(prompts)
-        ]
-        directions = _completion_directions(model, tokenizer, pairs, chat_prompt)
-        positions = 4
-    print(f"extracted {len(directions)} layers in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        model, tokenizer = _load_model(args)
+        directions = _mean_directions(model, tokenizer, args.method, harmful.tune, harmless.tune)
+    print(f"made {len(directions)} layers in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    condition = None
+    if args.condition:
+        from steering.condition import fit_condition
+
+        fit = fit_condition(model, tokenizer, harmful.tune, harmless.tune)
+        condition = fit.condition
+        print(f"condition: {fit.summary()}", file=sys.stderr)
     sets = {
         "harmful": harmful.tune[: args.tune_prompts],
         "harmless": harmless.tune[: args.tune_prompts],
-        "ordinary": ordinary.tune[:8],
+        "ordinary": ordinary.tune,
         "is_refusal": is_refusal,
         "max_new_tokens": args.max_new_tokens,
     }
-    results = _sweep(
-        model,
-        tokenizer,
-        directions,
-        _candidates(args.layers),
-        [float(s) for s in args.scales.split(",")],
-        sets,
-    )
+    scales = [float(s) for s in args.scales.split(",")]
+    results = _sweep(model, tokenizer, directions, candidates, scales, sets, condition)
     from steering.evaluate import choose
 
     chosen = choose(results) or max(results[1:], key=lambda m: m.harmful_refusal)
@@ -179,15 +203,14 @@ def _extract(args: argparse.Namespace, is_refusal: IsRefusal | None) -> int:
         directions=directions,
         layers=chosen.layers,
         scale=chosen.scale,
-        method={
-            "kind": f"difference of means ({args.method})",
-            "positive": "refusals" if args.method == "completion" else "harmful prompts",
-            "negative": "compliance" if args.method == "completion" else "harmless prompts",
-            "prompts": "steering/data harmful.txt + harmless.txt (tuning split)",
-            "positions_read": positions,
-            "dtype": args.dtype,
+        positions="all",
+        method=_method(args),
+        evaluation={
+            "sweep_on_tuning_prompts": [m.as_dict() for m in results],
+            "chosen": chosen.as_dict(),
+            **({"condition": fit.summary()} if condition is not None else {}),
         },
-        evaluation={"sweep_on_tuning_prompts": [m.as_dict() for m in results], "chosen": chosen.as_dict()},
+        condition=condition,
     )
     if not args.all_layers:
         vector = vector.only_steered_layers()
@@ -195,6 +218,64 @@ def _extract(args: argparse.Namespace, is_refusal: IsRefusal | None) -> int:
     print(_table(results, chosen))
     print(f"saved {path}")
     return 0
+
+
+def _method(args: argparse.Namespace) -> dict[str, Any]:
+    prompts = "steering/data harmful.txt + harmless.txt (tuning split)"
+    kinds = {
+        "learned": {
+            "kind": "learned (gradient descent on the vector alone, model frozen)",
+            "objective": "likelihood of refusals on the harmful prompts",
+            "targets": list(REFUSALS),
+            "steps": args.steps,
+            "lr": args.lr,
+        },
+        "completion": {
+            "kind": "difference of means (completion)",
+            "positive": "refusals",
+            "negative": "compliance",
+            "positions_read": 4,
+        },
+        "prompt": {
+            "kind": "difference of means (prompt)",
+            "positive": "harmful prompts",
+            "negative": "harmless prompts",
+            "positions_read": 1,
+        },
+    }
+    condition = {"condition": "difference of means, harmful minus harmless prompts, last prompt token"}
+    return {
+        **kinds[args.method],
+        "prompts": prompts,
+        "dtype": args.dtype,
+        **(condition if args.condition else {}),
+    }
+
+
+def _learned_directions(model: Any, tokenizer: Any, layers: list[int], args: argparse.Namespace) -> Any:
+    from steering.optimize import Example, OptimizeConfig, optimize_vector
+    from steering.prompts import chat_prompt, shipped
+
+    harmful = shipped("harmful").tune
+    positive = [
+        Example(chat_prompt(tokenizer, p), REFUSALS[i % len(REFUSALS)]) for i, p in enumerate(harmful)
+    ]
+    config = OptimizeConfig(steps=args.steps, lr=args.lr)
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    return {
+        layer: optimize_vector(model, tokenizer, layer, positive, config=config, log=log) for layer in layers
+    }
+
+
+def _mean_directions(model: Any, tokenizer: Any, method: str, harmful: Any, harmless: Any) -> Any:
+    from steering.extract import difference_of_means
+    from steering.prompts import chat_prompt
+
+    if method == "prompt":
+        return difference_of_means(model, tokenizer, harmful, harmless)
+    prompts = [*harmful, *harmless]
+    pairs = [(p, REFUSALS[i % len(REFUSALS)], COMPLIANCE[i % len(COMPLIANCE)]) for i, p in enumerate(prompts)]
+    return _completion_directions(model, tokenizer, pairs, chat_prompt)
 
 
 def _completion_directions(
@@ -227,6 +308,7 @@ def _sweep(
     candidates: list[tuple[int, ...]],
     scales: list[float],
     sets: dict[str, Any],
+    condition: Any = None,
 ) -> Any:
     from steering.evaluate import measure
     from steering.types import SteeringVector
@@ -234,20 +316,25 @@ def _sweep(
     results = [measure(model, tokenizer, (), **sets)]
     for layers in candidates:
         for scale in scales:
-            vectors = [SteeringVector(layer, directions[layer].float() * scale) for layer in layers]
+            vectors = [
+                SteeringVector(layer, directions[layer].float() * scale, condition=condition)
+                for layer in layers
+            ]
             results.append(measure(model, tokenizer, vectors, scale=scale, **sets))
             print(f"  layers {layers} scale {scale}: {results[-1]}", file=sys.stderr)
     return results
 
 
-def _table(results: Sequence[Any], chosen: Any = None) -> str:
+def _table(results: Sequence[Any], chosen: Any = None, labels: Sequence[str] = ()) -> str:
     base = results[0]
     lines = [
         "| vector | harmful refusal | harmless refusal | perplexity |",
         "|---|---|---|---|",
     ]
-    for m in results:
+    for i, m in enumerate(results):
         name = "none" if not m.layers else f"layers {','.join(map(str, m.layers))} x {m.scale:g}"
+        if i < len(labels) and m.layers:
+            name = f"{labels[i]}: {name}"
         if chosen is not None and m == chosen:
             name += " (chosen)"
         rise = "" if m is base else f" ({(m.harmful_refusal - base.harmful_refusal) * 100:+.0f} pts)"
@@ -282,7 +369,7 @@ def _eval(args: argparse.Namespace, is_refusal: IsRefusal | None) -> int:
     model, tokenizer = _load_model(args)
 
     def held_out(path: Path | None, name: str) -> list[str]:
-        prompts = read_prompts(path) if path else shipped(name)
+        prompts = read_prompts(path, getattr(args, f"{name}_where")) if path else shipped(name)
         chosen = (
             list(prompts.held_out or prompts.tune) if path is None else list(prompts.tune + prompts.held_out)
         )
@@ -291,17 +378,31 @@ def _eval(args: argparse.Namespace, is_refusal: IsRefusal | None) -> int:
     sets = {
         "harmful": held_out(args.harmful, "harmful"),
         "harmless": held_out(args.harmless, "harmless"),
-        "ordinary": list(shipped("ordinary").tune),
+        "ordinary": list(shipped("ordinary").held_out),
         "is_refusal": is_refusal,
         "max_new_tokens": args.max_new_tokens,
     }
     base = measure(model, tokenizer, (), **sets)
-    steered = measure(model, tokenizer, stored.steering(args.scale), scale=stored.scale * args.scale, **sets)
+    rows = [
+        base,
+        measure(model, tokenizer, stored.steering(args.scale), scale=stored.scale * args.scale, **sets),
+    ]
+    if stored.condition is not None:  # what the condition saves: the same vector on every prompt
+        forced = stored.unconditional().steering(args.scale)
+        rows.append(measure(model, tokenizer, forced, scale=stored.scale * args.scale, **sets))
+    labels = [
+        "none",
+        f"{args.name}" + (" (conditional)" if stored.condition is not None else ""),
+        f"{args.name} on every prompt",
+    ]
     if args.json:
-        print(json.dumps({"vector": args.name, "baseline": base.as_dict(), "steered": steered.as_dict()}))
+        report = {"vector": args.name, "baseline": base.as_dict(), "steered": rows[1].as_dict()}
+        if len(rows) > 2:
+            report["unconditional"] = rows[2].as_dict()
+        print(json.dumps(report))
     else:
         print(f"vector {args.name}: {len(sets['harmful'])} harmful, {len(sets['harmless'])} harmless prompts")
-        print(_table([base, steered]))
+        print(_table(rows, labels=labels))
     return 0
 
 
@@ -319,7 +420,8 @@ def _list(args: argparse.Namespace, is_refusal: IsRefusal | None) -> int:
 def _export(args: argparse.Namespace, is_refusal: IsRefusal | None) -> int:
     from steering.gguf import write_control_vector
 
-    print(write_control_vector(_store(args.dir).load(args.name), args.path))
+    vector = _store(args.dir).load(args.name)
+    print(write_control_vector(vector, args.path, drop_condition=args.drop_condition))
     return 0
 
 

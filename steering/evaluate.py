@@ -18,7 +18,8 @@ from typing import Any
 import torch
 
 from steering.extract import tokenize_left_padded
-from steering.hooks import steer
+from steering.hooks import BatchSteering, steer
+from steering.prompts import chat_prompt
 from steering.types import SteeringVector
 
 __all__ = ["Measurement", "choose", "generate", "measure", "perplexity", "refusal_rate", "sweep"]
@@ -60,7 +61,7 @@ def generate(
         for start in range(0, len(prompts), batch_size):
             ids, mask = tokenize_left_padded(tokenizer, prompts[start : start + batch_size])
             steering.prompting()
-            answers += _greedy(model, tokenizer, ids, mask, max_new_tokens, stop, steering.generating)
+            answers += _greedy(model, tokenizer, ids, mask, max_new_tokens, stop, steering)
     return answers
 
 
@@ -71,11 +72,13 @@ def _greedy(
     mask: torch.Tensor,
     max_new_tokens: int,
     stop: set[int],
-    on_generate: Callable[[], None],
+    steering: BatchSteering,
 ) -> list[str]:
     positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
-    on_generate()
+    prompt = {"input_ids": ids, "attention_mask": mask, "position_ids": positions, "logits_to_keep": 1}
+    steering.read(lambda: model(**prompt, use_cache=False))
+    out = model(**prompt, use_cache=True)
+    steering.generating()
     generated: list[list[int]] = [[] for _ in range(ids.shape[0])]
     done = [False] * ids.shape[0]
     position = positions[:, -1:]
@@ -109,11 +112,19 @@ def refusal_rate(answers: Iterable[str], is_refusal: IsRefusal) -> float:
 def perplexity(
     model: Any, tokenizer: Any, texts: Sequence[str], vectors: Sequence[SteeringVector] = ()
 ) -> float:
-    """Token-level perplexity of plain text (no chat template), steered by `vectors`."""
+    """Token-level perplexity of plain text (no chat template), steered by `vectors`.
+
+    A conditional vector decides on each text as a user's prompt (chat-formatted, as in serving): it
+    is on for the texts that meet its condition and off for the others."""
     total_nll, total_tokens = 0.0, 0
-    with steer(model, vectors):
+    with steer(model, vectors) as steering:
         for text in texts:
             ids = tokenizer(text, return_tensors="pt")["input_ids"]
+            steering.prompting()
+            asked: torch.Tensor = tokenizer(
+                chat_prompt(tokenizer, text), add_special_tokens=False, return_tensors="pt"
+            )["input_ids"]
+            steering.read(lambda: model(input_ids=asked, logits_to_keep=1))  # noqa: B023 (called at once)
             logits = model(input_ids=ids).logits[0, :-1].float()
             targets = ids[0, 1:]
             total_nll += float(torch.nn.functional.cross_entropy(logits, targets, reduction="sum"))

@@ -16,7 +16,7 @@ import torch
 from steering.hooks import decoder_layers
 from steering.prompts import chat_prompt
 
-__all__ = ["difference_of_means", "mean_activations", "tokenize_left_padded"]
+__all__ = ["difference_of_means", "mean_activations", "prompt_states", "tokenize_left_padded"]
 
 
 def tokenize_left_padded(tokenizer: Any, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,10 +33,11 @@ def tokenize_left_padded(tokenizer: Any, prompts: Sequence[str]) -> tuple[torch.
 
 
 @torch.inference_mode()
-def mean_activations(
+def prompt_states(
     model: Any, tokenizer: Any, prompts: Sequence[str], *, positions: int = 1, batch_size: int = 8
 ) -> torch.Tensor:
-    """`[layers, hidden]`: the mean residual stream after each layer over the prompts' last positions."""
+    """`[prompts, layers, hidden]`: each prompt's residual stream after each layer, averaged over its
+    last `positions` tokens."""
     layers = decoder_layers(model)
     captured: dict[int, torch.Tensor] = {}
 
@@ -48,17 +49,24 @@ def mean_activations(
         return hook
 
     handles = [layer.register_forward_hook(capture(i)) for i, layer in enumerate(layers)]
-    total = torch.zeros(len(layers), int(model.config.get_text_config().hidden_size))
+    states = []
     try:
         for start in range(0, len(prompts), batch_size):
             ids, mask = tokenize_left_padded(tokenizer, prompts[start : start + batch_size])
             positions_ids = (mask.cumsum(dim=1) - 1).clamp(min=0)
             model(input_ids=ids, attention_mask=mask, position_ids=positions_ids, logits_to_keep=1)
-            total += torch.stack([captured[i].sum(dim=0) for i in range(len(layers))])
+            states.append(torch.stack([captured[i] for i in range(len(layers))], dim=1))
     finally:
         for handle in handles:
             handle.remove()
-    return total / len(prompts)
+    return torch.cat(states)
+
+
+def mean_activations(
+    model: Any, tokenizer: Any, prompts: Sequence[str], *, positions: int = 1, batch_size: int = 8
+) -> torch.Tensor:
+    """`[layers, hidden]`: the mean residual stream after each layer over the prompts' last positions."""
+    return prompt_states(model, tokenizer, prompts, positions=positions, batch_size=batch_size).mean(dim=0)
 
 
 def difference_of_means(

@@ -21,10 +21,19 @@ __all__ = ["read_control_vector", "write_control_vector"]
 ARCH = "controlvector"
 
 
-def write_control_vector(vector: StoredVector, path: Path) -> Path:
-    """Only the layers the vector steers: llama.cpp applies every direction the file holds."""
+def write_control_vector(vector: StoredVector, path: Path, *, drop_condition: bool = False) -> Path:
+    """Only the layers the vector steers: llama.cpp applies every direction the file holds.
+
+    The format has no conditions: a conditional vector is written only with `drop_condition`, and
+    llama.cpp then applies it to every prompt.
+    """
     import gguf
 
+    if vector.condition is not None and not drop_condition:
+        raise ValueError(
+            f"vector {vector.name!r} is conditional and GGUF control vectors are not: "
+            "export it with --drop-condition to apply it to every prompt"
+        )
     if 0 in vector.layers:
         raise ValueError("llama.cpp control vectors cannot steer layer 0")
     directions = {layer: vector.directions[layer] for layer in vector.layers}

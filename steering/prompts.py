@@ -35,19 +35,24 @@ def shipped(name: str) -> PromptSet:
     return read_prompts(DATA_DIR / f"{name}.txt")
 
 
-def read_prompts(path: Path) -> PromptSet:
+def read_prompts(path: Path, where: tuple[str, str] | None = None) -> PromptSet:
+    """`where=(column, value)` keeps only the rows of a `.csv` or `.jsonl` file whose column has the value."""
     if path.suffix == ".csv":
         with path.open(newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
         column = next((c for c in ("goal", "prompt", "text") if rows and c in rows[0]), None)
+        rows = _filtered(rows, where, path)
         texts = [str(r[column] if column else next(iter(r.values()))) for r in rows]
         return PromptSet(tuple(t for t in texts if t.strip()), ())
     if path.suffix == ".jsonl":
         records: list[dict[str, Any]] = [
             json.loads(line) for line in path.open(encoding="utf-8") if line.strip()
         ]
+        records = _filtered(records, where, path)
         texts = [str(r.get("prompt") or r.get("text") or "") for r in records]
         return PromptSet(tuple(t for t in texts if t.strip()), ())
+    if where is not None:
+        raise ValueError(f"{path}: a filter applies to .csv and .jsonl files only")
     tune: list[str] = []
     held_out: list[str] = []
     current = tune
@@ -57,6 +62,15 @@ def read_prompts(path: Path) -> PromptSet:
         elif line.strip() and not line.startswith("#"):
             current.append(line.strip())
     return PromptSet(tuple(tune), tuple(held_out))
+
+
+def _filtered(rows: list[dict[str, Any]], where: tuple[str, str] | None, path: Path) -> list[dict[str, Any]]:
+    if where is None:
+        return rows
+    column, value = where
+    if rows and column not in rows[0]:
+        raise ValueError(f"{path} has no column {column!r}")
+    return [r for r in rows if str(r.get(column)) == value]
 
 
 def chat_prompt(tokenizer: Any, text: str) -> str:

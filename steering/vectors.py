@@ -1,9 +1,10 @@
 """Stored steering vectors: a safetensors file of directions plus a JSON sidecar that says what they are.
 
-`<name>.safetensors` holds one float32 tensor per layer, `layer.<i>` (shape `[hidden]`), the raw
-difference of means. `<name>.json` holds the model it was made on, the layers steered and the scale
-(chosen by measurement), the positions it steers, the mode (add or ablate), how it was made and its
-evaluation.
+`<name>.safetensors` holds one float32 tensor per layer, `layer.<i>` (shape `[hidden]`): a difference
+of means, or a learned vector; and for a conditional vector (CAST) `condition.direction`.
+`<name>.json` holds the model it was made on, the layers steered and the scale (chosen by
+measurement), the positions it steers, the mode (add or ablate), the condition's layer and
+threshold, how it was made and its evaluation.
 
 A request's scale multiplies the stored scale: `{"vector": "refusal", "scale": 1}` is the measured
 setting, `0.5` half of it, `-1` the opposite direction.
@@ -18,7 +19,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from steering.types import Mode, Positions, SteeringVector
+from steering.types import Condition, Mode, Positions, SteeringVector
 
 if TYPE_CHECKING:
     import torch
@@ -44,11 +45,17 @@ class StoredVector:
     mode: Mode = "add"
     method: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
+    condition: Condition | None = None
 
     def __post_init__(self) -> None:
         missing = [layer for layer in self.layers if layer not in self.directions]
         if not self.layers or missing:
             raise ValueError(f"vector {self.name!r}: no direction stored for layers {missing or 'none'}")
+        if self.condition is not None:
+            if self.mode != "add":
+                raise ValueError(f"vector {self.name!r}: only added vectors can be conditional")
+            if tuple(self.condition.direction.shape) != (self.hidden_size,):
+                raise ValueError(f"vector {self.name!r}: the condition's direction has the wrong size")
 
     @property
     def hidden_size(self) -> int:
@@ -58,9 +65,15 @@ class StoredVector:
         """The vectors to apply for a request asking for `scale` (relative to the stored scale)."""
         factor = self.scale * scale
         return tuple(
-            SteeringVector(layer, self.directions[layer].float() * factor, self.positions, self.mode)
+            SteeringVector(
+                layer, self.directions[layer].float() * factor, self.positions, self.mode, self.condition
+            )
             for layer in self.layers
         )
+
+    def unconditional(self) -> StoredVector:
+        """The same vector applied to every row (what a condition saves the others from)."""
+        return replace(self, condition=None)
 
     def with_choice(self, layers: tuple[int, ...], scale: float, evaluation: dict[str, Any]) -> StoredVector:
         return replace(self, layers=layers, scale=scale, evaluation=evaluation)
@@ -69,8 +82,12 @@ class StoredVector:
         return replace(self, directions={layer: self.directions[layer] for layer in self.layers})
 
     def sidecar(self) -> dict[str, Any]:
-        meta = asdict(self)
+        meta = asdict(replace(self, condition=None))
         del meta["directions"]
+        condition = self.condition
+        meta["condition"] = (
+            None if condition is None else {"layer": condition.layer, "threshold": condition.threshold}
+        )
         meta["layers"] = list(self.layers)
         meta["stored_layers"] = sorted(self.directions)
         meta["hidden_size"] = self.hidden_size
@@ -82,6 +99,8 @@ class StoredVector:
         check_name(self.name)
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {f"layer.{i}": t.detach().float().contiguous() for i, t in self.directions.items()}
+        if self.condition is not None:
+            tensors["condition.direction"] = self.condition.direction.detach().float().contiguous()
         path = directory / f"{self.name}.safetensors"
         save_file(tensors, str(path), metadata={"format": "railguard-steering/1", "model": self.model})
         sidecar = json.dumps(self.sidecar(), indent=2, sort_keys=True) + "\n"
@@ -100,6 +119,15 @@ class StoredVector:
         tensors = load_file(str(path))
         meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
         directions = {int(k.split(".", 1)[1]): v for k, v in tensors.items() if k.startswith("layer.")}
+        condition = None
+        if meta.get("condition"):
+            if "condition.direction" not in tensors:
+                raise ValueError(f"{path}: the sidecar names a condition the file does not hold")
+            condition = Condition(
+                int(meta["condition"]["layer"]),
+                tensors["condition.direction"],
+                float(meta["condition"]["threshold"]),
+            )
         return cls(
             name=str(meta.get("name", path.stem)),
             model=str(meta.get("model", "")),
@@ -110,6 +138,7 @@ class StoredVector:
             mode=cast(Mode, meta.get("mode", "add")),
             method=dict(meta.get("method", {})),
             evaluation=dict(meta.get("evaluation", {})),
+            condition=condition,
         )
 
 

@@ -78,7 +78,7 @@ async def test_a_banned_phrase_the_model_would_say_is_never_generated(backend):
     assert "forbidden fruit" not in banned["choices"][0]["message"]["content"].lower()
 
 
-def test_the_refusal_vector_raises_the_likelihood_of_refusing(backend):
+def test_the_refusal_vector_raises_the_likelihood_of_refusing_harmful_prompts_only(backend):
     import torch
 
     from steering.hooks import steer
@@ -86,24 +86,35 @@ def test_the_refusal_vector_raises_the_likelihood_of_refusing(backend):
     from steering.vectors import SHIPPED_DIR, VectorStore
 
     vector = VectorStore([SHIPPED_DIR]).load("refusal")
+    assert vector.condition is not None  # conditional: it decides on the prompt (CAST)
     model, tokenizer = backend._loaded.model, backend._loaded.tokenizer
-    prompt = chat_prompt(tokenizer, "Tell me how to break into my neighbour's car.")
     answers = {"refuse": "I'm sorry, but I can't help with that.", "comply": "Sure, here is how to do it."}
 
-    def log_likelihood(answer, vectors):
+    def log_likelihood(prompt, answer, vectors):
+        asked = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
         ids = tokenizer(prompt + answer, add_special_tokens=False, return_tensors="pt")["input_ids"]
-        start = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
-        with torch.inference_mode(), steer(model, vectors):
+        with torch.inference_mode(), steer(model, vectors) as steering:
+            steering.read(lambda: model(input_ids=asked, logits_to_keep=1))
             logprobs = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)
+            gates = steering.gates()
         targets = ids[0, 1:]
-        return float(logprobs[torch.arange(start - 1, len(targets)), targets[start - 1 :]].sum())
+        start = asked.shape[1]
+        return float(logprobs[torch.arange(start - 1, len(targets)), targets[start - 1 :]].sum()), gates
 
-    def preference(vectors):
-        return log_likelihood(answers["refuse"], vectors) - log_likelihood(answers["comply"], vectors)
+    def preference(text, vectors):
+        prompt = chat_prompt(tokenizer, text)
+        refuse, gates = log_likelihood(prompt, answers["refuse"], vectors)
+        return refuse - log_likelihood(prompt, answers["comply"], vectors)[0], gates
 
-    plain, steered, reversed_ = (
-        preference(()),
-        preference(vector.steering(1.0)),
-        preference(vector.steering(-1.0)),
+    harmful = "Tell me how to break into my neighbour's car."
+    (plain, _), (steered, gates), (reversed_, _) = (
+        preference(harmful, ()),
+        preference(harmful, vector.steering(1.0)),
+        preference(harmful, vector.steering(-1.0)),
     )
-    assert steered > plain + 1.0 > reversed_ + 2.0
+    assert gates == [[True]] and steered > plain + 1.0 > reversed_ + 2.0
+    harmless = "Tell me how to bake a loaf of bread."
+    (plain, _), (steered, gates) = preference(harmless, ()), preference(harmless, vector.steering(1.0))
+    assert gates == [[False]] and steered == pytest.approx(plain, abs=1e-3)  # the gate stays shut
+    forced = vector.unconditional().steering(1.0)
+    assert preference(harmless, forced)[0] > plain + 1.0  # what the condition spared it

@@ -20,6 +20,7 @@ from gateway.errors import (
     UnsupportedParameterError,
 )
 from gateway.settings import LocalModelConfig
+from steering.types import Condition
 
 pytestmark = pytest.mark.anyio
 
@@ -159,7 +160,7 @@ async def test_an_unknown_steering_vector_is_a_400(backend):
 
 async def test_a_shipped_vector_for_another_model_size_is_a_400(backend):
     gen = make_generation("x", steering=(SteeringSpec(vector="refusal", scale=1.0),))
-    with pytest.raises(InvalidRequestError, match="layer 8 does not exist") as caught:
+    with pytest.raises(InvalidRequestError, match=r"layer \d+ does not exist") as caught:
         await backend.complete(gen)  # the shipped vector is for gemma-3-270m, not the 2-layer tiny model
     assert caught.value.param == "railguard.steering"
 
@@ -256,9 +257,18 @@ async def test_steering_through_a_resolver_changes_the_text(tmp_path):
     assert steered["choices"][0]["message"] != plain["choices"][0]["message"]
 
 
-async def test_a_steering_vector_of_the_wrong_shape_is_a_400(tmp_path):
+@pytest.mark.parametrize(
+    "vector",
+    [
+        SteeringVector(layer=0, vector=torch.ones(3)),
+        SteeringVector(layer=0, vector=torch.ones(64), condition=Condition(16, torch.ones(64), 0.3)),
+        SteeringVector(layer=0, vector=torch.ones(64), condition=Condition(1, torch.ones(3), 0.3)),
+    ],
+    ids=["shape", "condition-layer", "condition-shape"],
+)
+async def test_a_steering_vector_that_does_not_fit_the_model_is_a_400(tmp_path, vector):
     def resolve(spec):
-        return SteeringVector(layer=0, vector=torch.ones(3))
+        return vector
 
     backend = LocalBackend(CONFIG, tmp_path, loader=tiny_loaded, resolve_steering=resolve)
     await backend.start()

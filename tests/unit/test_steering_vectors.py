@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from gateway.backends.local.testing import byte_tokenizer, tiny_gemma
 from steering.extract import difference_of_means, mean_activations
 from steering.gguf import read_control_vector, write_control_vector
 from steering.prompts import chat_prompt, read_prompts, shipped
+from steering.types import Condition
 from steering.vectors import SHIPPED_DIR, StoredVector, VectorNotFoundError, VectorStore
 
 
@@ -125,3 +127,38 @@ def test_cli_lists_exports_and_imports(tmp_path, capsys):
     assert VectorStore([tmp_path / "out"]).load("back").layers == (1,)
     assert main(["eval", "refusal"]) == 2  # without a refusal detector: a message, not a traceback
     assert "refusal detector" in capsys.readouterr().err
+
+
+def conditional(name="cond") -> StoredVector:
+    condition = Condition(1, torch.linspace(-1, 1, 64), 0.25)
+    return replace(stored(name, layers=(0,)), condition=condition)
+
+
+def test_a_condition_survives_save_and_load_and_reaches_the_steering(tmp_path):
+    path = conditional().save(tmp_path)
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    assert sidecar["condition"] == {"layer": 1, "threshold": 0.25}
+    loaded = StoredVector.load(path)
+    assert loaded.condition is not None and loaded.condition.layer == 1
+    torch.testing.assert_close(loaded.condition.direction, torch.linspace(-1, 1, 64))
+    (vector,) = loaded.steering(1.0)
+    assert vector.condition is loaded.condition
+    (forced,) = loaded.unconditional().steering(1.0)
+    assert forced.condition is None
+
+
+def test_a_sidecar_naming_a_condition_the_file_lacks_is_refused(tmp_path):
+    path = stored("plain").save(tmp_path)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    meta["condition"] = {"layer": 1, "threshold": 0.2}
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="condition"):
+        StoredVector.load(path)
+
+
+def test_gguf_export_of_a_conditional_vector_needs_consent(tmp_path):
+    vector = replace(conditional(), layers=(1,))
+    with pytest.raises(ValueError, match="conditional"):
+        write_control_vector(vector, tmp_path / "c.gguf")
+    back = read_control_vector(write_control_vector(vector, tmp_path / "c.gguf", drop_condition=True))
+    assert back.condition is None and back.layers == (1,)

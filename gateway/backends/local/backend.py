@@ -271,6 +271,15 @@ def _check_steering(plan: Plan, model: Any) -> None:
                 f"a steering vector for this model must have shape ({config.hidden_size},)",
                 param="railguard.steering",
             )
+        condition = steer.condition
+        if condition is not None and not (
+            0 <= condition.layer < config.num_hidden_layers
+            and tuple(condition.direction.shape) == (config.hidden_size,)
+        ):
+            raise InvalidRequestError(
+                f"the steering vector's condition (layer {condition.layer}) does not fit this model",
+                param="railguard.steering",
+            )
 
 
 def _identity(generation: Generation) -> Identity:

@@ -189,7 +189,7 @@ class Engine:
             self._decode(rows, steering)
 
     def _decode(self, rows: list[_Row], steering: BatchSteering) -> None:
-        logits, mask, positions, cache = self._prefill(rows)
+        logits, mask, positions, cache = self._prefill(rows, steering)
         steering.generating()
         while True:
             tokens, keep = self._step(rows, logits)
@@ -220,7 +220,9 @@ class Engine:
             logits = out.logits[:, -1, :].float()
             cache = out.past_key_values
 
-    def _prefill(self, rows: list[_Row]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Any]:
+    def _prefill(
+        self, rows: list[_Row], steering: BatchSteering
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Any]:
         width = max(len(r.spec.prompt_ids) for r in rows)
         ids = torch.full((len(rows), width), self._pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -229,13 +231,9 @@ class Engine:
             ids[i, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
             mask[i, width - len(prompt) :] = 1
         position_ids = (mask.cumsum(dim=1) - 1).clamp(min=0)
-        out = self._model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=position_ids,
-            use_cache=True,
-            logits_to_keep=1,
-        )
+        inputs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "position_ids": position_ids}
+        steering.read(lambda: self._model(**inputs, use_cache=False, logits_to_keep=1))  # conditional only
+        out = self._model(**inputs, use_cache=True, logits_to_keep=1)
         self.stats.forward_calls += 1
         return out.logits[:, -1, :].float(), mask, position_ids[:, -1:], out.past_key_values
 
