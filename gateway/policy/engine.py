@@ -8,7 +8,7 @@ from functools import cached_property
 from gateway.backends.base import SteeringSpec
 from gateway.guards.base import Action, Finding, GuardResult, Stage, Verdict
 from gateway.guards.rules import RuleGuard
-from gateway.policy.model import CategoryPolicy, Overlay, Policy, Rule, StreamPolicy
+from gateway.policy.model import CategoryPolicy, Overlay, Policy, Rule, SteerPolicy, StreamPolicy
 
 BANNED_PHRASE = "banned_phrase"
 
@@ -17,6 +17,15 @@ _FALLBACK_MESSAGES = {
     "escalation": "This request needs a review by a person before it can be answered. "
     "Reference: {request_id}",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class _Judgement:
+    """What the policy makes of one finding."""
+
+    action: Action
+    principle: str | None = None
+    steer: SteerPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -62,50 +71,55 @@ class EffectivePolicy:
         failed = tuple(r.guard for r in results if r.failed)
         latency = sum(r.latency_ms for r in results)
         scores: dict[str, float] = {}
-        triggered: dict[str, tuple[Action, str | None]] = {}
+        triggered: dict[str, _Judgement] = {}
         for finding in findings:
             scores[finding.category] = max(scores.get(finding.category, 0.0), finding.score)
-            action, principle = self._judge(finding)
-            if action is not Action.ALLOW:
+            judged = self._judge(finding)
+            if judged.action is not Action.ALLOW:
                 previous = triggered.get(finding.category)
-                if previous is None or action.severity > previous[0].severity:
-                    triggered[finding.category] = (action, principle)
+                if previous is None or judged.action.severity > previous.action.severity:
+                    triggered[finding.category] = judged
         if failed and self.fail_mode == "fail_closed":
-            triggered["guard_failure"] = (Action.REFUSE, None)
+            triggered["guard_failure"] = _Judgement(Action.REFUSE)
         if not triggered:
             return Verdict(stage, Action.ALLOW, (), findings, None, None, latency, failed, scores)
         # The strictest action first; among equals, a category that names its principle (specific)
         # before one that does not (generic, such as the aggregate `unsafe`).
-        ordered = sorted(triggered.items(), key=lambda kv: (-kv[1][0].severity, kv[1][1] is None))
-        action, principle = ordered[0][1]
-        principle = principle or self.policy.default_principle
+        ordered = sorted(triggered.items(), key=lambda kv: (-kv[1].action.severity, kv[1].principle is None))
+        action = ordered[0][1].action
+        principle = ordered[0][1].principle or self.policy.default_principle
         message = self.message(action, principle, request_id)
         categories = tuple(c for c, _ in ordered)
-        steering = self._steering(categories) if action is Action.STEER else ()
+        steering = self._steering([j for _, j in ordered]) if action is Action.STEER else ()
         return Verdict(
             stage, action, categories, findings, principle, message, latency, failed, scores, steering
         )
 
-    def _steering(self, categories: tuple[str, ...]) -> tuple[SteeringSpec, ...]:
+    @staticmethod
+    def _steering(judged: list[_Judgement]) -> tuple[SteeringSpec, ...]:
         specs = {}
-        for name in categories:
-            steer = self.categories[name].steer if name in self.categories else None
+        for judgement in judged:
+            steer = judgement.steer
             if steer is not None:
                 specs[steer.vector] = SteeringSpec(steer.vector, steer.scale)
         return tuple(specs.values())
 
-    def _judge(self, finding: Finding) -> tuple[Action, str | None]:
+    def _judge(self, finding: Finding) -> _Judgement:
         rule = self._rule_by_source.get(finding.source)
         category = self.categories.get(finding.category)
         threshold = category.threshold if category and category.threshold is not None else finding.threshold
         if finding.score < threshold:
-            return Action.ALLOW, None
+            grey = category.grey if category else None
+            if category is not None and grey is not None and finding.score >= grey.threshold:
+                return _Judgement(grey.action, grey.principle or category.principle, grey.steer)
+            return _Judgement(Action.ALLOW)
         if rule is not None and rule.action is not None:
-            return rule.action, rule.principle or (category.principle if category else None)
+            return _Judgement(rule.action, rule.principle or (category.principle if category else None))
         if category is None:
             # A deny rule with an unlisted category refuses; an unlisted classifier category is noted.
-            return (Action.REFUSE if rule else Action.ALLOW), rule.principle if rule else None
-        return category.action, (rule.principle if rule else None) or category.principle
+            return _Judgement(Action.REFUSE if rule else Action.ALLOW, rule.principle if rule else None)
+        principle = (rule.principle if rule else None) or category.principle
+        return _Judgement(category.action, principle, category.steer)
 
     def message(self, action: Action, principle_id: str, request_id: str) -> str | None:
         if not action.blocks:

@@ -43,6 +43,23 @@ class SteerPolicy(_Strict):
     scale: float = Field(1.0, ge=-16, le=16)
 
 
+class GreyBand(_Strict):
+    """Scores from `threshold` up to the category's own threshold: a milder action than the category's,
+    typically `steer` (answer, with the refusal vector on) or `escalate`."""
+
+    threshold: float = Field(ge=0, le=1)
+    action: Action = Action.STEER
+    principle: str | None = None
+    steer: SteerPolicy | None = Field(None, description="Required when action is steer")
+
+    @model_validator(mode="after")
+    def _steer_needs_a_vector(self) -> GreyBand:
+        _check_steer(self.action, self.steer)
+        if self.action is Action.ALLOW:
+            raise ValueError("a grey band that allows is no band: leave it out")
+        return self
+
+
 class CategoryPolicy(_Strict):
     action: Action = Action.REFUSE
     threshold: float | None = Field(
@@ -50,12 +67,19 @@ class CategoryPolicy(_Strict):
     )
     principle: str | None = None
     steer: SteerPolicy | None = Field(None, description="Required when action is steer")
+    grey: GreyBand | None = Field(None, description="A band below `threshold` with a milder action")
 
     @model_validator(mode="after")
     def _steer_needs_a_vector(self) -> CategoryPolicy:
-        if (self.action is Action.STEER) != (self.steer is not None):
-            raise ValueError("action steer and a `steer: {vector, scale}` block go together")
+        _check_steer(self.action, self.steer)
+        if self.grey is not None and self.threshold is not None and self.grey.threshold >= self.threshold:
+            raise ValueError("a grey band's threshold must be below the category's threshold")
         return self
+
+
+def _check_steer(action: Action, steer: SteerPolicy | None) -> None:
+    if (action is Action.STEER) != (steer is not None):
+        raise ValueError("action steer and a `steer: {vector, scale}` block go together")
 
 
 class Rule(_Strict):
@@ -129,6 +153,7 @@ class Policy(Overlay):
         overlays = [self, *self.languages.values(), *self.tenants.values()]
         for overlay in overlays:
             named = [c.principle for c in overlay.categories.values()]
+            named += [c.grey.principle for c in overlay.categories.values() if c.grey is not None]
             named += [r.principle for r in (*overlay.rules, *overlay.allow)]
             missing = {p for p in named if p is not None and p not in self.principles}
             if missing:

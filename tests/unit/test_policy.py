@@ -86,6 +86,13 @@ def test_failed_guard_follows_fail_mode(
         ("categories:\n  x: {action: refuse, principle: nowhere}\n", "unknown principles"),
         ("rules:\n  - {id: empty}\n", "neither patterns nor keywords"),
         ("categories:\n  x: {action: steer}\n", "steer"),
+        ("categories:\n  x: {threshold: 0.5, grey: {threshold: 0.7, action: escalate}}\n", "below"),
+        ("categories:\n  x: {grey: {threshold: 0.3}}\n", "steer"),  # steer needs its vector
+        ("categories:\n  x: {grey: {threshold: 0.3, action: allow}}\n", "no band"),
+        (
+            "categories:\n  x: {grey: {threshold: 0.3, action: escalate, principle: gone}}\n",
+            "unknown principles",
+        ),
         ("surprise: 1\n", "surprise"),
     ],
 )
@@ -103,3 +110,27 @@ def test_steer_verdict_carries_its_vector(test_policy_path: Path) -> None:
     assert verdict.action is Action.STEER
     assert [(s.vector, s.scale) for s in verdict.steering] == [("refusal", 1.5)]
     assert verdict.message is None  # steering answers; it does not refuse
+
+
+def test_a_grey_band_steers_below_the_refusal_threshold(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        'version: "1"\nprinciples: {general: {text: "x"}, care: {text: "y"}}\n'
+        "categories:\n"
+        "  unsafe: {action: refuse, grey: {threshold: 0.3, steer: {vector: refusal, scale: 0.5}}}\n"
+        "  hate: {action: refuse, threshold: 0.8,"
+        " grey: {threshold: 0.4, action: escalate, principle: care}}\n"
+    )
+    policy = _engine(path).resolve("default", "en")
+
+    def decide(category: str, score: float, threshold: float = 0.6):
+        finding = Finding(category, score, "classifier:test", threshold=threshold)
+        return policy.decide(Stage.INPUT, [GuardResult("classifier", (finding,), 0.0)], "r")
+
+    assert decide("unsafe", 0.2).action is Action.ALLOW
+    grey = decide("unsafe", 0.45)  # the band reaches up to the classifier's own threshold, 0.6
+    assert grey.action is Action.STEER and [(s.vector, s.scale) for s in grey.steering] == [("refusal", 0.5)]
+    assert grey.message is None
+    assert decide("unsafe", 0.7).action is Action.REFUSE and decide("unsafe", 0.7).steering == ()
+    assert decide("hate", 0.7).action is Action.ESCALATE and decide("hate", 0.7).principle == "care"
+    assert decide("hate", 0.9).action is Action.REFUSE
