@@ -25,7 +25,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 from classifiers import ClassifiersConfig, SafetyClassifier  # noqa: E402
-from classifiers.build import build  # noqa: E402
+from classifiers.build import artifact_paths, build  # noqa: E402
 from classifiers.encoder import load_torch, source_path  # noqa: E402
 from classifiers.heads import Heads  # noqa: E402
 
@@ -84,7 +84,10 @@ def torch_scorer(heads: Heads, threads: int, classifier: SafetyClassifier) -> Ca
 
     torch.set_num_threads(threads)
     cfg = classifier.config
-    model = load_torch(cfg.encoder, source_path(cfg.encoder, cfg.encoder_path))
+    lora = artifact_paths(cfg).lora  # the shipped LoRA deltas, merged as the ONNX build merges them
+    model = load_torch(
+        cfg.encoder, source_path(cfg.encoder, cfg.encoder_path), lora if lora.is_file() else None
+    )
 
     def score(texts: list[str]) -> Any:
         windows, _ = classifier.encoder.windows(texts)

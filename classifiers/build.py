@@ -28,6 +28,7 @@ class BuiltArtifacts:
     onnx_int8: Path
     heads: Path
     calibration: Path
+    lora: Path
     build_seconds: float = 0.0
 
     def onnx(self, precision: str) -> Path:
@@ -40,7 +41,8 @@ class BuiltArtifacts:
 
 def artifact_paths(config: ClassifiersConfig) -> BuiltArtifacts:
     source = source_path(config.encoder, config.encoder_path)
-    directory = config.cache_dir / encoder_key(config.encoder, source)
+    lora = config.trained_dir / "lora.safetensors"
+    directory = config.cache_dir / encoder_key(config.encoder, source, lora)
     return BuiltArtifacts(
         directory=directory,
         tokenizer=directory / "tokenizer.json",
@@ -49,6 +51,7 @@ def artifact_paths(config: ClassifiersConfig) -> BuiltArtifacts:
         onnx_int8=directory / "encoder.int8.onnx",
         heads=config.trained_dir / "heads.npz",
         calibration=config.trained_dir / "calibration.json",
+        lora=lora,
     )
 
 
@@ -74,5 +77,5 @@ def _build(config: ClassifiersConfig, paths: BuiltArtifacts) -> None:
 
     source = source_path(config.encoder, config.encoder_path)
     write_tokenizer(config.encoder, source, paths.directory)
-    export_onnx(config.encoder, source, paths.onnx_fp32)
+    export_onnx(config.encoder, source, paths.onnx_fp32, paths.lora if paths.lora.is_file() else None)
     quantize(paths.onnx_fp32, paths.onnx_int8)

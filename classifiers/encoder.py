@@ -67,23 +67,34 @@ def source_path(name: str, override: Path | None = None) -> Path:
     return Path(get_model_path())
 
 
-def encoder_key(name: str, source: Path) -> str:
-    """Names the built artefacts: changes when the weights or the export recipe change."""
+def encoder_key(name: str, source: Path, lora: Path | None = None) -> str:
+    """Names the built artefacts: changes when the weights, the LoRA deltas or the export recipe change."""
     weights = source if source.is_file() else source / "model.safetensors"
-    return f"{name}-{weights.stat().st_size}-v{EXPORT_VERSION}"
+    key = f"{name}-{weights.stat().st_size}-v{EXPORT_VERSION}"
+    if lora is not None and lora.is_file():
+        from classifiers.lora import digest
+
+        key += f"-lora{digest(lora)}"
+    return key
 
 
-def _backbone(name: str, source: Path) -> Any:
+def _backbone(name: str, source: Path, lora: Path | None = None) -> Any:
     if name == "e5-small":
         from classifiers.e5_q4 import read, to_bert
 
-        return to_bert(read(source))
-    from transformers import AutoModel
+        model = to_bert(read(source))
+    else:
+        from transformers import AutoModel
 
-    return AutoModel.from_pretrained(str(source), attn_implementation="eager").eval()
+        model = AutoModel.from_pretrained(str(source), attn_implementation="eager").eval()
+    if lora is not None and lora.is_file():
+        from classifiers.lora import merge
+
+        merge(model, lora)
+    return model
 
 
-def load_torch(name: str, source: Path) -> Any:
+def load_torch(name: str, source: Path, lora: Path | None = None) -> Any:
     """The encoder as a torch module ``(input_ids, attention_mask) -> L2-normalized mean embedding``."""
     import torch
 
@@ -102,7 +113,7 @@ def load_torch(name: str, source: Path) -> Any:
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
 
-    return MeanPooled(_backbone(name, source)).eval()
+    return MeanPooled(_backbone(name, source, lora)).eval()
 
 
 def write_tokenizer(name: str, source: Path, directory: Path) -> None:
@@ -132,11 +143,11 @@ def write_tokenizer(name: str, source: Path, directory: Path) -> None:
     (directory / "encoder.json").write_text(json.dumps(meta, ensure_ascii=False))
 
 
-def export_onnx(name: str, source: Path, target: Path) -> None:
-    """Export encoder + pooling with dynamic batch and sequence axes."""
+def export_onnx(name: str, source: Path, target: Path, lora: Path | None = None) -> None:
+    """Export encoder (with its LoRA deltas merged, if any) + pooling with dynamic batch and sequence axes."""
     import torch
 
-    module = load_torch(name, source)
+    module = load_torch(name, source, lora)
     ids = torch.tensor([[5, 17, 23, 6], [5, 17, 6, 1]], dtype=torch.int64)
     mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]], dtype=torch.int64)
     target.parent.mkdir(parents=True, exist_ok=True)
