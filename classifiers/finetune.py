@@ -64,7 +64,7 @@ def finetune(
     from classifiers.encoder import load_torch, source_path
     from classifiers.lora import attach, save
     from classifiers.runtime import Encoder
-    from classifiers.train import _label_matrix, split
+    from classifiers.train import _label_matrix, masked_loss, positive_weights, split
 
     options = options or FinetuneOptions()
     started = time.perf_counter()
@@ -82,8 +82,6 @@ def finetune(
         first.setdefault(owner, window)
     ids = [first[i] for i in range(len(train_set))]
     y, known = (torch.from_numpy(a) for a in _label_matrix(train_set))
-    pos = (y * known).sum(0)
-    pos_weight = (((1 - y) * known).sum(0) / pos.clamp(min=1)).clamp(max=20.0)
     log(f"fine-tuning on {len(train_set)} texts, {options.epochs} epochs")
 
     encoder = load_torch(config.encoder, source_path(config.encoder, config.encoder_path))
@@ -103,8 +101,8 @@ def finetune(
     plan = [_batches([len(w) for w in ids], options.batch_size, rng) for _ in range(options.epochs)]
     total = sum(len(p) for p in plan)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1 - step / total))
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight, reduction="none")
-    pad = tokenizer._pad
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=positive_weights(y, known), reduction="none")
+    pad = tokenizer.pad_id
     encoder.train()
     step = 0
     for epoch, batches in enumerate(plan):
@@ -116,10 +114,7 @@ def finetune(
             for row, i in enumerate(batch):
                 x[row, : len(ids[i])] = torch.tensor(ids[i])
                 mask[row, : len(ids[i])] = 1
-            k = known[batch]
-            logits = head(encoder(x, mask))
-            per_head = (loss_fn(logits, y[batch]) * k).sum(0) / k.sum(0).clamp(min=1)
-            loss = (per_head * (k.sum(0) > 0)).sum() / len(LEARNED)
+            loss = masked_loss(loss_fn, head(encoder(x, mask)), y[batch], known[batch])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

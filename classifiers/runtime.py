@@ -89,6 +89,10 @@ class Encoder:
         self._max_windows = config.max_windows
         self._batch_size = config.batch_size
 
+    @property
+    def pad_id(self) -> int:
+        return self._pad
+
     def _prepare(self, text: str) -> str:
         if self._table is not None:
             text = text.translate(self._table)

@@ -76,6 +76,18 @@ def _label_matrix(
     return y, known
 
 
+def positive_weights(y: Any, known: Any) -> Any:
+    """Per head: known negatives over known positives (capped), so rare heads still learn."""
+    positives = (y * known).sum(0)
+    return (((1 - y) * known).sum(0) / positives.clamp(min=1)).clamp(max=20.0)
+
+
+def masked_loss(loss_fn: Any, logits: Any, y: Any, known: Any) -> Any:
+    """The mean over heads of each head's BCE over the examples whose label it knows."""
+    per_head = (loss_fn(logits, y) * known).sum(0) / known.sum(0).clamp(min=1)
+    return (per_head * (known.sum(0) > 0)).sum() / known.shape[1]
+
+
 def fit_heads(
     x: npt.NDArray[np.float32],
     y: npt.NDArray[np.float32],
@@ -86,9 +98,7 @@ def fit_heads(
 
     torch.manual_seed(options.seed)
     xt, yt, kt = (torch.from_numpy(a) for a in (x, y, known))
-    pos = (yt * kt).sum(0)
-    neg = ((1 - yt) * kt).sum(0)
-    pos_weight = (neg / pos.clamp(min=1)).clamp(max=20.0)
+    pos_weight = positive_weights(yt, kt)
     layers: list[torch.nn.Module] = []
     if options.hidden:
         layers += [
@@ -100,7 +110,6 @@ def fit_heads(
     model = torch.nn.Sequential(*layers)
     opt = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight, reduction="none")
-    norm = kt.sum(0)
     generator = torch.Generator().manual_seed(options.seed)
     for _ in range(options.epochs):
         order = torch.randperm(len(xt), generator=generator)
@@ -110,8 +119,7 @@ def fit_heads(
             xb = xt[idx]
             if options.noise:
                 xb = xb + options.noise * torch.randn(xb.shape, generator=generator)
-            per_head = (loss_fn(model(xb), yt[idx]) * k).sum(0) / k.sum(0).clamp(min=1)
-            loss = (per_head * (k.sum(0) > 0)).sum() / len(norm)
+            loss = masked_loss(loss_fn, model(xb), yt[idx], k)
             loss.backward()
             opt.step()
     model.eval()
