@@ -169,10 +169,10 @@ def _extract(args: argparse.Namespace, is_refusal: IsRefusal | None) -> int:
     candidates = _candidates(args.layers)
     started = time.perf_counter()
     if args.method == "learned":
-        model, tokenizer = _load_model(args, dtype="float32")  # gradients in fp32, then serve in bf16
-        directions = _learned_directions(model, tokenizer, sorted({i for c in candidates for i in c}), args)
         import torch
 
+        model, tokenizer = _load_model(args, dtype="float32")  # gradients in fp32, then serve in bf16
+        directions = _learned_directions(model, tokenizer, sorted({i for c in candidates for i in c}), args)
         model = model.to(getattr(torch, args.dtype))
     else:
         model, tokenizer = _load_model(args)

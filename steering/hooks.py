@@ -59,7 +59,7 @@ class BatchSteering:
         self._adds: dict[tuple[_Phase, int], torch.Tensor] = {}
         self._ablations: dict[tuple[_Phase, int], list[torch.Tensor]] = {}
         # Conditional additions: (phase, layer) -> [(condition index, per-row delta)]; the gates
-        # ([batch, 1, 1], one per condition) are set in the prompt's forward pass.
+        # ([batch, 1, 1], one per condition) are set by `read`, in an unsteered pass over the prompt.
         self._gated: dict[tuple[_Phase, int], list[tuple[int, torch.Tensor]]] = {}
         self._conditions: list[tuple[Condition, torch.Tensor]] = []
         self._gates: dict[int, torch.Tensor] = {}

@@ -114,7 +114,8 @@ class EffectivePolicy:
                 return _Judgement(grey.action, grey.principle or category.principle, grey.steer)
             return _Judgement(Action.ALLOW)
         if rule is not None and rule.action is not None:
-            return _Judgement(rule.action, rule.principle or (category.principle if category else None))
+            principle = rule.principle or (category.principle if category else None)
+            return _Judgement(rule.action, principle, category.steer if category else None)
         if category is None:
             # A deny rule with an unlisted category refuses; an unlisted classifier category is noted.
             return _Judgement(Action.REFUSE if rule else Action.ALLOW, rule.principle if rule else None)
