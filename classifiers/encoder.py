@@ -12,6 +12,7 @@ calls them once the artefacts are built.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -71,10 +72,8 @@ def encoder_key(name: str, source: Path, lora: Path | None = None) -> str:
     """Names the built artefacts: changes when the weights, the LoRA deltas or the export recipe change."""
     weights = source if source.is_file() else source / "model.safetensors"
     key = f"{name}-{weights.stat().st_size}-v{EXPORT_VERSION}"
-    if lora is not None and lora.is_file():
-        from classifiers.lora import digest
-
-        key += f"-lora{digest(lora)}"
+    if lora is not None and lora.is_file():  # new deltas, new build (hashlib: serving loads no torch)
+        key += f"-lora{hashlib.sha256(lora.read_bytes()).hexdigest()[:10]}"
     return key
 
 

@@ -4,17 +4,16 @@
 `lora.safetensors` next to the heads: `<module>.lora_A` (`[r, in]`) and `<module>.lora_B`
 (`[out, r]`) per linear layer, with `r` and `alpha` in the metadata (~1.3 MB for multilingual-e5-small
 at r=8, in fp16). `build` merges them into the weights before the ONNX export (`W += alpha/r * B @ A`),
-so serving pays nothing for them.
+so serving pays nothing for them (and never imports this module, which needs torch).
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LoRALinear", "attach", "digest", "merge", "save"]
+__all__ = ["LoRALinear", "attach", "merge", "save"]
 
 
 def _torch() -> Any:
@@ -92,8 +91,3 @@ def merge(model: Any, path: Path) -> int:
                     raise ValueError(f"{path}: {name} does not fit the encoder")
                 linear.weight += (b @ a) * scale
     return len(names)
-
-
-def digest(path: Path) -> str:
-    """A short content hash: part of the built artefacts' name, so new deltas mean a new build."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:10]

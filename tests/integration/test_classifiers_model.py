@@ -123,3 +123,14 @@ def test_classify_cli_jsonl() -> None:
     assert [x.get("id") for x in lines] == [7, None]
     assert lines[0]["flagged"] and not lines[1]["flagged"]
     assert set(lines[0]["openai"]["categories"]) >= {"violence", "self-harm", "illicit"}
+
+
+def test_loading_and_scoring_import_no_torch() -> None:
+    """Serving runs on ONNX Runtime alone, LoRA deltas and all (torch is for building and training)."""
+    code = (
+        "import sys; from classifiers import ClassifiersConfig, SafetyClassifier\n"
+        "c = SafetyClassifier.load(ClassifiersConfig()); c.score(['hello there']); c.close()\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
