@@ -64,7 +64,7 @@ def finetune(
     from classifiers.encoder import load_torch, source_path
     from classifiers.lora import attach, save
     from classifiers.runtime import Encoder
-    from classifiers.train import _label_matrix, masked_loss, positive_weights, split
+    from classifiers.train import label_matrix, masked_loss, positive_weights, split
 
     options = options or FinetuneOptions()
     started = time.perf_counter()
@@ -81,7 +81,7 @@ def finetune(
     for window, owner in zip(windows, owners, strict=True):
         first.setdefault(owner, window)
     ids = [first[i] for i in range(len(train_set))]
-    y, known = (torch.from_numpy(a) for a in _label_matrix(train_set))
+    y, known = (torch.from_numpy(a) for a in label_matrix(train_set))
     log(f"fine-tuning on {len(train_set)} texts, {options.epochs} epochs")
 
     encoder = load_torch(config.encoder, source_path(config.encoder, config.encoder_path))

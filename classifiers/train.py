@@ -29,7 +29,16 @@ from classifiers.metrics import binary_metrics, pick_threshold
 from classifiers.runtime import Encoder
 from classifiers.taxonomy import ATTACKS, LEARNED, PII, UNSAFE
 
-__all__ = ["MAX_FPR", "TrainOptions", "embedding_cache", "split", "train"]
+__all__ = [
+    "MAX_FPR",
+    "TrainOptions",
+    "embedding_cache",
+    "label_matrix",
+    "masked_loss",
+    "positive_weights",
+    "split",
+    "train",
+]
 
 MAX_FPR = {UNSAFE: 0.05, **dict.fromkeys(ATTACKS, 0.02)}
 MIN_VAL_POSITIVES = 5
@@ -64,7 +73,7 @@ def embedding_cache(config: ClassifiersConfig, artifacts: BuiltArtifacts) -> Emb
     return EmbeddingCache(config.cache_dir / "embeddings" / name, encoder)
 
 
-def _label_matrix(
+def label_matrix(
     examples: list[Example],
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     y = np.zeros((len(examples), len(LEARNED)), dtype=np.float32)
@@ -171,8 +180,8 @@ def train(
     x_train = cache.first_windows([e.text for e in train_set])
     x_val = cache.first_windows([e.text for e in val_set])
     log(f"embedded in {time.perf_counter() - started:.0f}s")
-    heads = fit_heads(x_train, *_label_matrix(train_set), options)
-    thresholds, report = calibrate(heads, x_val, *_label_matrix(val_set))
+    heads = fit_heads(x_train, *label_matrix(train_set), options)
+    thresholds, report = calibrate(heads, x_val, *label_matrix(val_set))
     for head, m in report.items():
         log(f"  {head:24s} th={thresholds[head]:.3f} {m}")
     heads.save(artifacts.heads)

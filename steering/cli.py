@@ -193,8 +193,10 @@ def _extract(args: argparse.Namespace, is_refusal: IsRefusal | None) -> int:
         "max_new_tokens": args.max_new_tokens,
     }
     scales = [float(s) for s in args.scales.split(",")]
-    results = _sweep(model, tokenizer, directions, candidates, scales, sets, condition)
-    from steering.evaluate import choose
+    from steering.evaluate import choose, sweep
+
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    results = sweep(model, tokenizer, directions, candidates, scales, condition=condition, log=log, **sets)
 
     chosen = choose(results) or max(results[1:], key=lambda m: m.harmful_refusal)
     vector = StoredVector(
@@ -282,47 +284,14 @@ def _completion_directions(
     model: Any, tokenizer: Any, pairs: list[tuple[str, str, str]], chat_prompt: Any
 ) -> Any:
     """Mean over the answers' last tokens: prompts answered with refusals minus with compliance."""
-    from steering import extract
+    from steering.extract import mean_activations
 
     means = []
     for side in (1, 2):
         answers = {p[0]: p[side] for p in pairs}
         texts = [chat_prompt(tokenizer, p) + answers[p] for p in answers]
-        means.append(_mean_over_texts(model, tokenizer, texts, extract))
+        means.append(mean_activations(model, tokenizer, texts, positions=4, batch_size=16, formatted=True))
     return {layer: (means[0][layer] - means[1][layer]).contiguous() for layer in range(means[0].shape[0])}
-
-
-def _mean_over_texts(model: Any, tokenizer: Any, texts: list[str], extract: Any) -> Any:
-    original = extract.chat_prompt
-    extract.chat_prompt = lambda _tokenizer, text: text  # the texts are already formatted
-    try:
-        return extract.mean_activations(model, tokenizer, texts, positions=4, batch_size=16)
-    finally:
-        extract.chat_prompt = original
-
-
-def _sweep(
-    model: Any,
-    tokenizer: Any,
-    directions: Any,
-    candidates: list[tuple[int, ...]],
-    scales: list[float],
-    sets: dict[str, Any],
-    condition: Any = None,
-) -> Any:
-    from steering.evaluate import measure
-    from steering.types import SteeringVector
-
-    results = [measure(model, tokenizer, (), **sets)]
-    for layers in candidates:
-        for scale in scales:
-            vectors = [
-                SteeringVector(layer, directions[layer].float() * scale, condition=condition)
-                for layer in layers
-            ]
-            results.append(measure(model, tokenizer, vectors, scale=scale, **sets))
-            print(f"  layers {layers} scale {scale}: {results[-1]}", file=sys.stderr)
-    return results
 
 
 def _table(results: Sequence[Any], chosen: Any = None, labels: Sequence[str] = ()) -> str:

@@ -20,7 +20,7 @@ import torch
 from steering.extract import tokenize_left_padded
 from steering.hooks import BatchSteering, steer
 from steering.prompts import chat_prompt
-from steering.types import SteeringVector
+from steering.types import Condition, SteeringVector
 
 __all__ = ["Measurement", "choose", "generate", "measure", "perplexity", "refusal_rate", "sweep"]
 
@@ -158,16 +158,22 @@ def sweep(
     model: Any,
     tokenizer: Any,
     directions: dict[int, torch.Tensor],
-    layers: Sequence[int],
+    candidates: Sequence[tuple[int, ...]],
     scales: Sequence[float],
+    *,
+    condition: Condition | None = None,
+    log: Callable[[str], None] | None = None,
     **sets: Any,
 ) -> list[Measurement]:
-    """The baseline (no vector) first, then one measurement per (layer, scale)."""
+    """The baseline (no vector) first, then one measurement per (layers, scale) candidate; a candidate
+    steers every layer it names, each with its own direction, all under `condition` if given."""
     results = [measure(model, tokenizer, (), **sets)]
-    for layer in layers:
+    for layers in candidates:
         for scale in scales:
-            vector = SteeringVector(layer, directions[layer].float() * scale)
-            results.append(measure(model, tokenizer, (vector,), scale=scale, **sets))
+            vectors = [SteeringVector(i, directions[i].float() * scale, condition=condition) for i in layers]
+            results.append(measure(model, tokenizer, vectors, scale=scale, **sets))
+            if log:
+                log(f"  layers {layers} scale {scale}: {results[-1]}")
     return results
 
 

@@ -19,9 +19,12 @@ from steering.prompts import chat_prompt
 __all__ = ["difference_of_means", "mean_activations", "prompt_states", "tokenize_left_padded"]
 
 
-def tokenize_left_padded(tokenizer: Any, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Chat-formatted, left-padded ids and attention mask."""
-    rows = [tokenizer(chat_prompt(tokenizer, p), add_special_tokens=False)["input_ids"] for p in prompts]
+def tokenize_left_padded(
+    tokenizer: Any, prompts: Sequence[str], *, formatted: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded ids and attention mask; prompts are chat-formatted unless `formatted` already."""
+    texts = prompts if formatted else [chat_prompt(tokenizer, p) for p in prompts]
+    rows = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     width = max(len(r) for r in rows)
     pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
@@ -34,7 +37,13 @@ def tokenize_left_padded(tokenizer: Any, prompts: Sequence[str]) -> tuple[torch.
 
 @torch.inference_mode()
 def prompt_states(
-    model: Any, tokenizer: Any, prompts: Sequence[str], *, positions: int = 1, batch_size: int = 8
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    *,
+    positions: int = 1,
+    batch_size: int = 8,
+    formatted: bool = False,
 ) -> torch.Tensor:
     """`[prompts, layers, hidden]`: each prompt's residual stream after each layer, averaged over its
     last `positions` tokens."""
@@ -52,7 +61,9 @@ def prompt_states(
     states = []
     try:
         for start in range(0, len(prompts), batch_size):
-            ids, mask = tokenize_left_padded(tokenizer, prompts[start : start + batch_size])
+            ids, mask = tokenize_left_padded(
+                tokenizer, prompts[start : start + batch_size], formatted=formatted
+            )
             positions_ids = (mask.cumsum(dim=1) - 1).clamp(min=0)
             model(input_ids=ids, attention_mask=mask, position_ids=positions_ids, logits_to_keep=1)
             states.append(torch.stack([captured[i] for i in range(len(layers))], dim=1))
@@ -63,10 +74,19 @@ def prompt_states(
 
 
 def mean_activations(
-    model: Any, tokenizer: Any, prompts: Sequence[str], *, positions: int = 1, batch_size: int = 8
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    *,
+    positions: int = 1,
+    batch_size: int = 8,
+    formatted: bool = False,
 ) -> torch.Tensor:
     """`[layers, hidden]`: the mean residual stream after each layer over the prompts' last positions."""
-    return prompt_states(model, tokenizer, prompts, positions=positions, batch_size=batch_size).mean(dim=0)
+    states = prompt_states(
+        model, tokenizer, prompts, positions=positions, batch_size=batch_size, formatted=formatted
+    )
+    return states.mean(dim=0)
 
 
 def difference_of_means(

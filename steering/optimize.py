@@ -2,13 +2,10 @@
 
 Difference of means finds a direction the model already uses; on a *base* model, which never
 refuses, no such direction makes it say a refusal (docs/steering.md). Here the vector itself is the
-only trainable parameter: added to the residual stream after one layer, it is optimised so that
-
-* on the positive prompts the model says the target answers (e.g. harmful prompts -> refusals),
-* on the negative prompts it keeps saying what it said without the vector (its own greedy answers),
-* on ordinary text its likelihood stays where it was (the perplexity the vector must not raise),
-
-with the model frozen. It is a soft prompt of one vector, steering every position it is added to.
+only trainable parameter: added to the residual stream after one layer, it is optimised so that the
+frozen model says the target answers to the examples' prompts (e.g. harmful prompts -> refusals).
+It is a soft prompt of one vector, steering every position it is added to; on which prompts it
+applies is a `Condition`'s business (`steering/condition.py`), not this objective's.
 """
 
 from __future__ import annotations
@@ -37,8 +34,6 @@ class OptimizeConfig:
     steps: int = 60
     lr: float = 0.05
     batch_size: int = 8
-    negative_weight: float = 1.0
-    ordinary_weight: float = 1.0
     seed: int = 0
 
 
@@ -74,17 +69,15 @@ def optimize_vector(
     model: Any,
     tokenizer: Any,
     layer: int,
-    positive: Sequence[Example],
-    negative: Sequence[Example] = (),
-    ordinary: Sequence[Example] = (),
+    examples: Sequence[Example],
     config: OptimizeConfig | None = None,
     *,
     log: Callable[[str], None] | None = None,
 ) -> torch.Tensor:
     """The vector (float32, `[hidden]`) to add after decoder layer `layer`; the model is not changed."""
     config = config or OptimizeConfig()
-    if not positive:
-        raise ValueError("optimising a vector needs positive examples")
+    if not examples:
+        raise ValueError("optimising a vector needs examples")
     hidden = int(model.config.get_text_config().hidden_size)
     vector = torch.zeros(hidden, dtype=torch.float32, requires_grad=True)
     optimizer = torch.optim.Adam([vector], lr=config.lr)
@@ -96,7 +89,7 @@ def optimize_vector(
         hidden_states = hidden_states + vector.to(dtype)
         return (hidden_states, *output[1:]) if isinstance(output, tuple) else hidden_states
 
-    def sample(examples: Sequence[Example]) -> list[Example]:
+    def sample() -> list[Example]:
         picks = torch.randperm(len(examples), generator=generator)[: config.batch_size].tolist()
         return [examples[i] for i in picks]
 
@@ -107,21 +100,11 @@ def optimize_vector(
     try:
         for step in range(config.steps):
             optimizer.zero_grad()
-            loss = _nll(model, _batch(tokenizer, sample(positive)))
-            parts = [float(loss.detach())]
-            if negative and config.negative_weight:
-                term = _nll(model, _batch(tokenizer, sample(negative)))
-                loss = loss + config.negative_weight * term
-                parts.append(float(term.detach()))
-            if ordinary and config.ordinary_weight:
-                term = _nll(model, _batch(tokenizer, sample(ordinary)))
-                loss = loss + config.ordinary_weight * term
-                parts.append(float(term.detach()))
+            loss = _nll(model, _batch(tokenizer, sample()))
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             if log and (step % 10 == 0 or step == config.steps - 1):
-                terms = " ".join(f"{p:.3f}" for p in parts)
-                log(f"step {step}: loss {float(loss):.3f} ({terms}), |v| {float(vector.norm()):.2f}")
+                log(f"step {step}: loss {float(loss.detach()):.3f}, |v| {float(vector.detach().norm()):.2f}")
     finally:
         handle.remove()
         for parameter, flag in zip(model.parameters(), requires_grad, strict=True):

@@ -52,7 +52,7 @@ def test_only_the_target_tokens_are_scored(tokenizer):
 
 
 def test_optimising_without_examples_is_refused(model, tokenizer):
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match="needs examples"):
         optimize_vector(model, tokenizer, 0, [])
 
 
