@@ -26,7 +26,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 from classifiers import ClassifiersConfig, SafetyClassifier  # noqa: E402
 from classifiers.build import artifact_paths, build  # noqa: E402
-from classifiers.encoder import load_torch, source_path  # noqa: E402
+from classifiers.encoder import ENCODERS, load_torch, source_path  # noqa: E402
 from classifiers.heads import Heads  # noqa: E402
 
 PROMPT = (
@@ -108,7 +108,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--encoder", choices=["e5-small", "minilm-l6"], default="e5-small")
+    parser.add_argument("--encoder", choices=list(ENCODERS), default="e5-small")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     base = ClassifiersConfig(encoder=args.encoder)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from classifiers.config import ClassifiersConfig
+from classifiers.encoder import ENCODERS
 
 __all__ = ["default_data_dir", "main"]
 
@@ -45,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
         "--cache-dir", type=Path, help="built artefacts (default ~/.cache/railguard/classifiers)"
     )
     common.add_argument("--artifacts-dir", type=Path, help="heads.npz + calibration.json (default: shipped)")
-    common.add_argument("--encoder", choices=["e5-small", "minilm-l6"], help="default: e5-small")
+    common.add_argument("--encoder", choices=list(ENCODERS), help="default: e5-small")
     common.add_argument("--precision", choices=["int8", "fp32"])
     common.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
     common.add_argument("--batch-size", type=int)

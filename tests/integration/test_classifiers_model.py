@@ -134,3 +134,28 @@ def test_loading_and_scoring_import_no_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_six_layer_encoder_is_the_full_encoders_sixth_layer() -> None:
+    """``e5-small-6`` is e5-small cut after layer 6, nothing else changed (same weights, same pooling)."""
+    import torch
+
+    from classifiers.encoder import load_torch, source_path
+
+    source = source_path("e5-small")
+    full, short = load_torch("e5-small", source), load_torch("e5-small-6", source)
+    assert len(short.model.encoder.layer) == 6 and len(full.model.encoder.layer) == 12
+    ids = torch.tensor([[0, 41, 1019, 3472, 2], [0, 41, 1019, 2, 1]])
+    mask = (ids != 1).long()
+    with torch.no_grad():
+        out = full.model(
+            input_ids=ids,
+            attention_mask=mask,
+            token_type_ids=torch.zeros_like(ids),
+            output_hidden_states=True,
+        )
+        hidden = out.hidden_states[6]
+        pooled = (hidden * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)
+        expected = torch.nn.functional.normalize(pooled, dim=1)
+        torch.testing.assert_close(short(ids, mask), expected, atol=1e-5, rtol=1e-4)
+        assert not torch.allclose(full(ids, mask), expected, atol=1e-3)
