@@ -134,7 +134,7 @@ class Services:
 
 
 @contextlib.contextmanager
-def services(pin: bool, workdir: Path) -> Iterator[Services]:
+def services(pin: bool, workdir: Path, full_options: str = "") -> Iterator[Services]:
     python = sys.executable
     railguard = [python, "-m", "gateway.cli"]
     svc = Services(free_port(), free_port(), free_port(), free_port())
@@ -147,7 +147,9 @@ def services(pin: bool, workdir: Path) -> Iterator[Services]:
         "gateway": "metrics: true\nclassifiers: {enabled: false}\n",
         "gateway_nometrics": "metrics: false\nclassifiers: {enabled: false}\n",
         # the full guard: rules and every classifier, on input and output (the classifier targets)
-        "gateway_full": f"metrics: true\nclassifiers: {{options: {{cache_dir: '{classifier_cache}'}}}}\n",
+        "gateway_full": (
+            f"metrics: true\nclassifiers: {{options: {{cache_dir: '{classifier_cache}'{full_options}}}}}\n"
+        ),
     }
     for name, text in settings.items():
         cache = workdir / name
@@ -680,12 +682,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="before each round, wait up to this long for a quiet machine")  # fmt: skip
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--quick", action="store_true", help="a fast smoke run")
+    parser.add_argument("--encoder", help="the full guard's classifier encoder (default: the gateway's)")
+    parser.add_argument("--precision", choices=("fp32", "int8"), help="the full guard's ONNX precision")
     args = parser.parse_args(argv)
     if args.quick:
         args.requests, args.stream_requests, args.warmup = 100, 30, 20
         args.load_s, args.load_warmup_s, args.rounds, args.wait_quiet_s = 1.0, 0.3, 1, 0.0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up on `kill`
     pin = args.pin and hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2
+    chosen = {"encoder": args.encoder, "precision": args.precision}
+    full_options = "".join(f", {key}: {value}" for key, value in chosen.items() if value)
     try:
         import uvloop
 
@@ -694,13 +700,14 @@ def main(argv: list[str] | None = None) -> int:
         pass
     with (
         tempfile.TemporaryDirectory(prefix="railguard-bench-") as tmp,
-        services(pin, Path(tmp)) as svc,
+        services(pin, Path(tmp), full_options) as svc,
     ):
         if pin:
             os.sched_setaffinity(0, {HELPER_CPU})
         result = asyncio.run(run(args, svc))
     figures = aggregate(result["rounds"])
     print(table(figures, args.rounds))
+    print(f"\nfull guard classifiers: {full_options.lstrip(', ') or 'the gateway defaults'}")
     meta = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),

@@ -84,7 +84,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args_list = args_list[1:]
     args = _parser().parse_args(args_list)
     handler = {"build": _build, "train": _train, "eval": _eval, "classify": _classify}
-    return handler[args.command](args)
+    try:
+        return handler[args.command](args)
+    except FileNotFoundError as exc:  # missing trained parts or input files: a message, not a trace
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _build(args: argparse.Namespace) -> int:

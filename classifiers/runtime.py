@@ -182,6 +182,16 @@ class SafetyClassifier:
     def load(cls, config: ClassifiersConfig | None = None) -> SafetyClassifier:
         """Build what is missing (first use only: ~10-20 s, needs torch), then load the ONNX encoder."""
         config = config or ClassifiersConfig()
+        missing = [
+            p
+            for p in (config.trained_dir / "heads.npz", config.trained_dir / "calibration.json")
+            if not p.is_file()
+        ]
+        if missing:  # before building: an encoder nobody trained heads for would build for nothing
+            raise FileNotFoundError(
+                f"no trained heads for encoder {config.encoder!r} ({', '.join(map(str, missing))} missing): "
+                f"train them (`railguard classifiers train --encoder {config.encoder}`) or set artifacts_dir"
+            )
         artifacts = build(config)
         heads = Heads.load(artifacts.heads)
         encoder = Encoder(artifacts.directory, artifacts.onnx(config.precision), config)
