@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--finetune",
         action="store_true",
-        help="first train LoRA deltas on the encoder (~17 min on 2 cores), then the heads on it",
+        help="first train LoRA deltas on the encoder (~21 min on 2 quiet cores), then the heads on it",
     )
     t.add_argument("--finetune-epochs", type=int, default=2)
     e = sub.add_parser("eval", parents=[common, data], help="metrics on the evaluation-only sets")
