@@ -30,3 +30,19 @@ def test_eval_slice_writes_table_and_json(tmp_path: Path, capsys: pytest.Capture
     assert 0 < rows[("xstest", "all")]["positives"] < 12  # both classes in the slice
     assert any(r["set"] == "multijail" and r["group"] != "all" for r in report["rows"])  # languages
     assert all(r["recall"] is None or 0.0 <= r["recall"] <= 1.0 for r in report["rows"])
+
+
+def test_train_on_the_seed_examples_writes_calibrated_heads(tmp_path: Path) -> None:
+    """`railguard classifiers train --seed-only` end to end (MiniLM: the quick encoder), heads trained on
+    both precisions' embeddings; the shipped artefacts are left alone."""
+    artifacts = tmp_path / "artifacts"
+    code = main(["classifiers", "train", "--seed-only", "--encoder", "minilm-l6", "--epochs", "10",
+                 "--artifacts-dir", str(artifacts)])  # fmt: skip
+    assert code == 0
+    calibration = json.loads((artifacts / "calibration.json").read_text())
+    assert (artifacts / "heads.npz").is_file()
+    assert calibration["info"]["options"]["both_precisions"] is True
+    assert calibration["info"]["sources"] == ["seed"]
+    unsafe = calibration["info"]["validation"]["unsafe"]
+    assert unsafe["positives"] > 100 and unsafe["auprc"] > 0.8  # learned, not chance (~0.5)
+    assert 0.05 <= calibration["thresholds"]["unsafe"] <= 0.95
