@@ -159,3 +159,23 @@ def test_the_six_layer_encoder_is_the_full_encoders_sixth_layer() -> None:
         expected = torch.nn.functional.normalize(pooled, dim=1)
         torch.testing.assert_close(short(ids, mask), expected, atol=1e-5, rtol=1e-4)
         assert not torch.allclose(full(ids, mask), expected, atol=1e-3)
+
+
+def test_the_onnx_export_matches_torch(classifier: SafetyClassifier) -> None:
+    """The served ONNX fp32 encoder is the torch encoder with the shipped LoRA deltas merged."""
+    import torch
+
+    from classifiers.build import artifact_paths
+    from classifiers.encoder import load_torch, source_path
+
+    config = classifier.config
+    model = load_torch(config.encoder, source_path(config.encoder), artifact_paths(config).lora)
+    windows, _ = classifier.encoder.windows(HARMFUL + BENIGN)
+    width = max(len(w) for w in windows)
+    ids = torch.full((len(windows), width), classifier.encoder.pad_id, dtype=torch.int64)
+    mask = torch.zeros_like(ids)
+    for i, w in enumerate(windows):
+        ids[i, : len(w)], mask[i, : len(w)] = torch.tensor(w), 1
+    with torch.no_grad():
+        expected = model(ids, mask).numpy()
+    assert np.abs(classifier.encoder.embed_windows(windows) - expected).max() < 1e-4
