@@ -47,11 +47,7 @@ class EmbeddingCache:
 
     def first_windows(self, texts: Sequence[str]) -> Array:
         """The embedding of each text's first window (what training sees)."""
-        windows, owners = self._encoder.windows(texts)
-        first: dict[int, list[int]] = {}
-        for w, o in zip(windows, owners, strict=True):
-            first.setdefault(o, w)
-        return self._embed([first[i] for i in range(len(texts))])
+        return self._embed(self._encoder.first_windows(texts))
 
     def all_windows(self, texts: Sequence[str]) -> tuple[Array, list[int]]:
         """Every window's embedding and its text index (what serving scores)."""

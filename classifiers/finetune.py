@@ -76,11 +76,7 @@ def finetune(
     )
     examples: list[Example] = load_training(data_dir)
     train_set, _ = split(examples, options.val_fraction)  # the same split the heads use: validation unseen
-    windows, owners = tokenizer.windows([e.text for e in train_set])
-    first: dict[int, list[int]] = {}
-    for window, owner in zip(windows, owners, strict=True):
-        first.setdefault(owner, window)
-    ids = [first[i] for i in range(len(train_set))]
+    ids = tokenizer.first_windows([e.text for e in train_set])
     y, known = (torch.from_numpy(a) for a in label_matrix(train_set))
     log(f"fine-tuning on {len(train_set)} texts, {options.epochs} epochs")
 

@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from classifiers import language as langid
 from classifiers.batching import Coalescer
-from classifiers.build import BuiltArtifacts, build
+from classifiers.build import BuiltArtifacts, artifact_paths, build
 from classifiers.config import ClassifiersConfig
 from classifiers.heads import Calibration, Heads
 from classifiers.pii import PiiSpan, find_pii
@@ -121,6 +121,14 @@ class Encoder:
                 owners.append(i)
         return windows, owners
 
+    def first_windows(self, texts: Sequence[str]) -> list[list[int]]:
+        """Each text's first window (what training sees)."""
+        windows, owners = self.windows(texts)
+        first: dict[int, list[int]] = {}
+        for window, owner in zip(windows, owners, strict=True):
+            first.setdefault(owner, window)
+        return [first[i] for i in range(len(texts))]
+
     def embed_windows(self, windows: Sequence[Sequence[int]]) -> Array:
         """Embeddings ``[len(windows), dim]``; windows of similar length are batched together."""
         order = sorted(range(len(windows)), key=lambda k: len(windows[k]))
@@ -182,11 +190,8 @@ class SafetyClassifier:
     def load(cls, config: ClassifiersConfig | None = None) -> SafetyClassifier:
         """Build what is missing (first use only: ~10-20 s, needs torch), then load the ONNX encoder."""
         config = config or ClassifiersConfig()
-        missing = [
-            p
-            for p in (config.trained_dir / "heads.npz", config.trained_dir / "calibration.json")
-            if not p.is_file()
-        ]
+        paths = artifact_paths(config)
+        missing = [p for p in (paths.heads, paths.calibration) if not p.is_file()]
         if missing:  # before building: an encoder nobody trained heads for would build for nothing
             raise FileNotFoundError(
                 f"no trained heads for encoder {config.encoder!r} ({', '.join(map(str, missing))} missing): "
