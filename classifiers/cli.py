@@ -1,4 +1,4 @@
-"""Command line: ``railguard classifiers build|train|eval`` and ``railguard classify``.
+"""Command line: ``railguard classifiers build|train|eval|probe`` and ``railguard classify``.
 
 The gateway's CLI hands over its whole argument list: ``main(["classifiers", "train", ...])`` or
 ``main(["classify", ...])`` (``main(["train", ...])`` works too). Heavy imports happen inside commands.
@@ -71,6 +71,19 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int, default=None, help="at most N items per set (CI slice)")
     e.add_argument("--sets", nargs="*", default=None, help="only these sets")
     e.add_argument("--json", type=Path, default=Path("classifiers-eval.json"), help="JSON report path")
+    p = sub.add_parser(
+        "probe", parents=[common, data], help="heads on a local LM's hidden states vs the shipped encoder"
+    )
+    p.add_argument(
+        "--model-dir",
+        type=Path,
+        default=None,
+        help="a transformers checkpoint (default: the converted gemma-3-270m of `railguard prepare`)",
+    )
+    p.add_argument("--layers", type=int, nargs="+", default=[6, 9, 12, 15], help="1-based decoder blocks")
+    p.add_argument("--eval", action="store_true", help="also report the chosen probe on the evaluation sets")
+    p.add_argument("--limit", type=int, default=None, help="at most N items per evaluation set")
+    p.add_argument("--json", type=Path, default=Path("classifiers-probe.json"), help="JSON report path")
     c = sub.add_parser("classify", parents=[common], help="score text or JSONL; JSONL out")
     c.add_argument("text", nargs="*", help="texts to score (default: read --input)")
     c.add_argument("--input", "-i", default=None, help="JSONL file ('-' = stdin); plain lines also work")
@@ -83,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list[:1] == ["classifiers"]:  # `railguard classifiers train` arrives whole
         args_list = args_list[1:]
     args = _parser().parse_args(args_list)
-    handler = {"build": _build, "train": _train, "eval": _eval, "classify": _classify}
+    handler = {"build": _build, "train": _train, "eval": _eval, "probe": _probe, "classify": _classify}
     try:
         return handler[args.command](args)
     except FileNotFoundError as exc:  # missing trained parts or input files: a message, not a trace
@@ -135,6 +148,36 @@ def _eval(args: argparse.Namespace) -> int:
     )
     print(to_markdown(rows))
     write_json(rows, args.json, {"limit": args.limit, "precision": config.precision})
+    print(f"\nJSON report: {args.json}", file=sys.stderr)
+    return 0
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from classifiers.probe_compare import compare, to_markdown, write_json
+
+    data_dir = _data_dir(args, required=True)
+    if data_dir is None:
+        return 2
+    config = _config(args)
+    model_dir: Path = args.model_dir or config.cache_dir.parent / "models" / "gemma-3-270m"
+    if not (model_dir / "config.json").is_file():
+        print(
+            f"no transformers checkpoint in {model_dir}: run `railguard prepare` (converts the local model) "
+            "or pass --model-dir",
+            file=sys.stderr,
+        )
+        return 2
+    result = compare(
+        config,
+        data_dir,
+        model_dir,
+        args.layers,
+        evaluate=args.eval,
+        limit=args.limit,
+        log=lambda m: print(m, file=sys.stderr),
+    )
+    print(to_markdown(result))
+    write_json(result, args.json)
     print(f"\nJSON report: {args.json}", file=sys.stderr)
     return 0
 

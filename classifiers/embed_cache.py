@@ -9,12 +9,23 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from classifiers.runtime import Array, Encoder
+from classifiers.runtime import Array
 
-__all__ = ["EmbeddingCache"]
+__all__ = ["EmbeddingCache", "WindowEncoder"]
+
+
+class WindowEncoder(Protocol):
+    """What the cache needs of an encoder: the ONNX ``Encoder``, or ``probe.HiddenStateEncoder``."""
+
+    def windows(self, texts: Sequence[str]) -> tuple[list[list[int]], list[int]]: ...
+
+    def first_windows(self, texts: Sequence[str]) -> list[list[int]]: ...
+
+    def embed_windows(self, windows: Sequence[Sequence[int]]) -> Array: ...
 
 
 def _key(window: Sequence[int]) -> bytes:
@@ -22,7 +33,7 @@ def _key(window: Sequence[int]) -> bytes:
 
 
 class EmbeddingCache:
-    def __init__(self, path: Path, encoder: Encoder):
+    def __init__(self, path: Path, encoder: WindowEncoder):
         self._path = path
         self._encoder = encoder
         self._vectors: dict[bytes, Array] = {}

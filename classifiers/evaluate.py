@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from classifiers.build import build
 from classifiers.config import ClassifiersConfig
+from classifiers.embed_cache import EmbeddingCache
 from classifiers.evalsets import EVAL_SETS, EvalItem, EvalSet
 from classifiers.heads import Calibration, Heads
 from classifiers.metrics import BinaryMetrics, binary_metrics
@@ -22,7 +23,7 @@ from classifiers.runtime import max_by_owner
 from classifiers.taxonomy import OPENAI_CATEGORIES, UNSAFE, to_openai
 from classifiers.train import embedding_cache
 
-__all__ = ["TARGETS", "EvalRow", "evaluate", "to_markdown"]
+__all__ = ["TARGETS", "EvalRow", "eval_items", "evaluate", "set_rows", "text_probabilities", "to_markdown"]
 
 TARGETS = {
     "xstest": "F1 ≥ 0.88, FPR ≤ 0.05",
@@ -115,17 +116,39 @@ def evaluate(
     th = Calibration.load(artifacts.calibration).thresholds
     cache = embedding_cache(config, artifacts)
     rows: list[EvalRow] = []
-    for eval_set in EVAL_SETS:
-        if sets and eval_set.name not in sets:
-            continue
+    for eval_set, items in eval_items(data_dir, limit=limit, sets=sets):
         started = time.perf_counter()
-        items = _sample(list(eval_set.read(data_dir)), limit)
-        emb, owners = cache.all_windows([it.text for it in items])
-        probs = max_by_owner(heads(emb), owners, len(items))
-        scores, decided, mapped = _decisions(eval_set, probs, heads.names, th)
-        rows.extend(_rows_for(eval_set, items, scores, decided, mapped))
+        probs = text_probabilities(cache, heads, [it.text for it in items])
+        rows.extend(set_rows(eval_set, items, probs, heads.names, th))
         log(f"{eval_set.name}: {len(items)} items in {time.perf_counter() - started:.1f}s")
     return rows
+
+
+def eval_items(
+    data_dir: Path, *, limit: int | None = None, sets: Sequence[str] | None = None
+) -> Iterator[tuple[EvalSet, list[EvalItem]]]:
+    """Each evaluation set (or those named) with its items, ``limit`` of them spread evenly."""
+    for eval_set in EVAL_SETS:
+        if not sets or eval_set.name in sets:
+            yield eval_set, _sample(list(eval_set.read(data_dir)), limit)
+
+
+def text_probabilities(cache: EmbeddingCache, heads: Heads, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+    """What serving computes: every window scored, each head's max per text."""
+    emb, owners = cache.all_windows(texts)
+    return max_by_owner(heads(emb), owners, len(texts))
+
+
+def set_rows(
+    eval_set: EvalSet,
+    items: list[EvalItem],
+    probs: npt.NDArray[np.float32],
+    names: Sequence[str],
+    thresholds: dict[str, float],
+) -> list[EvalRow]:
+    """The set's rows (all, each group, each OpenAI category) for these per-item probabilities."""
+    scores, decided, mapped = _decisions(eval_set, probs, names, thresholds)
+    return _rows_for(eval_set, items, scores, decided, mapped)
 
 
 def _fmt(v: float | None) -> str:

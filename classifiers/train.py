@@ -33,7 +33,10 @@ from classifiers.taxonomy import ATTACKS, LEARNED, PII, UNSAFE
 __all__ = [
     "MAX_FPR",
     "TrainOptions",
+    "calibrate",
+    "calibrate_probabilities",
     "embedding_cache",
+    "fit_heads",
     "label_matrix",
     "masked_loss",
     "positive_weights",
@@ -150,7 +153,15 @@ def calibrate(
     y: npt.NDArray[np.float32],
     known: npt.NDArray[np.float32],
 ) -> tuple[dict[str, float], dict[str, Any]]:
-    probs = heads(x)
+    return calibrate_probabilities(heads(x), y, known)
+
+
+def calibrate_probabilities(
+    probs: npt.NDArray[np.float32],
+    y: npt.NDArray[np.float32],
+    known: npt.NDArray[np.float32],
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Per head (columns in ``LEARNED`` order): the threshold and its validation metrics."""
     thresholds: dict[str, float] = {PII: 0.5}
     report: dict[str, Any] = {}
     for j, head in enumerate(LEARNED):

