@@ -4,8 +4,10 @@ The gateway's local model (gemma-3-270m by default) is multilingual and, when it
 these hidden states anyway during prefill. ``HiddenStateEncoder`` has the ``Encoder`` interface the
 embedding cache, training and evaluation use (``windows``/``first_windows``/``embed_windows``): it
 runs the model's first ``max(layers)`` decoder blocks in torch and returns, per window, the mean over
-tokens (the BOS attention sink left out) of each chosen layer's hidden state, L2-normalized per layer
-and concatenated. Training only: measured against the ONNX sentence encoder in docs/classifiers.md.
+tokens (the BOS attention sink left out) of each chosen block's output (the residual stream),
+L2-normalized per layer and concatenated. ``load_probe_module`` is that computation as one torch
+module ``(input_ids, attention_mask) -> features``, written out (embedding, causal mask, rotary
+positions, blocks, pooling) so that it traces to ONNX like the sentence encoders do.
 """
 
 from __future__ import annotations
@@ -17,9 +19,55 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["HiddenStateEncoder"]
+__all__ = ["HiddenStateEncoder", "load_probe_module"]
 
 Array = npt.NDArray[np.float32]
+
+
+def load_probe_module(model_dir: Path, layers: Sequence[int]) -> Any:
+    """The first ``max(layers)`` blocks of a Gemma 3 checkpoint + pooling, as one eval-mode module."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if not layers or min(layers) < 1:
+        raise ValueError(f"layers must be 1-based block indices, got {list(layers)}")
+    model: Any = AutoModelForCausalLM.from_pretrained(
+        str(model_dir), local_files_only=True, dtype=torch.float32, attn_implementation="eager"
+    )
+    base = model.model
+    if max(layers) > len(base.layers):
+        raise ValueError(f"{model_dir.name} has {len(base.layers)} blocks; asked for {max(layers)}")
+
+    class ProbeFeatures(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed_tokens = base.embed_tokens
+            self.rotary_emb = base.rotary_emb
+            self.blocks = torch.nn.ModuleList(base.layers[: max(layers)])
+            self.layer_types = list(base.config.layer_types)
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            hidden = self.embed_tokens(input_ids)
+            ones = torch.ones_like(input_ids[0], dtype=hidden.dtype)  # [T]
+            # causal only: padding is on the right, so no real token ever attends to it; every window
+            # is shorter than the sliding window (512), so local and global blocks see the same
+            causal = (1.0 - torch.tril(ones[:, None] * ones[None, :])) * -1e9
+            causal = causal[None, None]
+            positions = (torch.cumsum(ones, 0) - 1).long()[None]
+            rotary = {t: self.rotary_emb(hidden, positions, t) for t in set(self.layer_types)}
+            pool = attention_mask.to(hidden.dtype) * (positions > 0).to(hidden.dtype)  # BOS left out
+            empty = (pool.sum(1, keepdim=True) == 0).to(hidden.dtype)
+            pool = pool + empty * (positions == 0).to(hidden.dtype)  # a bare BOS: its state is all
+            pool = (pool / pool.sum(1, keepdim=True)).unsqueeze(-1)
+            parts = []
+            for i, block in enumerate(self.blocks):
+                kind = self.layer_types[i]
+                hidden = block(hidden, position_embeddings=rotary[kind], attention_mask=causal)
+                if i + 1 in layers:
+                    parts.append(torch.nn.functional.normalize((hidden * pool).sum(1), dim=-1))
+            return torch.cat(parts, dim=-1)
+
+    return ProbeFeatures().eval()
 
 
 class HiddenStateEncoder:
@@ -35,25 +83,17 @@ class HiddenStateEncoder:
     ):
         import torch
         from tokenizers import Tokenizer
-        from transformers import AutoModelForCausalLM
+        from transformers import AutoConfig
 
-        if not layers or min(layers) < 1:
-            raise ValueError(f"layers must be 1-based block indices, got {list(layers)}")
         torch.set_num_threads(threads)
-        model: Any = AutoModelForCausalLM.from_pretrained(
-            str(model_dir), local_files_only=True, dtype=torch.float32
-        )
-        base = model.model
-        if max(layers) > len(base.layers):
-            raise ValueError(f"{model_dir.name} has {len(base.layers)} blocks; asked for {max(layers)}")
-        base.layers = base.layers[: max(layers)]  # the blocks after the last probed one never run
-        self._model = base.eval()
-        self._layers = tuple(layers)
+        self._layers = tuple(sorted(set(layers)))
+        self._module = load_probe_module(model_dir, self._layers)
+        config = AutoConfig.from_pretrained(str(model_dir), local_files_only=True)
         self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self._tokenizer.no_truncation()
         self._tokenizer.no_padding()
-        self._bos = int(model.config.bos_token_id)
-        self._pad = int(model.config.pad_token_id if model.config.pad_token_id is not None else 0)
+        self._bos = int(config.bos_token_id)
+        self._pad = int(config.pad_token_id if config.pad_token_id is not None else 0)
         self._max_tokens = max_tokens
         self._max_windows = max_windows
         self._batch_size = batch_size
@@ -95,35 +135,8 @@ class HiddenStateEncoder:
                 for row, k in enumerate(idx):  # right padding: causal attention never sees it
                     ids[row, : len(windows[k])] = torch.tensor(windows[k])
                     mask[row, : len(windows[k])] = 1
-                captured = self._forward(ids, mask)
-                pool = mask.clone().float()
-                pool[:, 0] = 0.0  # the BOS position is an attention sink with a huge norm
-                pool[pool.sum(1) == 0, 0] = 1.0  # an empty text: the BOS state is all there is
-                weights = (pool / pool.sum(1, keepdim=True)).unsqueeze(-1)
-                parts = []
-                for states in captured:
-                    mean = (states.float() * weights).sum(1)
-                    parts.append(torch.nn.functional.normalize(mean, dim=-1))
-                vecs = torch.cat(parts, dim=-1).numpy()
+                vecs = self._module(ids, mask).numpy()
                 if out.shape[1] == 0:
                     out = np.zeros((len(windows), vecs.shape[1]), dtype=np.float32)
                 out[idx] = vecs
         return out
-
-    def _forward(self, ids: Any, mask: Any) -> list[Any]:
-        """Each probed block's output (the residual stream after it, before any final norm)."""
-        captured: dict[int, Any] = {}
-        handles = [
-            self._model.layers[layer - 1].register_forward_hook(
-                lambda _m, _i, out, layer=layer: captured.__setitem__(
-                    layer, out[0] if isinstance(out, tuple) else out
-                )
-            )
-            for layer in self._layers
-        ]
-        try:
-            self._model(input_ids=ids, attention_mask=mask, use_cache=False)
-        finally:
-            for handle in handles:
-                handle.remove()
-        return [captured[layer] for layer in self._layers]

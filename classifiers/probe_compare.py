@@ -1,7 +1,8 @@
 """``railguard classifiers probe``: heads on the local model's hidden states, against the shipped encoder.
 
 Same examples, split, head recipe and threshold rule as ``train``. For each probed layer (and all of
-them together) heads are trained on the language model's pooled hidden states and calibrated on the
+them together) heads are trained on the language model's pooled hidden states (z-scored, which these
+features need: without it validation ``unsafe`` AUPRC was 0.92 instead of 0.98) and calibrated on the
 validation split; the shipped encoder + heads are scored on the same validation texts, and so is the
 late fusion of the two (the mean of their probabilities, thresholds re-picked on validation). The
 candidate is chosen on validation only (``unsafe`` AUPRC); ``--eval`` then reports it, the shipped
@@ -88,7 +89,7 @@ def compare(
 
     if evaluate and data_dir is None:
         raise ValueError("evaluation needs the data directory")
-    options = options or TrainOptions()
+    options = options or TrainOptions(standardize=True)  # z-scored: see TrainOptions.standardize
     started = time.perf_counter()
     examples = load_training(data_dir)
     train_set, val_set = split(examples, options.val_fraction)

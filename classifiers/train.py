@@ -57,6 +57,10 @@ class TrainOptions:
     weight_decay: float = 1e-4
     dropout: float = 0.1
     noise: float = 0.0  # std of Gaussian noise added to embeddings
+    # Train on z-scored features and fold the scaling into the first layer (the served heads are the
+    # same numpy MLP). Needed for a language model's hidden states, whose few huge dimensions leave
+    # the rest near zero after L2 normalization (docs/classifiers.md, the probe).
+    standardize: bool = False
     # Also train on each text's embedding from the other ONNX precision (int8 when fp32 serves), same
     # labels: an augmentation that raised validation `unsafe` AUPRC 0.966 -> 0.971 (docs/classifiers.md).
     both_precisions: bool = True
@@ -113,7 +117,10 @@ def fit_heads(
     import torch
 
     torch.manual_seed(options.seed)
-    xt, yt, kt = (torch.from_numpy(a) for a in (x, y, known))
+    mean = x.mean(0) if options.standardize else np.zeros(x.shape[1], dtype=np.float32)
+    std = x.std(0) + 1e-6 if options.standardize else np.ones(x.shape[1], dtype=np.float32)
+    xt = torch.from_numpy(((x - mean) / std).astype(np.float32))
+    yt, kt = torch.from_numpy(y), torch.from_numpy(known)
     pos_weight = positive_weights(yt, kt)
     layers: list[torch.nn.Module] = []
     if options.hidden:
@@ -140,11 +147,12 @@ def fit_heads(
             opt.step()
     model.eval()
     linears = [m for m in model if isinstance(m, torch.nn.Linear)]
-    return Heads(
-        names=LEARNED,
-        weights=tuple(m.weight.detach().numpy().T.copy() for m in linears),
-        biases=tuple(m.bias.detach().numpy().copy() for m in linears),
-    )
+    weights = [m.weight.detach().numpy().T.astype(np.float32) for m in linears]
+    biases = [m.bias.detach().numpy().astype(np.float32) for m in linears]
+    # ((x - mean) / std) @ W + b  ==  x @ (W / std[:, None]) + (b - (mean / std) @ W)
+    biases[0] = (biases[0] - (mean / std) @ weights[0]).astype(np.float32)
+    weights[0] = (weights[0] / std[:, None]).astype(np.float32)
+    return Heads(names=LEARNED, weights=tuple(weights), biases=tuple(biases))
 
 
 def calibrate(

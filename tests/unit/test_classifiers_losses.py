@@ -45,3 +45,25 @@ def test_fit_heads_learns_a_separable_problem() -> None:
     y = (x[:, :2] > 0).astype("float32")
     heads = fit_heads(x, y, np.ones_like(y), TrainOptions(hidden=0, epochs=50, batch_size=16, lr=0.05))
     assert ((heads(x) > 0.5) == (y > 0.5)).mean() > 0.95
+
+
+def test_standardized_heads_fold_the_scaling_and_ignore_each_features_offset_and_scale() -> None:
+    """Features like a language model's pooled states: one huge dimension, the signal in tiny ones.
+    With ``standardize`` the heads learn it, the z-scoring is folded into plain numpy heads, and an
+    affine change of each feature (offset and scale) gives the same probabilities."""
+    import numpy as np
+
+    from classifiers.train import TrainOptions, fit_heads
+
+    rng = np.random.default_rng(0)
+    signal = rng.normal(size=(256, 4)).astype("float32")
+    x = np.concatenate([1e-3 * signal, 100 + rng.normal(size=(256, 1))], axis=1).astype("float32")
+    y = (signal[:, :2] > 0).astype("float32")
+    options = TrainOptions(hidden=16, epochs=40, batch_size=32, lr=0.01, dropout=0.0, standardize=True)
+    heads = fit_heads(x, y, np.ones_like(y), options)
+    assert ((heads(x) > 0.5) == (y > 0.5)).mean() > 0.9
+    scale, offset = rng.uniform(0.1, 10, size=5).astype("float32"), rng.normal(size=5).astype("float32")
+    moved = (x * scale + offset).astype("float32")
+    np.testing.assert_allclose(fit_heads(moved, y, np.ones_like(y), options)(moved), heads(x), atol=1e-2)
+    plain = fit_heads(x, y, np.ones_like(y), TrainOptions(hidden=16, epochs=40, batch_size=32, lr=0.01))
+    assert ((plain(x) > 0.5) == (y > 0.5)).mean() < 0.8  # without it the tiny signal is not learned
