@@ -1,12 +1,15 @@
 """A disk cache of window embeddings for training and evaluation (never used when serving).
 
 Keyed by the window's token ids, so the first-window embeddings training uses are reused by the
-all-window scoring evaluation does. One ``.npz`` per encoder and precision.
+all-window scoring evaluation does. One ``.npz`` per encoder and precision; processes that share one
+merge their additions when they save.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -38,11 +41,19 @@ class EmbeddingCache:
         self._encoder = encoder
         self._vectors: dict[bytes, Array] = {}
         self._dirty = False
-        if path.exists():
-            with np.load(path) as data:
-                keys = data["keys"].view(np.uint8).reshape(-1, 16)
-                for k, v in zip(keys, data["vecs"], strict=True):
-                    self._vectors[k.tobytes()] = v
+        self._seen_mtime = self._merge_from_disk()
+
+    def _merge_from_disk(self) -> int | None:
+        """Adds what the file holds and this cache lacks; returns the file's mtime (None: no file)."""
+        try:
+            mtime = self._path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+        with np.load(self._path) as data:
+            keys = data["keys"].view(np.uint8).reshape(-1, 16)
+            for k, v in zip(keys, data["vecs"], strict=True):
+                self._vectors.setdefault(k.tobytes(), v)
+        return mtime
 
     def _embed(self, windows: Sequence[Sequence[int]]) -> Array:
         keys = [_key(w) for w in windows]
@@ -66,12 +77,23 @@ class EmbeddingCache:
         return self._embed(windows), owners
 
     def save(self) -> None:
+        """Writes every vector, merged with what other processes wrote since (under a file lock),
+        so that two training or evaluation runs sharing a cache never drop each other's work."""
         if not self._dirty:
             return
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        keys = np.frombuffer(b"".join(self._vectors), dtype=np.uint8).reshape(-1, 16)
-        vecs = np.stack(list(self._vectors.values()))
-        tmp = self._path.with_name(self._path.stem + ".tmp.npz")
-        np.savez(tmp, keys=keys, vecs=vecs)
-        tmp.replace(self._path)
-        self._dirty = False
+        with open(self._path.with_name(self._path.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                current = self._path.stat().st_mtime_ns if self._path.exists() else None
+                if current is not None and current != self._seen_mtime:
+                    self._merge_from_disk()
+                keys = np.frombuffer(b"".join(self._vectors), dtype=np.uint8).reshape(-1, 16)
+                vecs = np.stack(list(self._vectors.values()))
+                tmp = self._path.with_name(self._path.stem + f".{os.getpid()}.tmp.npz")
+                np.savez(tmp, keys=keys, vecs=vecs)
+                tmp.replace(self._path)
+                self._seen_mtime = self._path.stat().st_mtime_ns
+                self._dirty = False
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
