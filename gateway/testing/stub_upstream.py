@@ -1,7 +1,7 @@
 """A small, fast OpenAI-compatible server standing in for a remote vLLM in tests and benchmarks.
 
-It answers with the text after `say:` in the last user message (or the base64-decoded text after
-`say64:`; else a fixed sentence), word by word
+It answers with the request's extra field `stub_say`, or the text after `say:` in the last user message
+(or the base64-decoded text after `say64:`; else a fixed sentence), word by word
 when streaming, and echoes the request it received under `stub_received` so tests can check that fields
 were passed on unchanged. Models with special behaviour: `stub-hang` never answers, `stub-500` fails,
 `stub-400` rejects the request, `stub-midstream-error` fails after two chunks.
@@ -30,6 +30,8 @@ DEFAULT_REPLY = "Hello from the stub upstream. It answers every request the same
 
 
 def reply_for(body: dict[str, Any]) -> str:
+    if isinstance(body.get("stub_say"), str):  # an extra request field the gateway passes on: lets a
+        return str(body["stub_say"])  # test make the model say what no input guard ever read
     for message in reversed(body.get("messages") or []):
         if message.get("role") == "user":
             content = message.get("content")

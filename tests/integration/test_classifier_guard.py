@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,11 +80,14 @@ def test_pii_redacted_in_both_directions(client: openai.OpenAI) -> None:
     sent = (r.model_extra or {})["stub_received"]["messages"][0]["content"]
     assert "jane.roe@example.org" not in sent  # the upstream never saw the address
     assert "jane.roe@example.org" not in (r.choices[0].message.content or "")
-    reply = "Sure. You can reach Max at max.mustermann@example.com any time."
-    outbound = [{"role": "user", "content": "say64: " + base64.b64encode(reply.encode()).decode()}]
-    r = client.chat.completions.create(model="stub-model", messages=outbound)  # type: ignore[arg-type]
+    # the answer carries an address the prompt never held (the stub says the extra field `stub_say`)
+    say = {"stub_say": "Sure. You can reach Max at max.mustermann@example.com any time."}
+    outbound = [{"role": "user", "content": "How can I reach Max?"}]
+    r = client.chat.completions.create(model="stub-model", messages=outbound, extra_body=say)  # type: ignore[arg-type]
     text = r.choices[0].message.content or ""
     assert "max.mustermann@example.com" not in text and text.startswith("Sure. You can reach Max at")
-    chunks = list(client.chat.completions.create(model="stub-model", messages=outbound, stream=True))  # type: ignore[arg-type]
+    chunks = list(
+        client.chat.completions.create(model="stub-model", messages=outbound, stream=True, extra_body=say)
+    )  # type: ignore[arg-type]
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert "max.mustermann@example.com" not in streamed and streamed.startswith("Sure.")

@@ -69,8 +69,9 @@ def test_language_and_pii_are_reported(classifier: SafetyClassifier) -> None:
 
 def test_int8_close_to_fp32(classifier: SafetyClassifier, int8: SafetyClassifier) -> None:
     """The int8 encoder's embeddings stay within cosine 0.98 of fp32 (0.985 for the fine-tuned encoder on
-    these texts); the MLP heads amplify the difference (docs/classifiers.md: up to 0.21 in the
-    benchmark), so scores get a looser bound."""
+    these texts); the MLP heads amplify the difference, and heads on z-scored embeddings more so
+    (docs/classifiers.md: on validation texts p99 0.39 -> 0.56, mean unchanged at 0.08; 0.48 on one of
+    these texts), so scores get a looser bound: this is why fp32 serves by default."""
     texts = HARMFUL + BENIGN + ["How do I kill a Python process?", "Tell me about the Roman Empire."]
     e32, _ = classifier.encoder.embed(texts)
     e8, _ = int8.encoder.embed(texts)
@@ -78,7 +79,7 @@ def test_int8_close_to_fp32(classifier: SafetyClassifier, int8: SafetyClassifier
     a = classifier.probabilities(texts)
     b = int8.probabilities(texts)
     assert a.shape == b.shape == (len(texts), len(classifier.heads.names))
-    assert float(np.abs(a - b).max()) <= 0.3
+    assert float(np.abs(a - b).max()) <= 0.6
 
 
 def test_threads_get_the_same_scores_as_one_batch(classifier: SafetyClassifier) -> None:
