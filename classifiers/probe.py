@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from classifiers.runtime import first_of, split_windows
+
 __all__ = ["HiddenStateEncoder", "load_probe_module"]
 
 Array = npt.NDArray[np.float32]
@@ -100,26 +102,13 @@ class HiddenStateEncoder:
         self.name = f"{model_dir.name}-L{'-'.join(map(str, self._layers))}"
 
     def windows(self, texts: Sequence[str]) -> tuple[list[list[int]], list[int]]:
+        """BOS + up to ``max_tokens - 1`` tokens per window (no template, no EOS)."""
         encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
-        width = self._max_tokens - 1
-        windows: list[list[int]] = []
-        owners: list[int] = []
-        for i, enc in enumerate(encodings):
-            ids = enc.ids
-            chunks = [ids[j : j + width] for j in range(0, max(len(ids), 1), width)]
-            if len(chunks) > self._max_windows:
-                chunks = [*chunks[: self._max_windows - 1], ids[-width:]]
-            for chunk in chunks:
-                windows.append([self._bos, *chunk])
-                owners.append(i)
-        return windows, owners
+        ids = [enc.ids for enc in encodings]
+        return split_windows(ids, self._max_tokens - 1, self._max_windows, head=[self._bos])
 
     def first_windows(self, texts: Sequence[str]) -> list[list[int]]:
-        windows, owners = self.windows(texts)
-        first: dict[int, list[int]] = {}
-        for window, owner in zip(windows, owners, strict=True):
-            first.setdefault(owner, window)
-        return [first[i] for i in range(len(texts))]
+        return first_of(*self.windows(texts), len(texts))
 
     def embed_windows(self, windows: Sequence[Sequence[int]]) -> Array:
         import torch

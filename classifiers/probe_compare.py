@@ -90,6 +90,7 @@ def compare(
     if evaluate and data_dir is None:
         raise ValueError("evaluation needs the data directory")
     options = options or TrainOptions(standardize=True)  # z-scored: see TrainOptions.standardize
+    layers = sorted(set(layers))  # the encoder concatenates the layers in this order
     started = time.perf_counter()
     examples = load_training(data_dir)
     train_set, val_set = split(examples, options.val_fraction)

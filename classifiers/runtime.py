@@ -25,7 +25,7 @@ from classifiers.heads import Calibration, Heads
 from classifiers.pii import PiiSpan, find_pii
 from classifiers.taxonomy import PII, to_llama_guard, to_openai
 
-__all__ = ["Encoder", "SafetyClassifier", "TextScores"]
+__all__ = ["Encoder", "SafetyClassifier", "TextScores", "first_of", "max_by_owner", "split_windows"]
 
 Array = npt.NDArray[np.float32]
 _CHARS_PER_TOKEN = 8  # generous: only bounds how much text is tokenized
@@ -108,26 +108,17 @@ class Encoder:
             [self._prepare(t) for t in clipped], add_special_tokens=False
         )
         prefix = self._prefix_ids
-        width = self._max_tokens - 2 - len(prefix)
-        windows: list[list[int]] = []
-        owners: list[int] = []
-        for i, enc in enumerate(encodings):
-            ids = enc.ids
-            chunks = [ids[j : j + width] for j in range(0, max(len(ids), 1), width)]
-            if len(chunks) > self._max_windows:
-                chunks = [*chunks[: self._max_windows - 1], ids[-width:]]
-            for chunk in chunks:
-                windows.append([self._bos, *prefix, *chunk, self._eos])
-                owners.append(i)
-        return windows, owners
+        return split_windows(
+            [enc.ids for enc in encodings],
+            self._max_tokens - 2 - len(prefix),
+            self._max_windows,
+            head=[self._bos, *prefix],
+            tail=[self._eos],
+        )
 
     def first_windows(self, texts: Sequence[str]) -> list[list[int]]:
         """Each text's first window (what training sees)."""
-        windows, owners = self.windows(texts)
-        first: dict[int, list[int]] = {}
-        for window, owner in zip(windows, owners, strict=True):
-            first.setdefault(owner, window)
-        return [first[i] for i in range(len(texts))]
+        return first_of(*self.windows(texts), len(texts))
 
     def embed_windows(self, windows: Sequence[Sequence[int]]) -> Array:
         """Embeddings ``[len(windows), dim]``; windows of similar length are batched together."""
@@ -150,6 +141,36 @@ class Encoder:
     def embed(self, texts: Sequence[str]) -> tuple[Array, list[int]]:
         windows, owners = self.windows(texts)
         return self.embed_windows(windows), owners
+
+
+def split_windows(
+    token_ids: Sequence[Sequence[int]],
+    width: int,
+    max_windows: int,
+    *,
+    head: Sequence[int],
+    tail: Sequence[int] = (),
+) -> tuple[list[list[int]], list[int]]:
+    """Each text's tokens cut into chunks of ``width`` (past ``max_windows``: the first ones and the
+    last), each wrapped as ``head + chunk + tail``; and for each window the index of its text."""
+    windows: list[list[int]] = []
+    owners: list[int] = []
+    for i, ids in enumerate(token_ids):
+        chunks = [ids[j : j + width] for j in range(0, max(len(ids), 1), width)]
+        if len(chunks) > max_windows:
+            chunks = [*chunks[: max_windows - 1], ids[-width:]]
+        for chunk in chunks:
+            windows.append([*head, *chunk, *tail])
+            owners.append(i)
+    return windows, owners
+
+
+def first_of(windows: Sequence[list[int]], owners: Sequence[int], n: int) -> list[list[int]]:
+    """Each of the ``n`` texts' first window."""
+    first: dict[int, list[int]] = {}
+    for window, owner in zip(windows, owners, strict=True):
+        first.setdefault(owner, window)
+    return [first[i] for i in range(n)]
 
 
 def max_by_owner(probs: Array, owners: Sequence[int], n: int) -> Array:
