@@ -167,6 +167,11 @@ def _probe(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    model_config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    depth = int(model_config.get("text_config", model_config).get("num_hidden_layers", 0))
+    if not args.layers or not all(1 <= layer <= depth for layer in args.layers):
+        print(f"--layers must be blocks 1..{depth} of {model_dir.name}, got {args.layers}", file=sys.stderr)
+        return 2
     result = compare(
         config,
         data_dir,

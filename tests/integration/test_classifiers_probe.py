@@ -71,6 +71,17 @@ def test_probe_command_without_a_checkpoint_exits_2(
     assert "railguard prepare" in capsys.readouterr().err
 
 
+def test_probe_command_refuses_layers_the_model_lacks_before_any_work(
+    gemma_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for layers in (["19"], ["0", "6"]):
+        code = main(["classifiers", "probe", "--data-dir", str(tmp_path), "--model-dir", str(gemma_dir),
+                     "--json", str(tmp_path / "report.json"), "--layers", *layers])  # fmt: skip
+        assert code == 2
+        assert "--layers must be blocks 1..18 of gemma-3-270m" in capsys.readouterr().err
+    assert not (tmp_path / "report.json").exists()
+
+
 def test_compare_trains_a_probe_per_layer_and_picks_one_on_validation(
     gemma_dir: Path, tmp_path: Path
 ) -> None:
