@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,8 +133,12 @@ def eval_items(
             yield eval_set, _sample(list(eval_set.read(data_dir)), limit)
 
 
-def text_probabilities(cache: EmbeddingCache, heads: Heads, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-    """What serving computes: every window scored, each head's max per text."""
+def text_probabilities(
+    cache: EmbeddingCache,
+    heads: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]],
+    texts: Sequence[str],
+) -> npt.NDArray[np.float32]:
+    """What serving computes: every window scored by ``heads``, each head's max per text."""
     emb, owners = cache.all_windows(texts)
     return max_by_owner(heads(emb), owners, len(texts))
 

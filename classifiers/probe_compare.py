@@ -147,8 +147,8 @@ def compare(
         for eval_set, items in eval_items(data_dir, limit=limit):
             texts = [it.text for it in items]
             p_base = text_probabilities(encoder_cache, shipped, texts)
-            p_probe = _probe_probabilities(probe_cache, best_heads, best_cols, texts)
-            baseline.rows += set_rows(eval_set, items, p_base, LEARNED, shipped_th)
+            p_probe = text_probabilities(probe_cache, lambda e: best_heads(e[:, best_cols]), texts)
+            baseline.rows += set_rows(eval_set, items, p_base, shipped.names, shipped_th)
             best.rows += set_rows(eval_set, items, p_probe, LEARNED, best.thresholds)
             fusion.rows += set_rows(eval_set, items, _mean(p_base, p_probe), LEARNED, fusion.thresholds)
             log(f"{eval_set.name}: {len(items)} items ({time.perf_counter() - started:.0f}s)")
@@ -159,13 +159,6 @@ def compare(
         "validation": [c.summary() for c in candidates],
         "evaluation": {c.name: [r.to_json() for r in c.rows] for c in candidates if c.rows},
     }
-
-
-def _probe_probabilities(cache: EmbeddingCache, heads: Heads, cols: slice, texts: Sequence[str]) -> Array:
-    from classifiers.runtime import max_by_owner
-
-    emb, owners = cache.all_windows(texts)
-    return max_by_owner(heads(emb[:, cols]), owners, len(texts))
 
 
 def to_markdown(result: dict[str, Any]) -> str:
@@ -207,10 +200,9 @@ def _f(v: float | None) -> str:
 
 
 def _cell(row: dict[str, Any]) -> str:
-    f = _f
     if row["fpr"] is None:  # positives only: recall is the measure
-        return f"recall {f(row['recall'])}"
-    return f"F1 {f(row['f1'])} / FPR {f(row['fpr'])} / AP {f(row['auprc'])}"
+        return f"recall {_f(row['recall'])}"
+    return f"F1 {_f(row['f1'])} / FPR {_f(row['fpr'])} / AP {_f(row['auprc'])}"
 
 
 def write_json(result: dict[str, Any], path: Path) -> None:

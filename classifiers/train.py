@@ -59,7 +59,7 @@ class TrainOptions:
     noise: float = 0.0  # std of Gaussian noise added to embeddings
     # Train on z-scored features and fold the scaling into the first layer (the served heads are the
     # same numpy MLP, at the same cost). e5-small, same data: validation `unsafe` AUPRC 0.975 -> 0.981,
-    # recall at the 5 % FPR cap 0.87 -> 0.90, macro AUPRC 0.861 -> 0.916; a language model's hidden
+    # recall at the 5 % FPR cap 0.86 -> 0.91, macro AUPRC 0.861 -> 0.918; a language model's hidden
     # states need it more (a few huge dimensions leave the rest near zero). docs/classifiers.md.
     standardize: bool = True
     # Also train on each text's embedding from the other ONNX precision (int8 when fp32 serves), same
