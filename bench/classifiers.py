@@ -1,10 +1,12 @@
 """Classifier latency, throughput and agreement: torch fp32 vs ONNX Runtime fp32 vs int8.
 
-    .venv/bin/python bench/classifiers.py [--runs 300] [--threads 1 2]
+    .venv/bin/python bench/classifiers.py [--runs 300] [--threads 1 2] [--encoder gemma-probe]
+        [--fuse gemma-probe]
 
 Per backend and thread count: p50/p99 latency for one ~64-token prompt (tokenize + encoder + every
 head), texts/s at batch 32, and the largest score difference from ONNX fp32 over a fixed text set.
 It also reports how busy the machine was (other work on a shared 2-core box skews 2-thread numbers).
+With ``--fuse`` the last line times the full ``score()`` of the fused pair (both encoders + heads).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 from classifiers import ClassifiersConfig, SafetyClassifier  # noqa: E402
 from classifiers.build import artifact_paths, build  # noqa: E402
-from classifiers.encoder import ENCODERS, load_torch, source_path  # noqa: E402
+from classifiers.config import FusedEncoder  # noqa: E402
+from classifiers.encoder import ENCODERS, load_torch  # noqa: E402
 from classifiers.heads import Heads  # noqa: E402
 
 PROMPT = (
@@ -85,9 +88,7 @@ def torch_scorer(heads: Heads, threads: int, classifier: SafetyClassifier) -> Ca
     torch.set_num_threads(threads)
     cfg = classifier.config
     lora = artifact_paths(cfg).lora  # the shipped LoRA deltas, merged as the ONNX build merges them
-    model = load_torch(
-        cfg.encoder, source_path(cfg.encoder, cfg.encoder_path), lora if lora.is_file() else None
-    )
+    model = load_torch(cfg.encoder, cfg.encoder_source, lora if lora.is_file() else None)
 
     def score(texts: list[str]) -> Any:
         windows, _ = classifier.encoder.windows(texts)
@@ -109,6 +110,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--encoder", choices=list(ENCODERS), default="e5-small")
+    parser.add_argument("--fuse", choices=list(ENCODERS), default=None, help="also time this fusion")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     base = ClassifiersConfig(encoder=args.encoder)
@@ -151,6 +153,14 @@ def main() -> int:
         f"\nfull score() ({base.precision}, 1 thread, + PII + language): p50 {percentile(t, 50):.2f} ms, "
         f"p99 {percentile(t, 99):.2f} ms"
     )
+    for precision in ("fp32", "int8") if args.fuse else ():
+        update = {"coalesce": False, "precision": precision, "fuse": FusedEncoder(encoder=args.fuse)}
+        with SafetyClassifier.load(base.model_copy(update=update)) as full:
+            t = timeit(lambda c=full: c.score([PROMPT]), args.runs)
+        print(
+            f"full score() fused with {args.fuse} ({precision}, 1 thread): "
+            f"p50 {percentile(t, 50):.2f} ms, p99 {percentile(t, 99):.2f} ms"
+        )
     return 0
 
 

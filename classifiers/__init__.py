@@ -5,11 +5,13 @@
     [result] = classifier.score(["some text"])   # thread-safe; call from a worker thread
     result.flagged("unsafe"), result.to_openai(), result.pii, result.language
 
+    ClassifiersConfig(fuse=FusedEncoder())       # more accurate, slower: + a probe on gemma-3-270m
+
 This package imports nothing from the rest of railguard, and torch only to build or train.
 """
 
 from classifiers.build import BuiltArtifacts, build
-from classifiers.config import ClassifiersConfig
+from classifiers.config import ClassifiersConfig, FusedEncoder
 from classifiers.pii import PiiSpan, find_pii, redact
 from classifiers.runtime import SafetyClassifier, TextScores
 from classifiers.taxonomy import CATEGORIES, OPENAI_CATEGORIES, to_llama_guard, to_openai
@@ -19,6 +21,7 @@ __all__ = [
     "OPENAI_CATEGORIES",
     "BuiltArtifacts",
     "ClassifiersConfig",
+    "FusedEncoder",
     "PiiSpan",
     "SafetyClassifier",
     "TextScores",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from classifiers.config import ClassifiersConfig
-from classifiers.encoder import encoder_key, source_path
+from classifiers.encoder import encoder_key
 
 __all__ = ["BuiltArtifacts", "artifact_paths", "build"]
 
@@ -40,7 +40,7 @@ class BuiltArtifacts:
 
 
 def artifact_paths(config: ClassifiersConfig) -> BuiltArtifacts:
-    source = source_path(config.encoder, config.encoder_path)
+    source = config.encoder_source
     lora = config.trained_dir / "lora.safetensors"
     directory = config.cache_dir / encoder_key(config.encoder, source, lora)
     return BuiltArtifacts(
@@ -75,7 +75,7 @@ def build(config: ClassifiersConfig, *, force: bool = False) -> BuiltArtifacts:
 def _build(config: ClassifiersConfig, paths: BuiltArtifacts) -> None:
     from classifiers.encoder import export_onnx, quantize, write_tokenizer
 
-    source = source_path(config.encoder, config.encoder_path)
+    source = config.encoder_source
     write_tokenizer(config.encoder, source, paths.directory)
     export_onnx(config.encoder, source, paths.onnx_fp32, paths.lora if paths.lora.is_file() else None)
     quantize(paths.onnx_fp32, paths.onnx_int8)

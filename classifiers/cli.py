@@ -1,4 +1,4 @@
-"""Command line: ``railguard classifiers build|train|eval|probe`` and ``railguard classify``.
+"""Command line: ``railguard classifiers build|train|calibrate-fusion|eval|probe`` and ``railguard classify``.
 
 The gateway's CLI hands over its whole argument list: ``main(["classifiers", "train", ...])`` or
 ``main(["classify", ...])`` (``main(["train", ...])`` works too). Heavy imports happen inside commands.
@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from classifiers.config import ClassifiersConfig
+from classifiers.config import ClassifiersConfig, FusedEncoder
 from classifiers.encoder import ENCODERS
 
 __all__ = ["default_data_dir", "main"]
@@ -37,6 +37,8 @@ def _config(args: argparse.Namespace) -> ClassifiersConfig:
         value = getattr(args, name, None)
         if value is not None:
             fields[name] = value
+    if getattr(args, "fuse", None):
+        fields["fuse"] = FusedEncoder(encoder=args.fuse)
     return ClassifiersConfig(**fields)
 
 
@@ -50,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--precision", choices=["int8", "fp32"])
     common.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
     common.add_argument("--batch-size", type=int)
+    common.add_argument(
+        "--fuse",
+        choices=list(ENCODERS),
+        help="average with this encoder's heads (e.g. gemma-probe; thresholds from calibration+<it>.json)",
+    )
     data = argparse.ArgumentParser(add_help=False)
     data.add_argument("--data-dir", type=Path, default=None, help="default: ../shared/data if present")
 
@@ -67,6 +74,17 @@ def _parser() -> argparse.ArgumentParser:
         help="first train LoRA deltas on the encoder (~21 min on 2 quiet cores), then the heads on it",
     )
     t.add_argument("--finetune-epochs", type=int, default=2)
+    t.add_argument(
+        "--one-precision",
+        action="store_true",
+        help="train on the serving precision's embeddings only (default: int8 ones too, as augmentation)",
+    )
+    f = sub.add_parser(
+        "calibrate-fusion",
+        parents=[common, data],
+        help="thresholds for the mean of --encoder's and --fuse's probabilities (both already trained)",
+    )
+    f.add_argument("--seed-only", action="store_true", help="calibrate on the shipped seed examples only")
     e = sub.add_parser("eval", parents=[common, data], help="metrics on the evaluation-only sets")
     e.add_argument("--limit", type=int, default=None, help="at most N items per set (CI slice)")
     e.add_argument("--sets", nargs="*", default=None, help="only these sets")
@@ -96,7 +114,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list[:1] == ["classifiers"]:  # `railguard classifiers train` arrives whole
         args_list = args_list[1:]
     args = _parser().parse_args(args_list)
-    handler = {"build": _build, "train": _train, "eval": _eval, "probe": _probe, "classify": _classify}
+    handler = {
+        "build": _build,
+        "train": _train,
+        "calibrate-fusion": _calibrate_fusion,
+        "eval": _eval,
+        "probe": _probe,
+        "classify": _classify,
+    }
+    if args.command == "calibrate-fusion" and not args.fuse:
+        print("calibrate-fusion needs --fuse (e.g. --fuse gemma-probe)", file=sys.stderr)
+        return 2
     try:
         return handler[args.command](args)
     except FileNotFoundError as exc:  # missing trained parts or input files: a message, not a trace
@@ -109,8 +137,9 @@ def _build(args: argparse.Namespace) -> int:
 
     config = _config(args)
     started = time.perf_counter()
-    built = build(config, force=args.force)
-    print(f"classifier artefacts in {built.directory} ({time.perf_counter() - started:.1f}s)")
+    for cfg in (config, config.fused_member()) if config.fuse else (config,):
+        built = build(cfg, force=args.force)
+        print(f"classifier artefacts in {built.directory} ({time.perf_counter() - started:.1f}s)")
     return 0
 
 
@@ -132,7 +161,18 @@ def _train(args: argparse.Namespace) -> int:
         from classifiers.finetune import FinetuneOptions, finetune
 
         finetune(config, data_dir, FinetuneOptions(epochs=args.finetune_epochs))
-    train(config, data_dir, TrainOptions(hidden=args.hidden, epochs=args.epochs))
+    options = TrainOptions(hidden=args.hidden, epochs=args.epochs, both_precisions=not args.one_precision)
+    train(config.model_copy(update={"fuse": None}), data_dir, options)
+    return 0
+
+
+def _calibrate_fusion(args: argparse.Namespace) -> int:
+    from classifiers.train import calibrate_fusion
+
+    data_dir = None if args.seed_only else _data_dir(args, required=True)
+    if data_dir is None and not args.seed_only:
+        return 2
+    calibrate_fusion(_config(args), data_dir)
     return 0
 
 

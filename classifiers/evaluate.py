@@ -114,12 +114,18 @@ def evaluate(
     artifacts = build(config)
     heads = Heads.load(artifacts.heads)
     th = Calibration.load(artifacts.calibration).thresholds
-    cache = embedding_cache(config, artifacts)
+    models = [(embedding_cache(config, artifacts), heads)]
+    if config.fuse is not None and config.fused_calibration is not None:  # what serving averages
+        member = config.fused_member()
+        built = build(member)
+        models.append((embedding_cache(member, built), Heads.load(built.heads)))
+        th = Calibration.load(config.fused_calibration).thresholds
     rows: list[EvalRow] = []
     for eval_set, items in eval_items(data_dir, limit=limit, sets=sets):
         started = time.perf_counter()
-        probs = text_probabilities(cache, heads, [it.text for it in items])
-        rows.extend(set_rows(eval_set, items, probs, heads.names, th))
+        texts = [it.text for it in items]
+        probs = np.mean([text_probabilities(cache, h, texts) for cache, h in models], axis=0)
+        rows.extend(set_rows(eval_set, items, probs.astype(np.float32), heads.names, th))
         log(f"{eval_set.name}: {len(items)} items in {time.perf_counter() - started:.1f}s")
     return rows
 

@@ -61,7 +61,7 @@ def finetune(
     """Train the LoRA deltas from the base encoder; returns the path of ``lora.safetensors``."""
     import torch
 
-    from classifiers.encoder import load_torch, source_path
+    from classifiers.encoder import load_torch
     from classifiers.lora import attach, save
     from classifiers.runtime import Encoder
     from classifiers.train import label_matrix, masked_loss, positive_weights, split
@@ -80,7 +80,7 @@ def finetune(
     y, known = (torch.from_numpy(a) for a in label_matrix(train_set))
     log(f"fine-tuning on {len(train_set)} texts, {options.epochs} epochs")
 
-    encoder = load_torch(config.encoder, source_path(config.encoder, config.encoder_path))
+    encoder = load_torch(config.encoder, config.encoder_source)
     modules = attach(encoder.model, options.rank, options.alpha)
     hidden = int(encoder.model.config.hidden_size)
     head = torch.nn.Sequential(

@@ -120,27 +120,31 @@ def compare(
     log(f"embedded in {time.perf_counter() - started:.0f}s")
 
     width = g_train.shape[1] // len(layers)
-    slices = {
-        f"{probe.name.rsplit('-L', 1)[0]} layer {n}": slice(i * width, (i + 1) * width)
-        for i, n in enumerate(layers)
-    }
-    if len(layers) > 1:
-        slices[f"{probe.name} (all probed layers)"] = slice(0, g_train.shape[1])
-    probes: dict[str, tuple[Heads, slice]] = {}
+    model_name = probe.name.rsplit("-L", 1)[0]
+    slices = {f"{model_name} layer {n}": [n] for n in layers}
+    for k in range(2, len(layers) + 1):  # the first k probed layers: a cheaper probe runs fewer blocks
+        slices[f"{model_name} layers {'+'.join(map(str, layers[:k]))}"] = layers[:k]
+    probes: dict[str, tuple[Heads, Any]] = {}
     candidates = [baseline]
-    for name, cols in slices.items():
+    fusions: dict[str, Candidate] = {}
+    for name, chosen in slices.items():
+        cols = np.concatenate(
+            [np.arange(i * width, (i + 1) * width) for i, n in enumerate(layers) if n in chosen]
+        )
         heads = fit_heads(g_train[:, cols], y_train, known_train, options)
         probes[name] = (heads, cols)
         candidates.append(_candidate(name, heads(g_val[:, cols]), y_val, known_val))
+        fusions[name] = _candidate(
+            f"mean of {baseline.name} and {name}",
+            _mean(baseline.val_probs, candidates[-1].val_probs),
+            y_val,
+            known_val,
+        )
         log(f"  {candidates[-1].summary()}")
+        log(f"  {fusions[name].summary()}")
     best = max(candidates[1:], key=lambda c: c.summary()["unsafe_auprc"] or 0.0)
-    fusion = _candidate(
-        f"mean of {baseline.name} and {best.name}",
-        _mean(baseline.val_probs, best.val_probs),
-        y_val,
-        known_val,
-    )
-    candidates.append(fusion)
+    fusion = fusions[best.name]
+    candidates += [f for name, f in fusions.items() if name != best.name] + [fusion]
 
     if evaluate and data_dir is not None:
         best_heads, best_cols = probes[best.name]

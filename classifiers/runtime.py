@@ -25,7 +25,16 @@ from classifiers.heads import Calibration, Heads
 from classifiers.pii import PiiSpan, find_pii
 from classifiers.taxonomy import PII, to_llama_guard, to_openai
 
-__all__ = ["Encoder", "SafetyClassifier", "TextScores", "first_of", "max_by_owner", "split_windows"]
+__all__ = [
+    "Encoder",
+    "Fused",
+    "SafetyClassifier",
+    "TextScores",
+    "first_of",
+    "fusion_name",
+    "max_by_owner",
+    "split_windows",
+]
 
 Array = npt.NDArray[np.float32]
 _CHARS_PER_TOKEN = 8  # generous: only bounds how much text is tokenized
@@ -72,7 +81,8 @@ class Encoder:
         self._tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         self._tokenizer.no_truncation()
         self._tokenizer.no_padding()
-        self._bos, self._eos, self._pad = int(meta["bos"]), int(meta["eos"]), int(meta["pad"])
+        self._bos, self._pad = int(meta["bos"]), int(meta["pad"])
+        self._eos: int | None = None if meta.get("eos") is None else int(meta["eos"])  # None: a causal LM
         # "query: " + text tokenizes as "▁query", ":" then the text's own "▁..." pieces
         prefix = str(meta.get("prefix", "")).strip()
         self._prefix_ids: list[int] = (
@@ -107,13 +117,14 @@ class Encoder:
         encodings = self._tokenizer.encode_batch(
             [self._prepare(t) for t in clipped], add_special_tokens=False
         )
-        prefix = self._prefix_ids
+        head = [self._bos, *self._prefix_ids]
+        tail = [] if self._eos is None else [self._eos]
         return split_windows(
             [enc.ids for enc in encodings],
-            self._max_tokens - 2 - len(prefix),
+            self._max_tokens - len(head) - len(tail),
             self._max_windows,
-            head=[self._bos, *prefix],
-            tail=[self._eos],
+            head=head,
+            tail=tail,
         )
 
     def first_windows(self, texts: Sequence[str]) -> list[list[int]]:
@@ -180,21 +191,74 @@ def max_by_owner(probs: Array, owners: Sequence[int], n: int) -> Array:
     return out
 
 
-class SafetyClassifier:
-    """Build with :meth:`load`; call :meth:`score` from worker threads; :meth:`close` when done."""
+@dataclass(frozen=True, slots=True)
+class Fused:
+    """The second model of a late fusion: its encoder, its heads, and the thresholds of the mean."""
 
-    def __init__(self, config: ClassifiersConfig, artifacts: BuiltArtifacts, encoder: Encoder, heads: Heads):
+    artifacts: BuiltArtifacts
+    encoder: Encoder
+    heads: Heads
+    calibration: Path
+
+
+def fusion_name(first: BuiltArtifacts, second: BuiltArtifacts) -> str:
+    """What a fused calibration records as its encoder: both built encoders' keys."""
+    return f"{first.directory.name}+{second.directory.name}"
+
+
+def _load_model(config: ClassifiersConfig) -> tuple[BuiltArtifacts, Encoder, Heads]:
+    paths = artifact_paths(config)
+    missing = [p for p in (paths.heads, paths.calibration) if not p.is_file()]
+    if missing:  # before building: an encoder nobody trained heads for would build for nothing
+        raise FileNotFoundError(
+            f"no trained heads for encoder {config.encoder!r} ({', '.join(map(str, missing))} missing): "
+            f"train them (`railguard classifiers train --encoder {config.encoder}`) or set artifacts_dir"
+        )
+    artifacts = build(config)
+    return (
+        artifacts,
+        Encoder(artifacts.directory, artifacts.onnx(config.precision), config),
+        Heads.load(artifacts.heads),
+    )
+
+
+class SafetyClassifier:
+    """Build with :meth:`load`; call :meth:`score` from worker threads; :meth:`close` when done.
+
+    With ``config.fuse`` the probabilities are the mean of two models' (each text's max over its
+    windows, per model), judged against the thresholds calibrated for that mean.
+    """
+
+    def __init__(
+        self,
+        config: ClassifiersConfig,
+        artifacts: BuiltArtifacts,
+        encoder: Encoder,
+        heads: Heads,
+        fused: Fused | None = None,
+    ):
         calibration = Calibration.load(artifacts.calibration)
         if calibration.encoder != artifacts.directory.name:
             raise ValueError(
                 f"heads in {artifacts.calibration.parent} were trained on {calibration.encoder}, "
                 f"not on {artifacts.directory.name}: retrain them (railguard classifiers train)"
             )
+        if fused is not None:
+            if fused.heads.names != heads.names:
+                raise ValueError(f"fused heads {fused.heads.names} differ from {heads.names}")
+            calibration = Calibration.load(fused.calibration)
+            expected = fusion_name(artifacts, fused.artifacts)
+            if calibration.encoder != expected:
+                raise ValueError(
+                    f"{fused.calibration} was calibrated for {calibration.encoder}, not {expected}: "
+                    "recalibrate it (railguard classifiers train --fuse ...)"
+                )
         self.config = config
         self.artifacts = artifacts
         self.calibration = calibration
         self._encoder = encoder
         self._heads = heads
+        self._fused = fused
         self._columns = [heads.names.index(h) for h in config.heads if h in heads.names]
         self._names = [heads.names[c] for c in self._columns]
         thresholds = {h: calibration.thresholds.get(h, 0.5) for h in self._names}
@@ -209,19 +273,20 @@ class SafetyClassifier:
 
     @classmethod
     def load(cls, config: ClassifiersConfig | None = None) -> SafetyClassifier:
-        """Build what is missing (first use only: ~10-20 s, needs torch), then load the ONNX encoder."""
+        """Build what is missing (first use only: ~10-20 s, needs torch), then load the ONNX encoder(s)."""
         config = config or ClassifiersConfig()
-        paths = artifact_paths(config)
-        missing = [p for p in (paths.heads, paths.calibration) if not p.is_file()]
-        if missing:  # before building: an encoder nobody trained heads for would build for nothing
-            raise FileNotFoundError(
-                f"no trained heads for encoder {config.encoder!r} ({', '.join(map(str, missing))} missing): "
-                f"train them (`railguard classifiers train --encoder {config.encoder}`) or set artifacts_dir"
-            )
-        artifacts = build(config)
-        heads = Heads.load(artifacts.heads)
-        encoder = Encoder(artifacts.directory, artifacts.onnx(config.precision), config)
-        return cls(config, artifacts, encoder, heads)
+        artifacts, encoder, heads = _load_model(config)
+        fused = None
+        if config.fuse is not None:
+            calibration = config.fused_calibration
+            if calibration is None or not calibration.is_file():
+                raise FileNotFoundError(
+                    f"no thresholds for the fusion with {config.fuse.encoder} ({calibration} missing): "
+                    f"calibrate them (`railguard classifiers train --encoder {config.encoder} "
+                    f"--fuse {config.fuse.encoder}`)"
+                )
+            fused = Fused(*_load_model(config.fused_member()), calibration=calibration)
+        return cls(config, artifacts, encoder, heads, fused)
 
     @property
     def encoder(self) -> Encoder:
@@ -234,6 +299,11 @@ class SafetyClassifier:
     def _probabilities(self, texts: list[str]) -> list[Array]:
         emb, owners = self._encoder.embed(texts)
         probs = max_by_owner(self._heads(emb), owners, len(texts))
+        if self._fused is not None:
+            emb, owners = self._fused.encoder.embed(texts)
+            probs = ((probs + max_by_owner(self._fused.heads(emb), owners, len(texts))) / 2).astype(
+                np.float32
+            )
         return list(probs[:, self._columns])
 
     def probabilities(self, texts: Sequence[str]) -> Array:

@@ -27,13 +27,14 @@ from classifiers.embed_cache import EmbeddingCache
 from classifiers.heads import Calibration, Heads
 from classifiers.manifest import Example, load_training
 from classifiers.metrics import binary_metrics, pick_threshold
-from classifiers.runtime import Encoder
+from classifiers.runtime import Encoder, fusion_name
 from classifiers.taxonomy import ATTACKS, LEARNED, PII, UNSAFE
 
 __all__ = [
     "MAX_FPR",
     "TrainOptions",
     "calibrate",
+    "calibrate_fusion",
     "calibrate_probabilities",
     "embedding_cache",
     "fit_heads",
@@ -229,4 +230,42 @@ def train(
     )
     calibration.save(artifacts.calibration)
     log(f"trained in {time.perf_counter() - started:.0f}s -> {artifacts.heads.parent}")
+    return calibration
+
+
+def calibrate_fusion(
+    config: ClassifiersConfig,
+    data_dir: Path | None,
+    options: TrainOptions | None = None,
+    *,
+    log: Any = print,
+) -> Calibration:
+    """Thresholds for the mean of ``config.encoder``'s and ``config.fuse``'s probabilities, picked on
+    the same validation split by the same rule as each model's own; writes ``calibration+<fused>.json``
+    beside the first model's heads. Both models' heads must be trained already."""
+    if config.fuse is None or config.fused_calibration is None:
+        raise ValueError("calibrate_fusion needs config.fuse")
+    options = options or TrainOptions()
+    member = config.fused_member()
+    first, second = build(config), build(member)
+    _, val_set = split(load_training(data_dir), options.val_fraction)
+    texts = [e.text for e in val_set]
+    probs = [
+        Heads.load(built.heads)(embedding_cache(cfg, built).first_windows(texts))
+        for cfg, built in ((config, first), (member, second))
+    ]
+    thresholds, report = calibrate_probabilities(
+        ((probs[0] + probs[1]) / 2).astype(np.float32), *label_matrix(val_set)
+    )
+    for head, m in report.items():
+        log(f"  fused {head:18s} th={thresholds[head]:.3f} {m}")
+    calibration = Calibration(
+        encoder=fusion_name(first, second),
+        precision=config.precision,
+        max_tokens=config.max_tokens,
+        thresholds=thresholds,
+        info={"examples": {"validation": len(val_set)}, "validation": report},
+    )
+    calibration.save(config.fused_calibration)
+    log(f"fusion calibrated -> {config.fused_calibration}")
     return calibration

@@ -32,9 +32,9 @@ def serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     configure_json_logging(settings.log_level)
-    if settings.local is not None and settings.local.path is None:
-        from gateway.backends.local import prepare
+    from gateway.backends.local.convert import prepare, probe_model_dir
 
+    if (settings.local is not None and settings.local.path is None) or probe_model_dir(settings):
         prepare(settings)  # convert the PyPI model once; later starts find it cached
     app = create_app(settings)
     uvicorn.run(
@@ -50,11 +50,15 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def prepare(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    if settings.local is not None:
-        from gateway.backends.local import prepare as prepare_local
+    from gateway.backends.local.convert import prepare as prepare_local
+    from gateway.backends.local.convert import probe_model_dir
 
-        print(f"local model ready at {prepare_local(settings)}")
+    settings = _settings(args)
+    converted = prepare_local(settings)
+    if converted is not None:
+        print(f"local model ready at {converted}")
+    if (probe := probe_model_dir(settings)) is not None:
+        print(f"the classifiers' probe model ready at {probe}")
     return 0
 
 

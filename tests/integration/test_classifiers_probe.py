@@ -107,9 +107,10 @@ def test_compare_trains_a_probe_per_layer_and_picks_one_on_validation(
     )
     names = [c["candidate"] for c in result["validation"]]
     assert names[0] == "minilm-l6 (shipped heads)"
-    assert names[1:3] == ["tiny-gemma layer 1", "tiny-gemma layer 3"]
-    assert names[3] == "tiny-gemma-L1-3 (all probed layers)" and names[4].startswith("mean of ")
-    assert result["chosen"] in names[1:4]
+    assert names[1:4] == ["tiny-gemma layer 1", "tiny-gemma layer 3", "tiny-gemma layers 1+3"]
+    # the mean with the shipped model, for every probe (the chosen one's last)
+    assert sorted(names[4:]) == sorted(f"mean of {names[0]} and {n}" for n in names[1:4])
+    assert result["chosen"] in names[1:4] and names[-1] == f"mean of {names[0]} and {result['chosen']}"
     baseline = result["validation"][0]
     # the shipped heads on seed validation texts (MiniLM: English only, older data): above chance
     assert baseline["unsafe_auprc"] > baseline["unsafe_prevalence"] + 0.1
@@ -119,3 +120,63 @@ def test_compare_trains_a_probe_per_layer_and_picks_one_on_validation(
     table = to_markdown(result)
     assert table.count("\n") == len(names) + 1
     json.dumps(result)  # serializable as the CLI writes it
+
+
+def test_the_shipped_fusion_serves_the_probe_on_onnx(gemma_dir: Path) -> None:
+    """The real gemma-3-270m probe exported to ONNX gives the torch probe's features, and the shipped
+    e5-small + probe fusion tells a harmful prompt (in German) from a benign one."""
+    from classifiers.config import FusedEncoder
+    from classifiers.encoder import ENCODERS
+    from classifiers.probe import HiddenStateEncoder
+    from classifiers.runtime import SafetyClassifier
+
+    config = ClassifiersConfig(coalesce=False, fuse=FusedEncoder(encoder_path=gemma_dir))
+    with SafetyClassifier.load(config) as fused, SafetyClassifier.load(config.fused_member()) as probe:
+        windows = probe.encoder.first_windows(TEXTS)
+        reference = HiddenStateEncoder(gemma_dir, ENCODERS["gemma-probe"].probe_layers).embed_windows(windows)
+        np.testing.assert_allclose(probe.encoder.embed_windows(windows), reference, atol=1e-4)
+        benign, harmful, _ = fused.score(TEXTS)
+        assert harmful.harmful and "unsafe" in harmful.flagged_categories
+        assert not benign.harmful
+        assert fused.thresholds != probe.thresholds  # the fusion's own calibration
+
+
+def test_eval_command_reports_the_fusion(
+    gemma_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from classifiers.cli import default_data_dir
+
+    data_dir = default_data_dir()
+    if data_dir is None:
+        pytest.skip("../shared/data is not beside the repository")
+    report = tmp_path / "fused.json"
+    args = ["classifiers", "eval", "--data-dir", str(data_dir), "--fuse", "gemma-probe"]
+    assert main([*args, "--limit", "8", "--sets", "jailbreakbench", "xstest", "--json", str(report)]) == 0
+    rows = json.loads(report.read_text())["rows"]
+    assert {r["set"] for r in rows} == {"jailbreakbench", "xstest"}
+    assert next(r for r in rows if r["set"] == "xstest" and r["group"] == "all")["n"] == 8
+    assert "| jailbreakbench | all | 8 |" in capsys.readouterr().out
+
+
+def test_a_gateway_configured_with_the_fusion_guards_with_it(gemma_dir: Path, tmp_path: Path) -> None:
+    import openai
+    import yaml
+
+    from tests.servers import gateway, stub_upstream
+
+    with stub_upstream() as upstream:
+        config = tmp_path / "railguard.yaml"
+        options = {"cache_dir": str(CACHE_DIR / "classifiers"), "fuse": {"encoder_path": str(gemma_dir)}}
+        config.write_text(
+            yaml.safe_dump({"upstream": {"url": upstream}, "classifiers": {"options": options}})
+        )
+        with (
+            gateway(config, cache_dir=tmp_path, timeout=240) as url,
+            openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0) as client,
+        ):
+            harmful, benign = client.moderations.create(input=[TEXTS[1], TEXTS[0]]).results
+            assert harmful.flagged and not benign.flagged
+            reply = client.chat.completions.create(
+                model="stub-model", messages=[{"role": "user", "content": TEXTS[1]}]
+            )
+            assert reply.choices[0].finish_reason == "content_filter"

@@ -11,7 +11,7 @@ import types
 import pytest
 
 from gateway.backends.local import convert
-from gateway.backends.local.convert import ensure_model, is_converted, prepare
+from gateway.backends.local.convert import ensure_model, is_converted, prepare, probe_model_dir
 from gateway.settings import LocalModelConfig, Settings
 
 
@@ -80,3 +80,31 @@ def test_prepare_checks_adapters(tmp_path):
     settings = Settings(local={"path": tmp_path, "adapters": {"a": tmp_path / "nope"}})
     with pytest.raises(FileNotFoundError, match=r"adapter_config\.json"):
         prepare(settings)
+
+
+def test_prepare_converts_the_model_a_fused_probe_reads_whatever_the_backend(tmp_path, monkeypatch):
+    converted = []
+
+    def fake_convert(target):
+        converted.append(target)
+        fake_checkpoint(target)
+
+    monkeypatch.setattr(convert, "_convert_embedded_gguf", fake_convert)
+    upstream = {"url": "http://127.0.0.1:9/v1"}
+
+    def settings(fuse, enabled=True):
+        options = {"cache_dir": str(tmp_path / "classifiers"), "fuse": fuse}
+        return Settings(
+            upstream=upstream, cache_dir=tmp_path / "gw", classifiers={"enabled": enabled, "options": options}
+        )
+
+    fused = settings({"encoder": "gemma-probe"})
+    target = tmp_path / "models" / "gemma-3-270m"  # beside the classifiers' cache, as they look for it
+    assert probe_model_dir(fused) == target
+    assert prepare(fused) is None and converted == [target]
+    assert prepare(fused) is None and converted == [target]  # cached: not converted again
+    # a given path, a sentence encoder, no fusion or no classifiers: nothing to convert
+    assert probe_model_dir(settings({"encoder": "gemma-probe", "encoder_path": str(tmp_path)})) is None
+    assert probe_model_dir(settings({"encoder": "minilm-l6"})) is None
+    assert probe_model_dir(settings(None)) is None
+    assert probe_model_dir(settings({"encoder": "gemma-probe"}, enabled=False)) is None

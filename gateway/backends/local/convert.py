@@ -27,7 +27,7 @@ from gateway.settings import LocalModelConfig
 if TYPE_CHECKING:
     from gateway.settings import Settings
 
-__all__ = ["DEFAULT_MODEL_DIR", "ensure_model", "is_converted", "prepare"]
+__all__ = ["DEFAULT_MODEL_DIR", "ensure_model", "is_converted", "prepare", "probe_model_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,24 @@ def is_converted(directory: Path) -> bool:
     return all((directory / name).is_file() for name in _REQUIRED_FILES)
 
 
+def probe_model_dir(settings: Settings) -> Path | None:
+    """Where the classifiers' fused probe reads the default local model, if they fuse with one."""
+    from classifiers.encoder import ENCODERS
+
+    options = settings.classifiers.options
+    if not settings.classifiers.enabled or options.fuse is None or options.fuse.encoder_path is not None:
+        return None
+    if not ENCODERS[options.fuse.encoder].probe_layers:
+        return None
+    return options.fused_member().encoder_source
+
+
 def prepare(settings: Settings) -> Path | None:
-    """Convert the configured local model unless cached (`railguard prepare`, serve start-up)."""
+    """Convert the configured local model unless cached (`railguard prepare`, serve start-up), and
+    the default one when the classifiers' probe reads it (whatever the backend)."""
+    probe = probe_model_dir(settings)
+    if probe is not None:
+        ensure_model(LocalModelConfig(), probe.parent.parent)
     if settings.local is None:
         return None
     for adapter_id, adapter_path in settings.local.adapters.items():
