@@ -20,6 +20,7 @@ on CPU 0, the stub and the client on CPU 1 (`--no-pin` to let the scheduler deci
 reads /proc to report CPU used by processes that are not part of the benchmark (a quietness check).
 
     .venv/bin/python bench/overhead.py [--quick] [--json FILE] [--rounds 3] [--requests 2000]
+        [--encoder e5-small] [--precision fp32|int8] [--fuse gemma-probe]   # the full guard's classifiers
 """
 
 from __future__ import annotations
@@ -684,13 +685,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a fast smoke run")
     parser.add_argument("--encoder", help="the full guard's classifier encoder (default: the gateway's)")
     parser.add_argument("--precision", choices=("fp32", "int8"), help="the full guard's ONNX precision")
+    parser.add_argument("--fuse", help="the full guard's second encoder (e.g. gemma-probe; default: none)")
     args = parser.parse_args(argv)
     if args.quick:
         args.requests, args.stream_requests, args.warmup = 100, 30, 20
         args.load_s, args.load_warmup_s, args.rounds, args.wait_quiet_s = 1.0, 0.3, 1, 0.0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up on `kill`
     pin = args.pin and hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2
-    chosen = {"encoder": args.encoder, "precision": args.precision}
+    chosen = {
+        "encoder": args.encoder,
+        "precision": args.precision,
+        "fuse": f"{{encoder: {args.fuse}}}" if args.fuse else None,
+    }
     full_options = "".join(f", {key}: {value}" for key, value in chosen.items() if value)
     try:
         import uvloop

@@ -118,6 +118,22 @@ def fit_heads(
 ) -> Heads:
     import torch
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # reproducible: multi-threaded CPU kernels may sum in another order per run
+    try:
+        return _fit_heads(x, y, known, options)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit_heads(
+    x: npt.NDArray[np.float32],
+    y: npt.NDArray[np.float32],
+    known: npt.NDArray[np.float32],
+    options: TrainOptions,
+) -> Heads:
+    import torch
+
     torch.manual_seed(options.seed)
     mean = x.mean(0) if options.standardize else np.zeros(x.shape[1], dtype=np.float32)
     std = x.std(0) + 1e-6 if options.standardize else np.ones(x.shape[1], dtype=np.float32)

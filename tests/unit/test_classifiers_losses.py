@@ -68,3 +68,22 @@ def test_standardized_heads_fold_the_scaling_and_ignore_each_features_offset_and
     plain_options = TrainOptions(hidden=16, epochs=40, batch_size=32, lr=0.01, standardize=False)
     plain = fit_heads(x, y, np.ones_like(y), plain_options)
     assert ((plain(x) > 0.5) == (y > 0.5)).mean() < 0.8  # without it the tiny signal is not learned
+
+
+def test_fit_heads_gives_the_same_heads_every_run_and_leaves_torch_threads_as_they_were() -> None:
+    """`railguard classifiers train` must reproduce the shipped heads byte for byte; multi-threaded
+    CPU kernels did not (a 1,280-feature probe's heads differed run to run), one thread does."""
+    import numpy as np
+
+    from classifiers.taxonomy import LEARNED
+    from classifiers.train import TrainOptions, fit_heads
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(512, 1280)).astype(np.float32)
+    y = (x[:, : len(LEARNED)] > 0).astype(np.float32)
+    known = np.ones_like(y)
+    before = torch.get_num_threads()
+    runs = [fit_heads(x, y, known, TrainOptions(epochs=2, hidden=64)) for _ in range(2)]
+    assert torch.get_num_threads() == before
+    for first, second in zip(runs[0].weights + runs[0].biases, runs[1].weights + runs[1].biases, strict=True):
+        assert first.tobytes() == second.tobytes()
