@@ -74,11 +74,6 @@ def _parser() -> argparse.ArgumentParser:
         help="first train LoRA deltas on the encoder (~21 min on 2 quiet cores), then the heads on it",
     )
     t.add_argument("--finetune-epochs", type=int, default=2)
-    t.add_argument(
-        "--one-precision",
-        action="store_true",
-        help="train on the serving precision's embeddings only (default: int8 ones too, as augmentation)",
-    )
     f = sub.add_parser(
         "calibrate-fusion",
         parents=[common, data],
@@ -125,6 +120,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "calibrate-fusion" and not args.fuse:
         print("calibrate-fusion needs --fuse (e.g. --fuse gemma-probe)", file=sys.stderr)
         return 2
+    if args.command == "train" and args.fuse:
+        print(
+            "train trains one encoder's heads (--encoder); then `calibrate-fusion --fuse ...` for the mean",
+            file=sys.stderr,
+        )
+        return 2
     try:
         return handler[args.command](args)
     except FileNotFoundError as exc:  # missing trained parts or input files: a message, not a trace
@@ -161,8 +162,7 @@ def _train(args: argparse.Namespace) -> int:
         from classifiers.finetune import FinetuneOptions, finetune
 
         finetune(config, data_dir, FinetuneOptions(epochs=args.finetune_epochs))
-    options = TrainOptions(hidden=args.hidden, epochs=args.epochs, both_precisions=not args.one_precision)
-    train(config.model_copy(update={"fuse": None}), data_dir, options)
+    train(config, data_dir, TrainOptions(hidden=args.hidden, epochs=args.epochs))
     return 0
 
 

@@ -251,7 +251,7 @@ class SafetyClassifier:
             if calibration.encoder != expected:
                 raise ValueError(
                     f"{fused.calibration} was calibrated for {calibration.encoder}, not {expected}: "
-                    "recalibrate it (railguard classifiers train --fuse ...)"
+                    f"recalibrate it (railguard classifiers calibrate-fusion --fuse {fused.encoder.name})"
                 )
         self.config = config
         self.artifacts = artifacts
@@ -282,7 +282,7 @@ class SafetyClassifier:
             if calibration is None or not calibration.is_file():
                 raise FileNotFoundError(
                     f"no thresholds for the fusion with {config.fuse.encoder} ({calibration} missing): "
-                    f"calibrate them (`railguard classifiers train --encoder {config.encoder} "
+                    f"calibrate them (`railguard classifiers calibrate-fusion --encoder {config.encoder} "
                     f"--fuse {config.fuse.encoder}`)"
                 )
             fused = Fused(*_load_model(config.fused_member()), calibration=calibration)

@@ -100,7 +100,10 @@ def test_a_fusion_without_its_calibration_is_refused(fused_config: ClassifiersCo
 
     first = tmp_path / "first"
     shutil.copytree(PACKAGE_ARTIFACTS / "minilm-l6", first)
-    with pytest.raises(FileNotFoundError, match="railguard classifiers train --encoder minilm-l6 --fuse"):
+    with pytest.raises(
+        FileNotFoundError,
+        match="railguard classifiers calibrate-fusion --encoder minilm-l6 --fuse gemma-probe",
+    ):
         SafetyClassifier.load(fused_config.model_copy(update={"artifacts_dir": first}))
 
 
@@ -113,7 +116,8 @@ def test_a_calibration_for_other_models_is_refused(fused_config: ClassifiersConf
     stale = json.loads(fused_config.fused_calibration.read_text())
     stale["encoder"] = stale["encoder"].replace("gemma-probe", "gemma-probe-old")
     (first / fused_config.fused_calibration.name).write_text(json.dumps(stale))
-    with pytest.raises(ValueError, match="recalibrate"):
+    expected = r"recalibrate it \(railguard classifiers calibrate-fusion --fuse gemma-probe\)"
+    with pytest.raises(ValueError, match=expected):
         SafetyClassifier.load(fused_config.model_copy(update={"artifacts_dir": first}))
 
 
@@ -123,3 +127,12 @@ def test_the_probe_without_a_converted_model_says_how_to_get_one(tmp_path: Path)
     config = ClassifiersConfig(encoder="gemma-probe", cache_dir=tmp_path / "classifiers")
     with pytest.raises(FileNotFoundError, match="railguard prepare"):
         SafetyClassifier.load(config)
+
+
+def test_the_fusion_commands_refuse_what_they_cannot_do(capsys: pytest.CaptureFixture[str]) -> None:
+    from classifiers.cli import main
+
+    assert main(["classifiers", "calibrate-fusion", "--seed-only"]) == 2
+    assert "needs --fuse" in capsys.readouterr().err
+    assert main(["classifiers", "train", "--seed-only", "--fuse", "gemma-probe"]) == 2
+    assert "calibrate-fusion" in capsys.readouterr().err
