@@ -6,6 +6,7 @@ meant for worker threads; with ``coalesce`` on, concurrent calls share ONNX batc
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -256,6 +257,12 @@ class SafetyClassifier:
         self.config = config
         self.artifacts = artifacts
         self.calibration = calibration
+        trained = [artifacts.heads, artifacts.calibration]
+        if fused is not None:
+            trained += [fused.artifacts.heads, fused.artifacts.calibration, fused.calibration]
+        digest = hashlib.sha256(b"".join(p.read_bytes() for p in trained)).hexdigest()[:12]
+        # which encoder build(s), heads and thresholds judged: for decision records and audits
+        self.version = f"{calibration.encoder}#{digest}"
         self._encoder = encoder
         self._heads = heads
         self._fused = fused

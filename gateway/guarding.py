@@ -38,6 +38,12 @@ class GuardRunner:
     def ready(self) -> bool:
         return all(getattr(guard, "ready", True) for guard in self.guards)
 
+    @property
+    def versions(self) -> dict[str, str]:
+        """Each guard that reports a version (the classifiers: which models judged), by name."""
+        found = {guard.name: getattr(guard, "version", None) for guard in self.guards}
+        return {name: version for name, version in found.items() if version}
+
     async def check(self, stage: Stage, text: str, policy: EffectivePolicy, request_id: str) -> Verdict:
         inline = [policy.rule_guard, *(g for g in self.guards if not g.blocking)]
         results = [self._run_inline(g, text, stage, policy) for g in inline]

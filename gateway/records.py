@@ -5,6 +5,7 @@ Its JSON form (`to_json`) is the schema of the flagged stream; change it only by
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,7 @@ class DecisionRecord:
     adapter: str | None = None
     model_version: str | None = None
     latency: Latencies = field(default_factory=Latencies)
+    guard_versions: Mapping[str, str] = field(default_factory=dict)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     prompt: list[dict[str, Any]] | None = None
@@ -75,6 +77,7 @@ class DecisionRecord:
             "adapter": self.adapter,
             "backend": self.backend,
             "policy_version": self.policy_version,
+            "guard_versions": dict(self.guard_versions),
             "language": self.language,
             "stream": self.stream,
             "action": self.action.value,

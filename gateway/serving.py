@@ -370,6 +370,7 @@ class ChatService:
             output=trace.output,
             error_code=error_code,
             latency=latency,
+            guard_versions=self.guards.versions,
             prompt_tokens=trace.prompt_tokens,
             completion_tokens=trace.completion_tokens,
             prompt=trace.prompt,

@@ -69,6 +69,11 @@ class ClassifierGuard:
     def ready(self) -> bool:
         return self.classifier is not None
 
+    @property
+    def version(self) -> str | None:
+        """The loaded classifiers' build, heads and thresholds (``SafetyClassifier.version``)."""
+        return getattr(self.classifier, "version", None)
+
     def check(self, text: str, stage: Stage, language: str) -> tuple[Finding, ...]:
         if stage not in self.stages:
             return ()

@@ -78,6 +78,9 @@ def test_fused_scores_are_the_mean_of_the_two_models(fused_config: ClassifiersCo
         calibrated = Calibration.load(fused_config.fused_calibration)
         assert dict(fused.thresholds) == {h: calibrated.thresholds[h] for h in fused.thresholds}
         assert calibrated.encoder == f"{first.artifacts.directory.name}+{second.artifacts.directory.name}"
+        # the version names both encoder builds and changes with any trained part
+        assert fused.version.startswith(calibrated.encoder + "#")
+        assert len({fused.version, first.version, second.version}) == 3
         results = fused.score(TEXTS)
         assert [r.flagged_categories for r in results] == [
             tuple(c for c, v in r.scores.items() if v >= fused.thresholds[c]) for r in results
@@ -119,6 +122,24 @@ def test_a_calibration_for_other_models_is_refused(fused_config: ClassifiersConf
     expected = r"recalibrate it \(railguard classifiers calibrate-fusion --fuse gemma-probe\)"
     with pytest.raises(ValueError, match=expected):
         SafetyClassifier.load(fused_config.model_copy(update={"artifacts_dir": first}))
+
+
+def test_other_thresholds_are_another_version(fused_config: ClassifiersConfig, tmp_path: Path) -> None:
+    from classifiers.runtime import SafetyClassifier
+
+    assert fused_config.artifacts_dir is not None and fused_config.fused_calibration is not None
+    first = tmp_path / "first"
+    shutil.copytree(fused_config.artifacts_dir, first)
+    changed = json.loads(fused_config.fused_calibration.read_text())
+    changed["thresholds"]["unsafe"] = 0.99
+    (first / fused_config.fused_calibration.name).write_text(json.dumps(changed))
+    with (
+        SafetyClassifier.load(fused_config) as shipped,
+        SafetyClassifier.load(fused_config.model_copy(update={"artifacts_dir": first})) as stricter,
+    ):
+        assert stricter.thresholds["unsafe"] == 0.99
+        assert stricter.version.split("#")[0] == shipped.version.split("#")[0]  # same encoders
+        assert stricter.version != shipped.version
 
 
 def test_the_probe_without_a_converted_model_says_how_to_get_one(tmp_path: Path) -> None:

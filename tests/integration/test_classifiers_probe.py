@@ -180,3 +180,8 @@ def test_a_gateway_configured_with_the_fusion_guards_with_it(gemma_dir: Path, tm
                 model="stub-model", messages=[{"role": "user", "content": TEXTS[1]}]
             )
             assert reply.choices[0].finish_reason == "content_filter"
+    from gateway.sinks.sqlite import read_records
+
+    [record] = read_records(tmp_path / "records.sqlite3")  # the refusal, written at shutdown at the latest
+    assert record["action"] == "refuse"
+    assert "+gemma-probe-" in record["guard_versions"]["classifiers"]  # which models judged it

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from gateway.app import create_app
 from gateway.guards.base import Finding, Stage
 from gateway.settings import Settings
+from gateway.sinks.sqlite import read_records
 
 pytestmark = pytest.mark.anyio
 
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.anyio
 class BrokenGuard:
     name = "broken"
     blocking = True
+    version = "broken-v7"  # decision records carry each guard's version
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
@@ -70,3 +72,7 @@ async def test_failing_classifier_follows_fail_mode_and_is_counted(
             "railguard_guard_failures_total", {"guard": "broken", "stage": "input", "mode": mode}
         )
         assert counted == 1.0, metrics
+    # the failed guard is in the decision record, with the version of what judged (or failed to)
+    [record] = read_records(tmp_path / "records.sqlite3")
+    assert record["guard_versions"] == {"broken": "broken-v7"}
+    assert record["input"]["failed_guards"] == ["broken"]
