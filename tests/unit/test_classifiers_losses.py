@@ -71,8 +71,8 @@ def test_standardized_heads_fold_the_scaling_and_ignore_each_features_offset_and
 
 
 def test_fit_heads_gives_the_same_heads_every_run_and_leaves_torch_threads_as_they_were() -> None:
-    """`railguard classifiers train` must reproduce the shipped heads byte for byte; multi-threaded
-    CPU kernels did not (a 1,280-feature probe's heads differed run to run), one thread does."""
+    """`railguard classifiers train` must give the same heads every run on one machine; with
+    multi-threaded CPU kernels a 1,280-feature probe's heads differed run to run, on one thread not."""
     import numpy as np
 
     from classifiers.taxonomy import LEARNED
