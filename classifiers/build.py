@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from classifiers.config import ClassifiersConfig
-from classifiers.encoder import encoder_key
+from classifiers.encoder import INT8_RECIPE, encoder_key
 
 __all__ = ["BuiltArtifacts", "artifact_paths", "build"]
 
@@ -34,6 +34,10 @@ class BuiltArtifacts:
     def onnx(self, precision: str) -> Path:
         return self.onnx_int8 if precision == "int8" else self.onnx_fp32
 
+    def variant(self, precision: str) -> str:
+        """``fp32`` or the int8 recipe (``int8-smooth0.8``): what cached embeddings are named by."""
+        return self.onnx(precision).name.removeprefix("encoder.").removesuffix(".onnx")
+
     @property
     def complete(self) -> bool:
         return all(p.exists() for p in (self.tokenizer, self.encoder_meta, self.onnx_fp32, self.onnx_int8))
@@ -48,7 +52,7 @@ def artifact_paths(config: ClassifiersConfig) -> BuiltArtifacts:
         tokenizer=directory / "tokenizer.json",
         encoder_meta=directory / "encoder.json",
         onnx_fp32=directory / "encoder.fp32.onnx",
-        onnx_int8=directory / "encoder.int8.onnx",
+        onnx_int8=directory / f"encoder.int8-{INT8_RECIPE}.onnx",
         heads=config.trained_dir / "heads.npz",
         calibration=config.trained_dir / "calibration.json",
         lora=lora,
@@ -66,16 +70,27 @@ def build(config: ClassifiersConfig, *, force: bool = False) -> BuiltArtifacts:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             if force or not paths.complete:
-                _build(config, paths)
+                _build(config, paths, force=force)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return dataclasses.replace(paths, build_seconds=time.perf_counter() - started)
 
 
-def _build(config: ClassifiersConfig, paths: BuiltArtifacts) -> None:
+def _build(config: ClassifiersConfig, paths: BuiltArtifacts, *, force: bool) -> None:
     from classifiers.encoder import export_onnx, quantize, write_tokenizer
+    from classifiers.runtime import TextWindows
+    from classifiers.smoothing import calibration_texts
 
     source = config.encoder_source
+    lora = paths.lora if paths.lora.is_file() else None
     write_tokenizer(config.encoder, source, paths.directory)
-    export_onnx(config.encoder, source, paths.onnx_fp32, paths.lora if paths.lora.is_file() else None)
-    quantize(paths.onnx_fp32, paths.onnx_int8)
+    if force or not paths.onnx_fp32.is_file():
+        export_onnx(config.encoder, source, paths.onnx_fp32, lora)
+    # int8: the same export smoothed (classifiers/smoothing.py), then quantized
+    windows = TextWindows(paths.directory, config.max_tokens, 1).first_windows(calibration_texts())
+    smoothed = paths.directory / "encoder.smoothed.tmp.onnx"
+    try:
+        export_onnx(config.encoder, source, smoothed, lora, smooth_on=windows)
+        quantize(smoothed, paths.onnx_int8)
+    finally:
+        smoothed.unlink(missing_ok=True)

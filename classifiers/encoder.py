@@ -22,17 +22,22 @@ import hashlib
 import json
 import shutil
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from classifiers.smoothing import ALPHA as SMOOTHING_ALPHA
+
 __all__ = [
     "ENCODERS",
     "EXPORT_VERSION",
+    "INT8_RECIPE",
     "LOCAL_MODEL_DIR",
     "EncoderName",
     "EncoderSpec",
     "encoder_key",
+    "export_module",
     "export_onnx",
     "load_torch",
     "quantize",
@@ -41,6 +46,7 @@ __all__ = [
 ]
 
 EXPORT_VERSION = 2
+INT8_RECIPE = f"smooth{SMOOTHING_ALPHA}"  # names the int8 file: dynamic int8 after SmoothQuant
 OPSET = 18
 EncoderName = Literal["e5-small", "e5-small-6", "minilm-l6", "gemma-probe"]
 LOCAL_MODEL_DIR = "gemma-3-270m"  # where `railguard prepare` converts the local model, under models/
@@ -185,11 +191,28 @@ def write_tokenizer(name: str, source: Path, directory: Path) -> None:
     (directory / "encoder.json").write_text(json.dumps(meta, ensure_ascii=False))
 
 
-def export_onnx(name: str, source: Path, target: Path, lora: Path | None = None) -> None:
-    """Export encoder (with its LoRA deltas merged, if any) + pooling with dynamic batch and sequence axes."""
+def export_onnx(
+    name: str,
+    source: Path,
+    target: Path,
+    lora: Path | None = None,
+    smooth_on: Sequence[Sequence[int]] | None = None,
+) -> None:
+    """Export encoder (with its LoRA deltas merged, if any) + pooling with dynamic batch and sequence axes.
+    With ``smooth_on`` (token-id windows), its linear layers are smoothed for int8 first
+    (:mod:`classifiers.smoothing`): the same function, to float rounding."""
+    module = load_torch(name, source, lora)
+    if smooth_on is not None:
+        from classifiers.smoothing import smooth
+
+        smooth(module, smooth_on)
+    export_module(module, target)
+
+
+def export_module(module: Any, target: Path) -> None:
+    """``module(input_ids, attention_mask) -> embedding`` to ONNX, batch and sequence axes dynamic."""
     import torch
 
-    module = load_torch(name, source, lora)
     ids = torch.tensor([[5, 17, 23, 6], [5, 17, 6, 1]], dtype=torch.int64)
     mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]], dtype=torch.int64)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -218,7 +241,8 @@ def export_onnx(name: str, source: Path, target: Path, lora: Path | None = None)
 
 def quantize(source: Path, target: Path) -> None:
     """Dynamic int8: MatMul weights per channel (closer to fp32 than per tensor) and the embedding
-    table (a Gather), which is most of a 250k-token vocabulary's size."""
+    table (a Gather), which is most of a 250k-token vocabulary's size. The build quantizes a smoothed
+    export (:mod:`classifiers.smoothing`), whose activations survive one scale per tensor."""
     from onnxruntime.quantization import (  # type: ignore[import-untyped]
         QuantType,
         quantize_dynamic,

@@ -63,7 +63,7 @@ def finetune(
 
     from classifiers.encoder import load_torch
     from classifiers.lora import attach, save
-    from classifiers.runtime import Encoder
+    from classifiers.runtime import TextWindows
     from classifiers.train import label_matrix, masked_loss, positive_weights, split
 
     options = options or FinetuneOptions()
@@ -71,9 +71,7 @@ def finetune(
     torch.manual_seed(options.seed)
     rng = random.Random(options.seed)
     built = build(config)
-    tokenizer = Encoder(
-        built.directory, built.onnx("int8"), config.model_copy(update={"max_tokens": options.max_tokens})
-    )
+    tokenizer = TextWindows(built.directory, options.max_tokens, config.max_windows)
     examples: list[Example] = load_training(data_dir)
     train_set, _ = split(examples, options.val_fraction)  # the same split the heads use: validation unseen
     ids = tokenizer.first_windows([e.text for e in train_set])

@@ -31,6 +31,7 @@ __all__ = [
     "Fused",
     "SafetyClassifier",
     "TextScores",
+    "TextWindows",
     "first_of",
     "fusion_name",
     "max_by_owner",
@@ -70,11 +71,11 @@ class TextScores:
         return to_llama_guard(self.scores, self.thresholds)
 
 
-class Encoder:
-    """Tokenizer + ONNX encoder: texts -> windows of token ids -> L2-normalized embeddings."""
+class TextWindows:
+    """The built encoder's tokenizer (``tokenizer.json`` + ``encoder.json``): texts -> windows of token
+    ids, each at most ``max_tokens`` long with the encoder's special tokens, at most ``max_windows``."""
 
-    def __init__(self, directory: Path, onnx_path: Path, config: ClassifiersConfig):
-        import onnxruntime as ort  # type: ignore[import-untyped]
+    def __init__(self, directory: Path, max_tokens: int, max_windows: int):
         from tokenizers import Tokenizer
 
         meta = json.loads((directory / "encoder.json").read_text(encoding="utf-8"))
@@ -91,14 +92,8 @@ class Encoder:
         )
         self._table = str.maketrans(meta["normalize"]) if meta.get("normalize") else None
         self._collapse = bool(meta.get("collapse_spaces", False))
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = config.threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-        self._max_tokens = config.max_tokens
-        self._max_windows = config.max_windows
-        self._batch_size = config.batch_size
+        self._max_tokens = max_tokens
+        self._max_windows = max_windows
 
     @property
     def pad_id(self) -> int:
@@ -131,6 +126,26 @@ class Encoder:
     def first_windows(self, texts: Sequence[str]) -> list[list[int]]:
         """Each text's first window (what training sees)."""
         return first_of(*self.windows(texts), len(texts))
+
+
+class Encoder(TextWindows):
+    """Tokenizer + ONNX encoder: texts -> windows of token ids -> L2-normalized embeddings."""
+
+    def __init__(self, artifacts: BuiltArtifacts, config: ClassifiersConfig):
+        """The built encoder at ``config.precision``, with ``config``'s windows, threads and batch size."""
+        import onnxruntime as ort  # type: ignore[import-untyped]
+
+        super().__init__(artifacts.directory, config.max_tokens, config.max_windows)
+        onnx_path = artifacts.onnx(config.precision)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = config.threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        # Dynamic int8 scales each MatMul input by the whole tensor's range, so a window's embedding
+        # would depend on the windows batched with it: int8 runs each window alone (batching gains
+        # int8 little on CPU), fp32 batches windows of similar length.
+        self._batch_size = 1 if config.precision == "int8" else config.batch_size
 
     def embed_windows(self, windows: Sequence[Sequence[int]]) -> Array:
         """Embeddings ``[len(windows), dim]``; windows of similar length are batched together."""
@@ -218,7 +233,7 @@ def _load_model(config: ClassifiersConfig) -> tuple[BuiltArtifacts, Encoder, Hea
     artifacts = build(config)
     return (
         artifacts,
-        Encoder(artifacts.directory, artifacts.onnx(config.precision), config),
+        Encoder(artifacts, config),
         Heads.load(artifacts.heads),
     )
 
@@ -261,8 +276,8 @@ class SafetyClassifier:
         if fused is not None:
             trained += [fused.artifacts.heads, fused.artifacts.calibration, fused.calibration]
         digest = hashlib.sha256(b"".join(p.read_bytes() for p in trained)).hexdigest()[:12]
-        # which encoder build(s), heads and thresholds judged: for decision records and audits
-        self.version = f"{calibration.encoder}#{digest}"
+        # which encoder build(s) at which precision, heads and thresholds judged: for decision records
+        self.version = f"{calibration.encoder}@{artifacts.variant(config.precision)}#{digest}"
         self._encoder = encoder
         self._heads = heads
         self._fused = fused

@@ -81,8 +81,8 @@ def split(examples: list[Example], val_fraction: float) -> tuple[list[Example], 
 
 
 def embedding_cache(config: ClassifiersConfig, artifacts: BuiltArtifacts) -> EmbeddingCache:
-    encoder = Encoder(artifacts.directory, artifacts.onnx(config.precision), config)
-    name = f"{artifacts.directory.name}.{config.precision}.{config.max_tokens}.npz"
+    encoder = Encoder(artifacts, config)
+    name = f"{artifacts.directory.name}.{artifacts.variant(config.precision)}.{config.max_tokens}.npz"
     return EmbeddingCache(config.cache_dir / "embeddings" / name, encoder)
 
 

@@ -34,8 +34,8 @@ def classifier() -> Iterator[SafetyClassifier]:
 
 
 @pytest.fixture(scope="module")
-def int8() -> Iterator[SafetyClassifier]:
-    with SafetyClassifier.load(ClassifiersConfig(precision="int8", coalesce=False)) as c:
+def fp32() -> Iterator[SafetyClassifier]:
+    with SafetyClassifier.load(ClassifiersConfig(precision="fp32", coalesce=False)) as c:
         yield c
 
 
@@ -67,19 +67,30 @@ def test_language_and_pii_are_reported(classifier: SafetyClassifier) -> None:
     assert [s.kind for s in mail.pii] == ["EMAIL"] and mail.flagged("pii")
 
 
-def test_int8_close_to_fp32(classifier: SafetyClassifier, int8: SafetyClassifier) -> None:
-    """The int8 encoder's embeddings stay within cosine 0.98 of fp32 (0.985 for the fine-tuned encoder on
-    these texts); the MLP heads amplify the difference, and heads on z-scored embeddings more so
-    (docs/classifiers.md: on validation texts p99 0.39 -> 0.56, mean unchanged at 0.08; 0.48 on one of
-    these texts), so scores get a looser bound: this is why fp32 serves by default."""
+def test_int8_close_to_fp32(fp32: SafetyClassifier, classifier: SafetyClassifier) -> None:
+    """The smoothed int8 encoder (classifiers/smoothing.py) keeps embeddings within cosine 0.995 of fp32
+    (0.997 measured on these texts; 0.95 without smoothing). The MLP heads on z-scored embeddings amplify
+    what is left: 0.10 on the worst of these texts (0.48 without smoothing), so scores get a looser bound."""
+    assert classifier.config.precision == "int8"  # the default
+    # one build, two precisions: decision records tell them apart
+    assert fp32.version.split("@")[0] == classifier.version.split("@")[0]
+    assert "@fp32#" in fp32.version and "@int8-smooth0.8#" in classifier.version
     texts = HARMFUL + BENIGN + ["How do I kill a Python process?", "Tell me about the Roman Empire."]
-    e32, _ = classifier.encoder.embed(texts)
-    e8, _ = int8.encoder.embed(texts)
-    assert float((e32 * e8).sum(1).min()) >= 0.98
-    a = classifier.probabilities(texts)
-    b = int8.probabilities(texts)
+    e32, _ = fp32.encoder.embed(texts)
+    e8, _ = classifier.encoder.embed(texts)
+    assert float((e32 * e8).sum(1).min()) >= 0.995
+    a = fp32.probabilities(texts)
+    b = classifier.probabilities(texts)
     assert a.shape == b.shape == (len(texts), len(classifier.heads.names))
-    assert float(np.abs(a - b).max()) <= 0.6
+    assert float(np.abs(a - b).max()) <= 0.2
+
+
+def test_int8_scores_do_not_depend_on_the_batch(classifier: SafetyClassifier) -> None:
+    """Dynamic int8 scales a MatMul's input by the whole batch's range: int8 runs each window alone."""
+    texts = HARMFUL + BENIGN + ["A much longer text about the history of bread. " * 20]
+    together = classifier.probabilities(texts)
+    alone = np.stack([classifier.probabilities([t])[0] for t in texts])
+    assert float(np.abs(together - alone).max()) <= 1e-6
 
 
 def test_threads_get_the_same_scores_as_one_batch(classifier: SafetyClassifier) -> None:
@@ -162,8 +173,9 @@ def test_the_six_layer_encoder_is_the_full_encoders_sixth_layer() -> None:
         assert not torch.allclose(full(ids, mask), expected, atol=1e-3)
 
 
-def test_the_onnx_export_matches_torch(classifier: SafetyClassifier) -> None:
-    """The served ONNX fp32 encoder is the torch encoder with the shipped LoRA deltas merged."""
+def test_the_onnx_export_matches_torch(fp32: SafetyClassifier) -> None:
+    """The ONNX fp32 encoder is the torch encoder with the shipped LoRA deltas merged."""
+    classifier = fp32
     import torch
 
     from classifiers.build import artifact_paths

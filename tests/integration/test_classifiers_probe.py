@@ -123,7 +123,8 @@ def test_the_shipped_fusion_serves_the_probe_on_onnx(gemma_dir: Path) -> None:
     from classifiers.runtime import SafetyClassifier
 
     config = ClassifiersConfig(coalesce=False, fuse=FusedEncoder(encoder_path=gemma_dir))
-    with SafetyClassifier.load(config) as fused, SafetyClassifier.load(config.fused_member()) as probe:
+    exact = config.fused_member().model_copy(update={"precision": "fp32"})
+    with SafetyClassifier.load(config) as fused, SafetyClassifier.load(exact) as probe:
         windows = probe.encoder.first_windows(TEXTS)
         reference = HiddenStateEncoder(gemma_dir, ENCODERS["gemma-probe"].probe_layers).embed_windows(windows)
         np.testing.assert_allclose(probe.encoder.embed_windows(windows), reference, atol=1e-4)
