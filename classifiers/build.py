@@ -77,20 +77,19 @@ def build(config: ClassifiersConfig, *, force: bool = False) -> BuiltArtifacts:
 
 
 def _build(config: ClassifiersConfig, paths: BuiltArtifacts, *, force: bool) -> None:
-    from classifiers.encoder import export_onnx, quantize, write_tokenizer
+    from classifiers.encoder import export_module, load_torch, quantize, write_tokenizer
     from classifiers.runtime import TextWindows
-    from classifiers.smoothing import calibration_texts
+    from classifiers.smoothing import calibration_texts, smooth
 
-    source = config.encoder_source
-    lora = paths.lora if paths.lora.is_file() else None
-    write_tokenizer(config.encoder, source, paths.directory)
+    write_tokenizer(config.encoder, config.encoder_source, paths.directory)
+    module = load_torch(config.encoder, config.encoder_source, paths.lora if paths.lora.is_file() else None)
     if force or not paths.onnx_fp32.is_file():
-        export_onnx(config.encoder, source, paths.onnx_fp32, lora)
-    # int8: the same export smoothed (classifiers/smoothing.py), then quantized
-    windows = TextWindows(paths.directory, config.max_tokens, 1).first_windows(calibration_texts())
+        export_module(module, paths.onnx_fp32)
+    # int8: the same module smoothed in place (classifiers/smoothing.py), exported again, quantized
+    smooth(module, TextWindows(paths.directory, config.max_tokens, 1).first_windows(calibration_texts()))
     smoothed = paths.directory / "encoder.smoothed.tmp.onnx"
     try:
-        export_onnx(config.encoder, source, smoothed, lora, smooth_on=windows)
+        export_module(module, smoothed)
         quantize(smoothed, paths.onnx_int8)
     finally:
         smoothed.unlink(missing_ok=True)

@@ -22,7 +22,6 @@ import hashlib
 import json
 import shutil
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -38,7 +37,6 @@ __all__ = [
     "EncoderSpec",
     "encoder_key",
     "export_module",
-    "export_onnx",
     "load_torch",
     "quantize",
     "source_path",
@@ -189,24 +187,6 @@ def write_tokenizer(name: str, source: Path, directory: Path) -> None:
         meta = {"bos": tok.token_to_id("[CLS]"), "eos": tok.token_to_id("[SEP]"), "pad": 0, "normalize": None}
     meta |= {"name": name, "model": spec.model, "prefix": spec.prefix}
     (directory / "encoder.json").write_text(json.dumps(meta, ensure_ascii=False))
-
-
-def export_onnx(
-    name: str,
-    source: Path,
-    target: Path,
-    lora: Path | None = None,
-    smooth_on: Sequence[Sequence[int]] | None = None,
-) -> None:
-    """Export encoder (with its LoRA deltas merged, if any) + pooling with dynamic batch and sequence axes.
-    With ``smooth_on`` (token-id windows), its linear layers are smoothed for int8 first
-    (:mod:`classifiers.smoothing`): the same function, to float rounding."""
-    module = load_torch(name, source, lora)
-    if smooth_on is not None:
-        from classifiers.smoothing import smooth
-
-        smooth(module, smooth_on)
-    export_module(module, target)
 
 
 def export_module(module: Any, target: Path) -> None:

@@ -148,7 +148,8 @@ class Encoder(TextWindows):
         self._batch_size = 1 if config.precision == "int8" else config.batch_size
 
     def embed_windows(self, windows: Sequence[Sequence[int]]) -> Array:
-        """Embeddings ``[len(windows), dim]``; windows of similar length are batched together."""
+        """Embeddings ``[len(windows), dim]``; windows of similar length are batched together (int8:
+        one at a time)."""
         order = sorted(range(len(windows)), key=lambda k: len(windows[k]))
         out: Array | None = None
         for start in range(0, len(order), self._batch_size):
