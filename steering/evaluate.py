@@ -97,7 +97,7 @@ def _greedy(
             input_ids=tokens.unsqueeze(1),
             attention_mask=mask,
             position_ids=position,
-            past_key_values=out.past_key_values,
+            cache=out.cache,
             use_cache=True,
         )
     return [tokenizer.decode(g, skip_special_tokens=True) for g in generated]

@@ -212,13 +212,13 @@ class Engine:
                 input_ids=torch.tensor(tokens, dtype=torch.long).unsqueeze(1),
                 attention_mask=mask,
                 position_ids=positions,
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
             )
             self.stats.forward_calls += 1
             self.stats.decode_row_steps += len(rows)
             logits = out.logits[:, -1, :].float()
-            cache = out.past_key_values
+            cache = out.cache
 
     def _prefill(
         self, rows: list[_Row], steering: BatchSteering
@@ -235,7 +235,7 @@ class Engine:
         steering.read(lambda: self._model(**inputs, use_cache=False, logits_to_keep=1))  # conditional only
         out = self._model(**inputs, use_cache=True, logits_to_keep=1)
         self.stats.forward_calls += 1
-        return out.logits[:, -1, :].float(), mask, position_ids[:, -1:], out.past_key_values
+        return out.logits[:, -1, :].float(), mask, position_ids[:, -1:], out.cache
 
     def _step(self, rows: list[_Row], logits: torch.Tensor) -> tuple[list[int], list[int]]:
         """Pick and report each row's next token; return the tokens and the rows still running."""
