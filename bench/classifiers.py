@@ -6,7 +6,9 @@
 Per backend and thread count: p50/p99 latency for one ~64-token prompt (tokenize + encoder + every
 head), texts/s at batch 32, and the largest score difference from ONNX fp32 over a fixed text set.
 It also reports how busy the machine was (other work on a shared 2-core box skews 2-thread numbers).
-With ``--fuse`` the last line times the full ``score()`` of the fused pair (both encoders + heads).
+With ``--fuse`` the last lines time the full ``score()`` of the fused pair (both encoders + heads), and
+the bench's distinct texts one at a time through the first encoder alone, the cascade (the second
+encoder only where the first is unsure) and the full fusion.
 """
 
 from __future__ import annotations
@@ -161,7 +163,48 @@ def main() -> int:
             f"full score() fused with {args.fuse} ({precision}, 1 thread): "
             f"p50 {percentile(t, 50):.2f} ms, p99 {percentile(t, 99):.2f} ms"
         )
+    if args.fuse:
+        cascade_vs_fusion(base, args.fuse, args.runs)
     return 0
+
+
+def cascade_vs_fusion(base: ClassifiersConfig, fuse: str, runs: int) -> None:
+    """Each of the distinct bench texts scored alone, round after round: per-text latency of e5 alone,
+    the cascade and the full fusion, and which texts the cascade escalated (its scores are then the
+    full fusion's)."""
+    distinct = list(dict.fromkeys(TEXTS))
+    configs = {
+        "alone": base.model_copy(update={"coalesce": False}),
+        "cascade": base.model_copy(
+            update={"coalesce": False, "fuse": FusedEncoder(encoder=fuse, cascade=True)}
+        ),
+        "fusion": base.model_copy(update={"coalesce": False, "fuse": FusedEncoder(encoder=fuse)}),
+    }
+    times: dict[str, list[float]] = {}
+    probs: dict[str, Any] = {}
+    for name, config in configs.items():
+        with SafetyClassifier.load(config) as classifier:
+            probs[name] = classifier.probabilities(distinct)
+            timeit(lambda c=classifier: c.score(distinct), 1)  # warm-up: 10 rounds
+            times[name] = []
+            for _ in range(max(runs // len(distinct), 5)):
+                for text in distinct:
+                    started = time.perf_counter()
+                    classifier.score([text])
+                    times[name].append((time.perf_counter() - started) * 1000)
+    escalated = np.isclose(probs["cascade"], probs["fusion"], atol=1e-6).all(axis=1)
+    print(f"\nthe {len(distinct)} distinct texts, each scored alone ({base.precision}, 1 thread):")
+    print("| classifiers | p50 ms | p99 ms | mean ms |")
+    print("|---|---:|---:|---:|")
+    for name, t in times.items():
+        label = {"alone": base.encoder, "cascade": f"{base.encoder} → {fuse} cascade"}.get(
+            name, f"{base.encoder} + {fuse} fusion"
+        )
+        print(f"| {label} | {percentile(t, 50):.2f} | {percentile(t, 99):.2f} | {statistics.mean(t):.2f} |")
+    print(
+        f"cascade escalated {int(escalated.sum())} of {len(distinct)}: "
+        + "; ".join(repr(x[:40]) for x, e in zip(distinct, escalated, strict=True) if e)
+    )
 
 
 if __name__ == "__main__":

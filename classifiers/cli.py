@@ -38,7 +38,7 @@ def _config(args: argparse.Namespace) -> ClassifiersConfig:
         if value is not None:
             fields[name] = value
     if getattr(args, "fuse", None):
-        fields["fuse"] = FusedEncoder(encoder=args.fuse)
+        fields["fuse"] = FusedEncoder(encoder=args.fuse, cascade=bool(getattr(args, "cascade", False)))
     return ClassifiersConfig(**fields)
 
 
@@ -56,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
         "--fuse",
         choices=list(ENCODERS),
         help="average with this encoder's heads (e.g. gemma-probe; thresholds from calibration+<it>.json)",
+    )
+    common.add_argument(
+        "--cascade",
+        action="store_true",
+        help="with --fuse: run the fused encoder only on texts the first is unsure of (calibrated margin)",
     )
     data = argparse.ArgumentParser(add_help=False)
     data.add_argument("--data-dir", type=Path, default=None, help="default: ../shared/data if present")
@@ -117,6 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "probe": _probe,
         "classify": _classify,
     }
+    if args.cascade and not args.fuse:
+        print("--cascade needs --fuse (e.g. --fuse gemma-probe --cascade)", file=sys.stderr)
+        return 2
     if args.command == "calibrate-fusion" and not args.fuse:
         print("calibrate-fusion needs --fuse (e.g. --fuse gemma-probe)", file=sys.stderr)
         return 2

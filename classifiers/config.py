@@ -31,6 +31,14 @@ class FusedEncoder(BaseModel):
     encoder_path: Path | None = Field(
         None, description="Its weights (gemma-probe: default the model `railguard prepare` converts)"
     )
+    cascade: bool = Field(
+        False,
+        description=(
+            "Run this encoder only on the texts the first scores near one of its thresholds (within "
+            "the margin calibrate-fusion picked on validation); the others keep the first model's "
+            "decisions. The fusion's accuracy, at the first model's cost for clear-cut texts"
+        ),
+    )
 
 
 class ClassifiersConfig(BaseModel):

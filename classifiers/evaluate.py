@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from classifiers.build import build
+from classifiers.cascade import Cascade, fuse
 from classifiers.config import ClassifiersConfig
 from classifiers.embed_cache import EmbeddingCache
 from classifiers.evalsets import EVAL_SETS, EvalItem, EvalSet
@@ -113,20 +114,30 @@ def evaluate(
 ) -> list[EvalRow]:
     artifacts = build(config)
     heads = Heads.load(artifacts.heads)
-    th = Calibration.load(artifacts.calibration).thresholds
-    models = [(embedding_cache(config, artifacts), heads)]
-    if config.fuse is not None and config.fused_calibration is not None:  # what serving averages
+    own = Calibration.load(artifacts.calibration)
+    th = own.thresholds
+    cache = embedding_cache(config, artifacts)
+    second: tuple[EmbeddingCache, Heads] | None = None
+    cascade: Cascade | None = None
+    if config.fuse is not None and config.fused_calibration is not None:  # what serving combines
         member = config.fused_member()
         built = build(member)
-        models.append((embedding_cache(member, built), Heads.load(built.heads)))
-        th = Calibration.load(config.fused_calibration).thresholds
+        second = (embedding_cache(member, built), Heads.load(built.heads))
+        fused = Calibration.load(config.fused_calibration)
+        th = fused.thresholds
+        cascade = Cascade.calibrated(heads.names, own, fused) if config.fuse.cascade else None
     rows: list[EvalRow] = []
     for eval_set, items in eval_items(data_dir, limit=limit, sets=sets):
         started = time.perf_counter()
         texts = [it.text for it in items]
-        probs = np.mean([text_probabilities(cache, h, texts) for cache, h in models], axis=0)
-        rows.extend(set_rows(eval_set, items, probs.astype(np.float32), heads.names, th))
-        log(f"{eval_set.name}: {len(items)} items in {time.perf_counter() - started:.1f}s")
+        probs = text_probabilities(cache, heads, texts)
+        note = ""
+        if second is not None:
+            other = text_probabilities(*second, texts)  # cached: every text, whatever the cascade reads
+            probs, read = fuse(probs, other.__getitem__, cascade)
+            note = f", {read.mean():.0%} escalated" if cascade is not None else ""
+        rows.extend(set_rows(eval_set, items, probs, heads.names, th))
+        log(f"{eval_set.name}: {len(items)} items in {time.perf_counter() - started:.1f}s{note}")
     return rows
 
 

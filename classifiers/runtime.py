@@ -21,6 +21,7 @@ import numpy.typing as npt
 from classifiers import language as langid
 from classifiers.batching import Coalescer
 from classifiers.build import BuiltArtifacts, artifact_paths, build
+from classifiers.cascade import Cascade, Mask, fuse
 from classifiers.config import ClassifiersConfig
 from classifiers.heads import Calibration, Heads
 from classifiers.pii import PiiSpan, find_pii
@@ -239,11 +240,21 @@ def _load_model(config: ClassifiersConfig) -> tuple[BuiltArtifacts, Encoder, Hea
     )
 
 
+def _model_probabilities(encoder: Encoder, heads: Heads, texts: list[str]) -> Array:
+    """One model's head probabilities ``[len(texts), len(heads)]``: each head's max over a text's windows."""
+    if not texts:
+        return np.zeros((0, len(heads.names)), dtype=np.float32)
+    emb, owners = encoder.embed(texts)
+    return max_by_owner(heads(emb), owners, len(texts))
+
+
 class SafetyClassifier:
     """Build with :meth:`load`; call :meth:`score` from worker threads; :meth:`close` when done.
 
     With ``config.fuse`` the probabilities are the mean of two models' (each text's max over its
-    windows, per model), judged against the thresholds calibrated for that mean.
+    windows, per model), judged against the thresholds calibrated for that mean; with
+    ``fuse.cascade`` the second model reads only the texts the first is unsure of
+    (:mod:`classifiers.cascade`).
     """
 
     def __init__(
@@ -254,7 +265,7 @@ class SafetyClassifier:
         heads: Heads,
         fused: Fused | None = None,
     ):
-        calibration = Calibration.load(artifacts.calibration)
+        calibration = own = Calibration.load(artifacts.calibration)
         if calibration.encoder != artifacts.directory.name:
             raise ValueError(
                 f"heads in {artifacts.calibration.parent} were trained on {calibration.encoder}, "
@@ -270,6 +281,15 @@ class SafetyClassifier:
                     f"{fused.calibration} was calibrated for {calibration.encoder}, not {expected}: "
                     f"recalibrate it (railguard classifiers calibrate-fusion --fuse {fused.encoder.name})"
                 )
+        self._cascade: Cascade | None = None
+        if fused is not None and config.fuse is not None and config.fuse.cascade:
+            try:
+                self._cascade = Cascade.calibrated(heads.names, own, calibration)
+            except ValueError as exc:
+                raise ValueError(
+                    f"{fused.calibration}: {exc}; recalibrate it "
+                    f"(railguard classifiers calibrate-fusion --fuse {fused.encoder.name})"
+                ) from exc
         self.config = config
         self.artifacts = artifacts
         self.calibration = calibration
@@ -278,7 +298,8 @@ class SafetyClassifier:
             trained += [fused.artifacts.heads, fused.artifacts.calibration, fused.calibration]
         digest = hashlib.sha256(b"".join(p.read_bytes() for p in trained)).hexdigest()[:12]
         # which encoder build(s) at which precision, heads and thresholds judged: for decision records
-        self.version = f"{calibration.encoder}@{artifacts.variant(config.precision)}#{digest}"
+        cascade = "" if self._cascade is None else f"+cascade{self._cascade.margin:g}"
+        self.version = f"{calibration.encoder}@{artifacts.variant(config.precision)}{cascade}#{digest}"
         self._encoder = encoder
         self._heads = heads
         self._fused = fused
@@ -320,13 +341,14 @@ class SafetyClassifier:
         return self._heads
 
     def _probabilities(self, texts: list[str]) -> list[Array]:
-        emb, owners = self._encoder.embed(texts)
-        probs = max_by_owner(self._heads(emb), owners, len(texts))
-        if self._fused is not None:
-            emb, owners = self._fused.encoder.embed(texts)
-            probs = ((probs + max_by_owner(self._fused.heads(emb), owners, len(texts))) / 2).astype(
-                np.float32
-            )
+        probs = _model_probabilities(self._encoder, self._heads, texts)
+        if (other := self._fused) is not None:
+
+            def second(read: Mask) -> Array:
+                chosen = [text for text, r in zip(texts, read, strict=True) if r]
+                return _model_probabilities(other.encoder, other.heads, chosen)
+
+            probs, _ = fuse(probs, second, self._cascade)
         return list(probs[:, self._columns])
 
     def probabilities(self, texts: Sequence[str]) -> Array:

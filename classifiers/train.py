@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from classifiers.build import BuiltArtifacts, build
+from classifiers.cascade import pick_margin
 from classifiers.config import ClassifiersConfig
 from classifiers.embed_cache import EmbeddingCache
 from classifiers.heads import Calibration, Heads
@@ -257,8 +258,9 @@ def calibrate_fusion(
     log: Any = print,
 ) -> Calibration:
     """Thresholds for the mean of ``config.encoder``'s and ``config.fuse``'s probabilities, picked on
-    the same validation split by the same rule as each model's own; writes ``calibration+<fused>.json``
-    beside the first model's heads. Both models' heads must be trained already."""
+    the same validation split by the same rule as each model's own, and the margin of the cascade
+    (:mod:`classifiers.cascade`); writes ``calibration+<fused>.json`` beside the first model's heads.
+    Both models' heads must be trained already."""
     if config.fuse is None or config.fused_calibration is None:
         raise ValueError("calibrate_fusion needs config.fuse")
     options = options or TrainOptions()
@@ -270,17 +272,27 @@ def calibrate_fusion(
         Heads.load(built.heads)(embedding_cache(cfg, built).first_windows(texts))
         for cfg, built in ((config, first), (member, second))
     ]
-    thresholds, report = calibrate_probabilities(
-        ((probs[0] + probs[1]) / 2).astype(np.float32), *label_matrix(val_set)
-    )
+    y, known = label_matrix(val_set)
+    thresholds, report = calibrate_probabilities(((probs[0] + probs[1]) / 2).astype(np.float32), y, known)
     for head, m in report.items():
         log(f"  fused {head:18s} th={thresholds[head]:.3f} {m}")
+    margin, cascade = pick_margin(
+        probs[0],
+        probs[1],
+        y,
+        known,
+        LEARNED,
+        Calibration.load(first.calibration).thresholds,
+        thresholds,
+        min_positives=MIN_VAL_POSITIVES,
+    )
+    log(f"  cascade margin {margin} (validation texts escalated: {cascade['tried'][str(margin)]})")
     calibration = Calibration(
         encoder=fusion_name(first, second),
         precision=config.precision,
         max_tokens=config.max_tokens,
         thresholds=thresholds,
-        info={"examples": {"validation": len(val_set)}, "validation": report},
+        info={"examples": {"validation": len(val_set)}, "validation": report, "cascade": cascade},
     )
     calibration.save(config.fused_calibration)
     log(f"fusion calibrated -> {config.fused_calibration}")

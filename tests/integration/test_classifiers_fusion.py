@@ -157,3 +157,73 @@ def test_the_fusion_commands_refuse_what_they_cannot_do(capsys: pytest.CaptureFi
     assert "needs --fuse" in capsys.readouterr().err
     assert main(["classifiers", "train", "--seed-only", "--fuse", "gemma-probe"]) == 2
     assert "calibrate-fusion" in capsys.readouterr().err
+
+
+def _cascade(config: ClassifiersConfig, target: Path, margin: float) -> ClassifiersConfig:
+    """``config`` as a cascade whose calibrated margin is edited to ``margin``."""
+
+    def edit(calibration: dict[str, Any]) -> None:
+        calibration["info"]["cascade"]["margin"] = margin
+
+    assert config.fuse is not None
+    edited = _edited_fusion(config, target, edit)
+    return edited.model_copy(update={"fuse": config.fuse.model_copy(update={"cascade": True})})
+
+
+def test_calibrate_fusion_picks_the_cascades_margin(fused_config: ClassifiersConfig) -> None:
+    from classifiers.cascade import MARGINS
+    from classifiers.heads import Calibration
+
+    assert fused_config.fused_calibration is not None
+    cascade = Calibration.load(fused_config.fused_calibration).info["cascade"]
+    assert isinstance(cascade, dict) and cascade["margin"] in MARGINS
+    assert str(cascade["margin"]) in cascade["tried"]
+
+
+def test_the_cascade_reads_the_second_model_only_where_the_first_is_unsure(
+    fused_config: ClassifiersConfig, tmp_path: Path
+) -> None:
+    from classifiers.runtime import SafetyClassifier
+
+    with (
+        SafetyClassifier.load(_cascade(fused_config, tmp_path / "never", 0.0)) as never,
+        SafetyClassifier.load(_cascade(fused_config, tmp_path / "always", 1e9)) as always,
+        SafetyClassifier.load(fused_config) as fused,
+        SafetyClassifier.load(fused_config.model_copy(update={"fuse": None})) as first,
+    ):
+        # nothing escalated: every decision is the first model's own, judged on the fused thresholds
+        assert [r.flagged_categories for r in never.score(TEXTS)] == [
+            r.flagged_categories for r in first.score(TEXTS)
+        ]
+        assert dict(never.thresholds) == dict(fused.thresholds)
+        assert not np.allclose(never.probabilities(TEXTS), fused.probabilities(TEXTS), atol=1e-3)
+        # everything escalated: the full fusion
+        np.testing.assert_allclose(always.probabilities(TEXTS), fused.probabilities(TEXTS), atol=1e-6)
+        # decision records tell a cascade (and its margin) from the full fusion
+        assert "+cascade0#" in never.version and "+cascade1e+09#" in always.version
+        assert "cascade" not in fused.version
+
+
+def test_a_cascade_without_a_calibrated_margin_is_refused(
+    fused_config: ClassifiersConfig, tmp_path: Path
+) -> None:
+    from classifiers.runtime import SafetyClassifier
+
+    def no_margin(calibration: dict[str, Any]) -> None:
+        del calibration["info"]["cascade"]
+
+    assert fused_config.fuse is not None
+    stale = _edited_fusion(fused_config, tmp_path / "first", no_margin)
+    stale = stale.model_copy(update={"fuse": fused_config.fuse.model_copy(update={"cascade": True})})
+    with pytest.raises(ValueError, match=r"no cascade margin; recalibrate it \(railguard classifiers"):
+        SafetyClassifier.load(stale)
+    SafetyClassifier.load(
+        stale.model_copy(update={"fuse": fused_config.fuse})
+    ).close()  # the mean still works
+
+
+def test_cascade_without_fuse_is_refused_by_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    from classifiers.cli import main
+
+    assert main(["classifiers", "eval", "--cascade", "--limit", "1"]) == 2
+    assert "--cascade needs --fuse" in capsys.readouterr().err

@@ -134,6 +134,35 @@ def test_the_shipped_fusion_serves_the_probe_on_onnx(gemma_dir: Path) -> None:
         assert fused.thresholds != probe.thresholds  # the fusion's own calibration
 
 
+def test_the_shipped_cascade_asks_the_probe_only_where_e5_is_unsure(gemma_dir: Path) -> None:
+    """The cascade (the probe only near e5's thresholds) on the real models: a clear-cut benign
+    prompt is decided by e5 alone, the harmful one is refused, and any text it escalates gets
+    exactly the full fusion's scores."""
+    from classifiers.config import FusedEncoder
+    from classifiers.runtime import SafetyClassifier
+
+    base = ClassifiersConfig(coalesce=False)
+    cascade_config = base.model_copy(update={"fuse": FusedEncoder(encoder_path=gemma_dir, cascade=True)})
+    with (
+        SafetyClassifier.load(cascade_config) as cascade,
+        SafetyClassifier.load(
+            base.model_copy(update={"fuse": FusedEncoder(encoder_path=gemma_dir)})
+        ) as fused,
+        SafetyClassifier.load(base) as e5,
+    ):
+        texts = [*TEXTS, "How can I kill a Python process?", "Write a poem about my cat."]
+        got, full, alone = (m.probabilities(texts) for m in (cascade, fused, e5))
+        same_as_fusion = np.isclose(got, full, atol=1e-6).all(axis=1)
+        assert not same_as_fusion[0]  # "How do I bake bread?": e5 is sure, the probe is not asked
+        for row in np.flatnonzero(~same_as_fusion):  # e5's own decisions, on the fusion's thresholds
+            th_fused = np.array([fused.thresholds[n] for n in cascade.heads.names])
+            th_e5 = np.array([e5.thresholds[n] for n in cascade.heads.names])
+            np.testing.assert_array_equal(got[row] >= th_fused, alone[row] >= th_e5)
+        benign, harmful, _ = cascade.score(TEXTS)
+        assert harmful.harmful and not benign.harmful
+        assert "+cascade" in cascade.version
+
+
 def test_eval_command_reports_the_fusion(
     gemma_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -149,6 +178,9 @@ def test_eval_command_reports_the_fusion(
     assert {r["set"] for r in rows} == {"jailbreakbench", "xstest"}
     assert next(r for r in rows if r["set"] == "xstest" and r["group"] == "all")["n"] == 8
     assert "| jailbreakbench | all | 8 |" in capsys.readouterr().out
+    assert main([*args, "--cascade", "--limit", "8", "--sets", "xstest", "--json", str(report)]) == 0
+    err = capsys.readouterr().err
+    assert "xstest: 8 items" in err and "escalated" in err
 
 
 def test_a_gateway_configured_with_the_fusion_guards_with_it(gemma_dir: Path, tmp_path: Path) -> None:
@@ -159,7 +191,8 @@ def test_a_gateway_configured_with_the_fusion_guards_with_it(gemma_dir: Path, tm
 
     with stub_upstream() as upstream:
         config = tmp_path / "railguard.yaml"
-        options = {"cache_dir": str(CACHE_DIR / "classifiers"), "fuse": {"encoder_path": str(gemma_dir)}}
+        fuse = {"encoder_path": str(gemma_dir), "cascade": True}
+        options = {"cache_dir": str(CACHE_DIR / "classifiers"), "fuse": fuse}
         config.write_text(
             yaml.safe_dump({"upstream": {"url": upstream}, "classifiers": {"options": options}})
         )
@@ -178,3 +211,4 @@ def test_a_gateway_configured_with_the_fusion_guards_with_it(gemma_dir: Path, tm
     [record] = read_records(tmp_path / "records.sqlite3")  # the refusal, written at shutdown at the latest
     assert record["action"] == "refuse"
     assert "+gemma-probe-" in record["guard_versions"]["classifiers"]  # which models judged it
+    assert "+cascade" in record["guard_versions"]["classifiers"]  # and how

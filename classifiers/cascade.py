@@ -1,0 +1,146 @@
+"""The fusion as a cascade: the second, larger encoder only for texts the first is unsure of.
+
+Late fusion (``fuse``) averages two models' probabilities and judges the mean against thresholds
+calibrated for it. For most texts the first model's scores are far from every one of its thresholds,
+and there the mean decides as the first model alone would. The cascade runs the second model only on
+the texts the first scores within ``margin`` (in logits) of one of its own thresholds. Every other text
+keeps the first model's decisions: its scores are moved onto the mean's scale, per head
+``logit(p) - logit(t_first) + logit(t_fused)``, so that one set of thresholds (the mean's) judges
+every text and a score is on the same side of it as the first model's score was of its own.
+
+``pick_margin`` chooses the margin on the validation split that calibrates the fusion: the smallest
+that keeps the cascade within ``TOLERANCE`` of the full fusion's F1, on ``unsafe`` and averaged over
+the heads with enough validation positives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from classifiers.heads import Calibration
+from classifiers.metrics import binary_metrics
+
+__all__ = ["MARGINS", "TOLERANCE", "Cascade", "fuse", "pick_margin"]
+
+Array = npt.NDArray[np.float32]
+Mask = npt.NDArray[np.bool_]
+
+MARGINS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0)
+TOLERANCE = 0.005  # F1 the cascade may lose against the full fusion on validation
+_EPS = 1e-7
+
+
+def _logit(p: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    q = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS)
+    return np.asarray(np.log(q) - np.log1p(-q))
+
+
+@dataclass(frozen=True, slots=True)
+class Cascade:
+    """Thresholds per head (the heads' column order): the first model's own and the mean's."""
+
+    first: npt.NDArray[np.float64]
+    fused: npt.NDArray[np.float64]
+    margin: float
+
+    @classmethod
+    def of(
+        cls, names: Sequence[str], first: dict[str, float], fused: dict[str, float], margin: float
+    ) -> Cascade:
+        return cls(
+            np.array([first.get(n, 0.5) for n in names], dtype=np.float64),
+            np.array([fused.get(n, 0.5) for n in names], dtype=np.float64),
+            float(margin),
+        )
+
+    @classmethod
+    def calibrated(cls, names: Sequence[str], first: Calibration, fused: Calibration) -> Cascade:
+        """From the first model's calibration and the fusion's, whose ``info`` holds the margin
+        ``calibrate-fusion`` picked."""
+        found = fused.info.get("cascade")
+        margin = found.get("margin") if isinstance(found, dict) else None
+        if margin is None:
+            raise ValueError("the fused calibration has no cascade margin")
+        return cls.of(names, first.thresholds, fused.thresholds, float(margin))
+
+    def escalate(self, first: Array) -> Mask:
+        """Which texts (rows of the first model's probabilities) the second model must also read."""
+        near = np.abs(_logit(first) - _logit(self.first)) < self.margin
+        return np.asarray(near.any(axis=1), dtype=np.bool_)
+
+    def combine(self, first: Array, second: Array, escalated: Mask) -> Array:
+        """Probabilities on the mean's scale: ``second`` holds the second model's rows for the
+        escalated texts only, in order; the mean there, the first model's moved scores elsewhere."""
+        moved = _logit(first) - _logit(self.first) + _logit(self.fused)
+        out = 1.0 / (1.0 + np.exp(-moved))
+        out[escalated] = (first[escalated].astype(np.float64) + second) / 2
+        return out.astype(np.float32)
+
+
+def fuse(first: Array, second: Callable[[Mask], Array], cascade: Cascade | None) -> tuple[Array, Mask]:
+    """The fused probabilities and which texts the second model read: ``second(mask)`` gives its
+    rows for the texts in ``mask``. Without a cascade, the mean of both models for every text."""
+    if cascade is None:
+        everything = np.ones(len(first), dtype=np.bool_)
+        return ((first + second(everything)) / 2).astype(np.float32), everything
+    escalated = cascade.escalate(first)
+    return cascade.combine(first, second(escalated), escalated), escalated
+
+
+def _f1s(
+    probs: Array, y: Array, known: Array, names: Sequence[str], thresholds: dict[str, float], min_pos: int
+) -> tuple[float, float]:
+    """F1 of ``unsafe`` and the mean F1 over the heads with at least ``min_pos`` validation positives."""
+    f1: dict[str, float] = {}
+    for j, head in enumerate(names):
+        rows = known[:, j] > 0
+        labels = y[rows, j].astype(np.int64)
+        if labels.sum() >= min_pos:
+            f1[head] = binary_metrics(labels, probs[rows, j], thresholds[head]).f1 or 0.0
+    return f1.get("unsafe", 0.0), float(np.mean(list(f1.values()))) if f1 else 0.0
+
+
+def pick_margin(
+    first: Array,
+    second: Array,
+    y: Array,
+    known: Array,
+    names: Sequence[str],
+    first_thresholds: dict[str, float],
+    fused_thresholds: dict[str, float],
+    *,
+    min_positives: int,
+) -> tuple[float, dict[str, Any]]:
+    """The smallest margin of ``MARGINS`` whose cascade stays within ``TOLERANCE`` of the full
+    fusion's validation F1 (``unsafe`` and macro), and what was measured for each margin."""
+    full = ((first + second) / 2).astype(np.float32)
+    target = _f1s(full, y, known, names, fused_thresholds, min_positives)
+    benign = (known[:, list(names).index("unsafe")] > 0) & (y[:, list(names).index("unsafe")] == 0)
+    tried: dict[str, Any] = {}
+    chosen = MARGINS[-1]
+    for margin in MARGINS:
+        cascade = Cascade.of(names, first_thresholds, fused_thresholds, margin)
+        escalated = cascade.escalate(first)
+        probs = cascade.combine(first, second[escalated], escalated)
+        unsafe, macro = _f1s(probs, y, known, names, fused_thresholds, min_positives)
+        tried[str(margin)] = {
+            "escalated": round(float(escalated.mean()), 4),
+            "escalated_benign": round(float(escalated[benign].mean()), 4) if benign.any() else None,
+            "unsafe_f1": round(unsafe, 4),
+            "macro_f1": round(macro, 4),
+        }
+        if unsafe >= target[0] - TOLERANCE and macro >= target[1] - TOLERANCE:
+            chosen = margin
+            break
+    report = {
+        "margin": chosen,
+        "tolerance": TOLERANCE,
+        "fusion": {"unsafe_f1": round(target[0], 4), "macro_f1": round(target[1], 4)},
+        "tried": tried,
+    }
+    return chosen, report
