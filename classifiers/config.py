@@ -92,7 +92,10 @@ class ClassifiersConfig(BaseModel):
     default_language: str = Field("en", description="Reported when the text is too short to tell")
     coalesce: bool = Field(
         True,
-        description="Merge concurrent score() calls into shared ONNX batches (one worker thread)",
+        description=(
+            "fp32: merge concurrent score() calls into shared ONNX batches (one worker thread). "
+            "int8 runs each window alone, so its concurrent calls always run side by side"
+        ),
     )
 
     @property

@@ -33,7 +33,7 @@ class Scores(Protocol):
 
 
 class TextClassifier(Protocol):
-    def score(self, texts: Sequence[str]) -> Sequence[Scores]: ...
+    def score(self, texts: Sequence[str], language: str | None = None) -> Sequence[Scores]: ...
 
 
 class ClassifierGuard:
@@ -79,7 +79,8 @@ class ClassifierGuard:
             return ()
         if self.classifier is None:
             raise RuntimeError(self.error or "the safety classifiers are still loading")
-        [result] = self.classifier.score([text])
+        # the request's language is known (the policy's): not detected again for each stage
+        [result] = self.classifier.score([text], language=language)
         return findings(result)
 
 

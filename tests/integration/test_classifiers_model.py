@@ -65,6 +65,9 @@ def test_language_and_pii_are_reported(classifier: SafetyClassifier) -> None:
     )
     assert de.language == "de"
     assert [s.kind for s in mail.pii] == ["EMAIL"] and mail.flagged("pii")
+    # a caller that knows the language (the gateway: the request's) is not second-guessed
+    [told] = classifier.score(["Wie backe ich einen Apfelkuchen mit Streuseln?"], language="fr")
+    assert told.language == "fr" and told.scores == pytest.approx(de.scores, abs=1e-6)
 
 
 def test_int8_close_to_fp32(fp32: SafetyClassifier, classifier: SafetyClassifier) -> None:
@@ -94,15 +97,22 @@ def test_int8_scores_do_not_depend_on_the_batch(classifier: SafetyClassifier) ->
     assert float(np.abs(together - alone).max()) <= 1e-6
 
 
-def test_threads_get_the_same_scores_as_one_batch(classifier: SafetyClassifier) -> None:
+@pytest.mark.parametrize("precision", ["int8", "fp32"])
+def test_threads_get_the_same_scores_as_one_batch(precision: str) -> None:
+    """fp32 merges concurrent callers into shared batches; int8 runs each window alone anyway, so its
+    callers run side by side (no queue behind one thread)."""
     texts = [f"{t} ({i})" for i in range(8) for t in HARMFUL + BENIGN]
-    expected = classifier.probabilities(texts)
-    before = classifier._coalescer.batches if classifier._coalescer else 0
-    with ThreadPoolExecutor(12) as pool:
-        got = list(pool.map(lambda t: classifier.probabilities([t])[0], texts))
-    after = classifier._coalescer.batches if classifier._coalescer else 0
-    assert np.abs(np.stack(got) - expected).max() < 1e-4
-    assert after - before < len(texts)  # calls were coalesced
+    with SafetyClassifier.load(ClassifiersConfig(precision=precision)) as classifier:  # type: ignore[arg-type]
+        expected = classifier.probabilities(texts)
+        coalescer = classifier._coalescer
+        before = coalescer.batches if coalescer else 0
+        with ThreadPoolExecutor(12) as pool:
+            got = list(pool.map(lambda t: classifier.probabilities([t])[0], texts))
+        assert np.abs(np.stack(got) - expected).max() < 1e-4
+        if precision == "fp32":
+            assert coalescer is not None and coalescer.batches - before < len(texts)  # coalesced
+        else:
+            assert coalescer is None
 
 
 def test_long_text_is_scored_over_windows(classifier: SafetyClassifier) -> None:
