@@ -118,7 +118,7 @@ def pick_margin(
 ) -> tuple[float, dict[str, Any]]:
     """The smallest margin of ``MARGINS`` whose cascade stays within ``TOLERANCE`` of the full
     fusion's validation F1 (``unsafe`` and macro), and what was measured for each margin."""
-    full = ((first + second) / 2).astype(np.float32)
+    full, _ = fuse(first, second.__getitem__, None)
     target = _f1s(full, y, known, names, fused_thresholds, min_positives)
     benign = (known[:, list(names).index("unsafe")] > 0) & (y[:, list(names).index("unsafe")] == 0)
     tried: dict[str, Any] = {}

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from classifiers.build import BuiltArtifacts, build
-from classifiers.cascade import pick_margin
+from classifiers.cascade import fuse, pick_margin
 from classifiers.config import ClassifiersConfig
 from classifiers.embed_cache import EmbeddingCache
 from classifiers.heads import Calibration, Heads
@@ -273,7 +273,8 @@ def calibrate_fusion(
         for cfg, built in ((config, first), (member, second))
     ]
     y, known = label_matrix(val_set)
-    thresholds, report = calibrate_probabilities(((probs[0] + probs[1]) / 2).astype(np.float32), y, known)
+    fused, _ = fuse(probs[0], probs[1].__getitem__, None)  # what serving computes
+    thresholds, report = calibrate_probabilities(fused, y, known)
     for head, m in report.items():
         log(f"  fused {head:18s} th={thresholds[head]:.3f} {m}")
     margin, cascade = pick_margin(
