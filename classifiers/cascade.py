@@ -59,13 +59,25 @@ class Cascade:
         )
 
     @classmethod
-    def calibrated(cls, names: Sequence[str], first: Calibration, fused: Calibration) -> Cascade:
+    def calibrated(
+        cls,
+        names: Sequence[str],
+        first: Calibration,
+        fused: Calibration,
+        *,
+        source: object = "the fused calibration",
+        fuse: str = "<encoder>",
+    ) -> Cascade:
         """From the first model's calibration and the fusion's, whose ``info`` holds the margin
-        ``calibrate-fusion`` picked."""
+        ``calibrate-fusion`` picked (``source``, the fused calibration's file, and ``fuse``, the
+        second encoder, name what to recalibrate when it has none)."""
         found = fused.info.get("cascade")
         margin = found.get("margin") if isinstance(found, dict) else None
         if margin is None:
-            raise ValueError("the fused calibration has no cascade margin")
+            raise ValueError(
+                f"{source} has no cascade margin: recalibrate it "
+                f"(railguard classifiers calibrate-fusion --fuse {fuse})"
+            )
         return cls.of(names, first.thresholds, fused.thresholds, float(margin))
 
     def escalate(self, first: Array) -> Mask:
@@ -125,8 +137,7 @@ def pick_margin(
     chosen = MARGINS[-1]
     for margin in MARGINS:
         cascade = Cascade.of(names, first_thresholds, fused_thresholds, margin)
-        escalated = cascade.escalate(first)
-        probs = cascade.combine(first, second[escalated], escalated)
+        probs, escalated = fuse(first, second.__getitem__, cascade)
         unsafe, macro = _f1s(probs, y, known, names, fused_thresholds, min_positives)
         tried[str(margin)] = {
             "escalated": round(float(escalated.mean()), 4),

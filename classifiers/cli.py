@@ -136,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return handler[args.command](args)
-    except FileNotFoundError as exc:  # missing trained parts or input files: a message, not a trace
+    except (FileNotFoundError, ValueError) as exc:  # missing or mismatched trained parts, bad input files
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -125,7 +125,10 @@ def evaluate(
         second = (embedding_cache(member, built), Heads.load(built.heads))
         fused = Calibration.load(config.fused_calibration)
         th = fused.thresholds
-        cascade = Cascade.calibrated(heads.names, own, fused) if config.fuse.cascade else None
+        if config.fuse.cascade:
+            cascade = Cascade.calibrated(
+                heads.names, own, fused, source=config.fused_calibration, fuse=config.fuse.encoder
+            )
     rows: list[EvalRow] = []
     for eval_set, items in eval_items(data_dir, limit=limit, sets=sets):
         started = time.perf_counter()

@@ -283,13 +283,9 @@ class SafetyClassifier:
                 )
         self._cascade: Cascade | None = None
         if fused is not None and config.fuse is not None and config.fuse.cascade:
-            try:
-                self._cascade = Cascade.calibrated(heads.names, own, calibration)
-            except ValueError as exc:
-                raise ValueError(
-                    f"{fused.calibration}: {exc}; recalibrate it "
-                    f"(railguard classifiers calibrate-fusion --fuse {fused.encoder.name})"
-                ) from exc
+            self._cascade = Cascade.calibrated(
+                heads.names, own, calibration, source=fused.calibration, fuse=fused.encoder.name
+            )
         self.config = config
         self.artifacts = artifacts
         self.calibration = calibration

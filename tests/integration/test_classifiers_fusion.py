@@ -215,7 +215,10 @@ def test_a_cascade_without_a_calibrated_margin_is_refused(
     assert fused_config.fuse is not None
     stale = _edited_fusion(fused_config, tmp_path / "first", no_margin)
     stale = stale.model_copy(update={"fuse": fused_config.fuse.model_copy(update={"cascade": True})})
-    with pytest.raises(ValueError, match=r"no cascade margin; recalibrate it \(railguard classifiers"):
+    expected = (
+        r"no cascade margin: recalibrate it \(railguard classifiers calibrate-fusion --fuse gemma-probe\)"
+    )
+    with pytest.raises(ValueError, match=expected):
         SafetyClassifier.load(stale)
     SafetyClassifier.load(
         stale.model_copy(update={"fuse": fused_config.fuse})

@@ -183,6 +183,32 @@ def test_eval_command_reports_the_fusion(
     assert "xstest: 8 items" in err and "escalated" in err
 
 
+def test_eval_with_a_cascade_that_has_no_margin_says_to_recalibrate(
+    gemma_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    from classifiers.cli import default_data_dir
+    from classifiers.config import PACKAGE_ARTIFACTS
+
+    data_dir = default_data_dir()
+    if data_dir is None:
+        pytest.skip("../shared/data is not beside the repository")
+    stale = tmp_path / "e5-small"  # a fused calibration from before the cascade: no margin
+    shutil.copytree(PACKAGE_ARTIFACTS / "e5-small", stale)
+    calibration = json.loads((stale / "calibration+gemma-probe.json").read_text())
+    del calibration["info"]["cascade"]
+    (stale / "calibration+gemma-probe.json").write_text(json.dumps(calibration))
+    args = ["classifiers", "eval", "--data-dir", str(data_dir), "--artifacts-dir", str(stale)]
+    args += ["--fuse", "gemma-probe", "--cascade", "--limit", "2", "--json", str(tmp_path / "r.json")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert (
+        "no cascade margin: recalibrate it (railguard classifiers calibrate-fusion --fuse gemma-probe)" in err
+    )
+    assert "Traceback" not in err and not (tmp_path / "r.json").exists()
+
+
 def test_a_gateway_configured_with_the_fusion_guards_with_it(gemma_dir: Path, tmp_path: Path) -> None:
     import openai
     import yaml
