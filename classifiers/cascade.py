@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from classifiers.decision import logit as _logit
 from classifiers.heads import Calibration
 from classifiers.metrics import binary_metrics
 
@@ -32,12 +33,6 @@ Mask = npt.NDArray[np.bool_]
 
 MARGINS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0)
 TOLERANCE = 0.005  # F1 the cascade may lose against the full fusion on validation
-_EPS = 1e-7
-
-
-def _logit(p: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    q = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS)
-    return np.asarray(np.log(q) - np.log1p(-q))
 
 
 @dataclass(frozen=True, slots=True)

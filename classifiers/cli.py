@@ -1,4 +1,4 @@
-"""Command line: ``railguard classifiers build|train|calibrate-fusion|eval|probe`` and ``railguard classify``.
+"""Command line: ``railguard classifiers build|train|calibrate[-fusion]|eval|probe``, ``railguard classify``.
 
 The gateway's CLI hands over its whole argument list: ``main(["classifiers", "train", ...])`` or
 ``main(["classify", ...])`` (``main(["train", ...])`` works too). Heavy imports happen inside commands.
@@ -16,6 +16,7 @@ from typing import Any
 
 from classifiers.config import ClassifiersConfig, FusedEncoder
 from classifiers.encoder import ENCODERS
+from classifiers.train import MAX_FPR, TrainOptions
 
 __all__ = ["default_data_dir", "main"]
 
@@ -64,12 +65,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     data = argparse.ArgumentParser(add_help=False)
     data.add_argument("--data-dir", type=Path, default=None, help="default: ../shared/data if present")
+    calibrating = argparse.ArgumentParser(add_help=False)
+    calibrating.add_argument(
+        "--max-fpr",
+        type=_fraction,
+        default=MAX_FPR["unsafe"],
+        help="the operating point: at most this share of benign validation texts flagged by any head "
+        f"(default {MAX_FPR['unsafe']})",
+    )
 
     parser = argparse.ArgumentParser(prog="railguard classifiers", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", parents=[common], help="export + quantize the encoder into the cache")
     b.add_argument("--force", action="store_true")
-    t = sub.add_parser("train", parents=[common, data], help="train heads, calibrate thresholds")
+    t = sub.add_parser("train", parents=[common, data, calibrating], help="train heads, calibrate thresholds")
     t.add_argument("--hidden", type=int, default=256, help="hidden units (0: linear heads)")
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--seed-only", action="store_true", help="train on the shipped seed examples only")
@@ -79,9 +88,15 @@ def _parser() -> argparse.ArgumentParser:
         help="first train LoRA deltas on the encoder (~21 min on 2 quiet cores), then the heads on it",
     )
     t.add_argument("--finetune-epochs", type=int, default=2)
+    r = sub.add_parser(
+        "calibrate",
+        parents=[common, data, calibrating],
+        help="new thresholds for the trained heads on the validation split (the heads are kept)",
+    )
+    r.add_argument("--seed-only", action="store_true", help="calibrate on the shipped seed examples only")
     f = sub.add_parser(
         "calibrate-fusion",
-        parents=[common, data],
+        parents=[common, data, calibrating],
         help="thresholds for the mean of --encoder's and --fuse's probabilities (both already trained)",
     )
     f.add_argument("--seed-only", action="store_true", help="calibrate on the shipped seed examples only")
@@ -109,6 +124,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fraction(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        x = -1.0
+    if not 0.0 < x < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1 (exclusive), got {value!r}")
+    return x
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["classifiers"]:  # `railguard classifiers train` arrives whole
@@ -117,7 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = {
         "build": _build,
         "train": _train,
-        "calibrate-fusion": _calibrate_fusion,
+        "calibrate": _calibrate,
+        "calibrate-fusion": _calibrate,
         "eval": _eval,
         "probe": _probe,
         "classify": _classify,
@@ -128,9 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "calibrate-fusion" and not args.fuse:
         print("calibrate-fusion needs --fuse (e.g. --fuse gemma-probe)", file=sys.stderr)
         return 2
-    if args.command == "train" and args.fuse:
+    if args.command in ("train", "calibrate") and args.fuse:
         print(
-            "train trains one encoder's heads (--encoder); then `calibrate-fusion --fuse ...` for the mean",
+            f"{args.command} is for one encoder's heads (--encoder); "
+            "`calibrate-fusion --fuse ...` calibrates the mean",
             file=sys.stderr,
         )
         return 2
@@ -160,7 +187,7 @@ def _data_dir(args: argparse.Namespace, required: bool) -> Path | None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from classifiers.train import TrainOptions, train
+    from classifiers.train import train
 
     data_dir = None if args.seed_only else _data_dir(args, required=True)
     if data_dir is None and not args.seed_only:
@@ -170,17 +197,18 @@ def _train(args: argparse.Namespace) -> int:
         from classifiers.finetune import FinetuneOptions, finetune
 
         finetune(config, data_dir, FinetuneOptions(epochs=args.finetune_epochs))
-    train(config, data_dir, TrainOptions(hidden=args.hidden, epochs=args.epochs))
+    train(config, data_dir, TrainOptions(hidden=args.hidden, epochs=args.epochs, max_fpr=args.max_fpr))
     return 0
 
 
-def _calibrate_fusion(args: argparse.Namespace) -> int:
-    from classifiers.train import calibrate_fusion
+def _calibrate(args: argparse.Namespace) -> int:
+    from classifiers.train import calibrate_fusion, recalibrate
 
     data_dir = None if args.seed_only else _data_dir(args, required=True)
     if data_dir is None and not args.seed_only:
         return 2
-    calibrate_fusion(_config(args), data_dir)
+    calibrate = calibrate_fusion if args.command == "calibrate-fusion" else recalibrate
+    calibrate(_config(args), data_dir, TrainOptions(max_fpr=args.max_fpr))
     return 0
 
 

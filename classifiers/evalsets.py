@@ -1,8 +1,9 @@
 """The evaluation-only sets (``SPLITS.md``), read by path. Nothing here is ever trained on.
 
-Each set yields items ``(text, label, group)``; ``task`` says which decision is scored:
-``harm`` (the ``unsafe`` head), ``attack`` (``unsafe`` or ``jailbreak``), ``injection``
-(``prompt_injection``), ``openai`` (``unsafe`` or any mapped OpenAI category, per category too).
+Each set yields items ``(text, label, group)``; ``task`` says which decision is scored: ``prompt``,
+what the chat guard refuses on (``harmful``: any hazard or attack head flagged,
+:mod:`classifiers.decision`), or ``openai``, what ``/v1/moderations`` flags (``unsafe`` or any mapped
+OpenAI category, per category too).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Literal
 
 __all__ = ["EVAL_SETS", "OPENAI_LABELS", "EvalItem", "EvalSet"]
 
-Task = Literal["harm", "attack", "injection", "openai"]
+Task = Literal["prompt", "openai"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,13 +120,13 @@ def _deepset_test(d: Path) -> Iterator[EvalItem]:
 
 
 EVAL_SETS: tuple[EvalSet, ...] = (
-    EvalSet("xstest", "harm", _xstest, "250 safe prompts that sound unsafe + 200 unsafe"),
+    EvalSet("xstest", "prompt", _xstest, "250 safe prompts that sound unsafe + 200 unsafe"),
     EvalSet("openai_moderation", "openai", _openai, "1,680 prompts, 8 category flags"),
-    EvalSet("aegis", "harm", _aegis, "359 prompts, harmful/unharmful"),
-    EvalSet("simplesafetytests", "harm", _sst, "100 harmful prompts"),
-    EvalSet("harmbench_test", "harm", _harmbench_test, "320 behaviours (prompt text only)"),
-    EvalSet("jailbreakbench", "harm", _jbb_behaviors, "100 harmful behaviours (goal)"),
-    EvalSet("jailbreakbench_attacks", "attack", _jbb_attacks, "attack prompts, deduplicated"),
-    EvalSet("multijail", "harm", _multijail, "315 harmful prompts x 10 languages"),
-    EvalSet("deepset_test", "injection", _deepset_test, "116 prompts, injection vs legitimate"),
+    EvalSet("aegis", "prompt", _aegis, "359 prompts, harmful/unharmful"),
+    EvalSet("simplesafetytests", "prompt", _sst, "100 harmful prompts"),
+    EvalSet("harmbench_test", "prompt", _harmbench_test, "320 behaviours (prompt text only)"),
+    EvalSet("jailbreakbench", "prompt", _jbb_behaviors, "100 harmful behaviours (goal)"),
+    EvalSet("jailbreakbench_attacks", "prompt", _jbb_attacks, "attack prompts, deduplicated"),
+    EvalSet("multijail", "prompt", _multijail, "315 harmful prompts x 10 languages"),
+    EvalSet("deepset_test", "prompt", _deepset_test, "116 prompts, injection vs legitimate"),
 )

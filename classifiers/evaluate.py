@@ -16,6 +16,7 @@ import numpy.typing as npt
 from classifiers.build import build
 from classifiers.cascade import Cascade, fuse
 from classifiers.config import ClassifiersConfig
+from classifiers.decision import decision_margin
 from classifiers.embed_cache import EmbeddingCache
 from classifiers.evalsets import EVAL_SETS, EvalItem, EvalSet
 from classifiers.heads import Calibration, Heads
@@ -57,16 +58,10 @@ def _sample(items: list[EvalItem], limit: int | None) -> list[EvalItem]:
 def _decisions(
     eval_set: EvalSet, probs: npt.NDArray[np.float32], names: Sequence[str], th: dict[str, float]
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_], list[dict[str, Any]]]:
-    col = {n: i for i, n in enumerate(names)}
-    unsafe = probs[:, col[UNSAFE]]
-    if eval_set.task == "injection":
-        p = probs[:, col["prompt_injection"]]
-        return p, p >= th["prompt_injection"], []
-    if eval_set.task == "attack":
-        jb = probs[:, col["jailbreak"]]
-        return unsafe, (unsafe >= th[UNSAFE]) | (jb >= th["jailbreak"]), []
-    if eval_set.task == "harm":
-        return unsafe, unsafe >= th[UNSAFE], []
+    if eval_set.task == "prompt":  # what the guard refuses on; AUPRC ranks by the decision's margin
+        margin = decision_margin(probs, names, th)
+        return margin.astype(np.float32), margin >= 0, []
+    unsafe = probs[:, list(names).index(UNSAFE)]
     mapped = [to_openai(dict(zip(names, map(float, row), strict=True)), th) for row in probs]
     flagged = np.array([any(cats.values()) for cats, _ in mapped]) | (unsafe >= th[UNSAFE])
     return unsafe, flagged, [{"categories": c, "scores": s} for c, s in mapped]

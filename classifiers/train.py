@@ -7,12 +7,15 @@
 3. An MLP per head group (shared hidden layer, one sigmoid per head), masked BCE: a head only learns
    from examples whose label for it is known; positives re-weighted per head.
 4. Thresholds per head on the validation split: best F1 with a false-positive cap for ``unsafe``
-   and the attack heads. Heads + calibration are written to ``artifacts_dir``.
+   and the attack heads; then one shift of every hazard and attack threshold (in logits) so that the
+   decision a guard makes on them together (``harmful``: any of them flagged) keeps ``unsafe``'s cap
+   on the split's benign texts. Heads + calibration are written to ``artifacts_dir``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +27,7 @@ import numpy.typing as npt
 from classifiers.build import BuiltArtifacts, build
 from classifiers.cascade import fuse, pick_margin
 from classifiers.config import ClassifiersConfig
+from classifiers.decision import decision_margin
 from classifiers.embed_cache import EmbeddingCache
 from classifiers.heads import Calibration, Heads
 from classifiers.manifest import Example, load_training
@@ -35,6 +39,7 @@ __all__ = [
     "MAX_FPR",
     "TrainOptions",
     "calibrate",
+    "calibrate_decision",
     "calibrate_fusion",
     "calibrate_probabilities",
     "embedding_cache",
@@ -42,6 +47,7 @@ __all__ = [
     "label_matrix",
     "masked_loss",
     "positive_weights",
+    "recalibrate",
     "split",
     "train",
 ]
@@ -69,6 +75,9 @@ class TrainOptions:
     both_precisions: bool = True
     val_fraction: float = 0.2
     seed: int = 0
+    # The most benign validation texts the guard's decision (any hazard or attack head) may flag: the
+    # operating point, `--max-fpr`. Each head also keeps its own cap (MAX_FPR) before the joint shift.
+    max_fpr: float = MAX_FPR[UNSAFE]
 
 
 def split(examples: list[Example], val_fraction: float) -> tuple[list[Example], list[Example]]:
@@ -179,29 +188,69 @@ def calibrate(
     x: npt.NDArray[np.float32],
     y: npt.NDArray[np.float32],
     known: npt.NDArray[np.float32],
+    max_fpr: float = MAX_FPR[UNSAFE],
 ) -> tuple[dict[str, float], dict[str, Any]]:
-    return calibrate_probabilities(heads(x), y, known)
+    return calibrate_probabilities(heads(x), y, known, max_fpr)
 
 
 def calibrate_probabilities(
     probs: npt.NDArray[np.float32],
     y: npt.NDArray[np.float32],
     known: npt.NDArray[np.float32],
+    max_fpr: float = MAX_FPR[UNSAFE],
 ) -> tuple[dict[str, float], dict[str, Any]]:
-    """Per head (columns in ``LEARNED`` order): the threshold and its validation metrics."""
+    """Per head (columns in ``LEARNED`` order): the threshold and its validation metrics, and under
+    ``"harmful"`` the decision's (:func:`calibrate_decision`)."""
     thresholds: dict[str, float] = {PII: 0.5}
-    report: dict[str, Any] = {}
     for j, head in enumerate(LEARNED):
         rows = known[:, j] > 0
         labels = y[rows, j].astype(np.int64)
-        scores = probs[rows, j]
         if labels.sum() < MIN_VAL_POSITIVES:
             thresholds[head] = 0.5
         else:
-            t = pick_threshold(labels, scores, MAX_FPR.get(head))
+            t = pick_threshold(labels, probs[rows, j], MAX_FPR.get(head))
             thresholds[head] = round(min(max(t, 0.05), 0.95), 4)
-        report[head] = binary_metrics(labels, scores, thresholds[head]).to_json()
+    thresholds, decision = calibrate_decision(probs, y, known, thresholds, max_fpr)
+    report: dict[str, Any] = {}
+    for j, head in enumerate(LEARNED):
+        rows = known[:, j] > 0
+        report[head] = binary_metrics(y[rows, j].astype(np.int64), probs[rows, j], thresholds[head]).to_json()
+    report["harmful"] = decision
     return thresholds, report
+
+
+def calibrate_decision(
+    probs: npt.NDArray[np.float32],
+    y: npt.NDArray[np.float32],
+    known: npt.NDArray[np.float32],
+    thresholds: dict[str, float],
+    max_fpr: float = MAX_FPR[UNSAFE],
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Raise every hazard and attack threshold by one shift in logits, the smallest (none if none is
+    needed) under which the guard's decision, any of those heads flagged, flags at most ``max_fpr``
+    of the validation split's benign texts and has the best F1 there.
+
+    Each head's own threshold keeps its own cap, but a guard refuses when any head fires, and their
+    false positives add up (e5-small's shipped heads: 4.8 % of benign texts by ``unsafe`` alone, 7.4 %
+    by any head). Texts count as harmful when any of those heads' labels is positive, as benign when
+    ``unsafe`` is known negative and none is positive; the rest are left out.
+    """
+    cols = [j for j, head in enumerate(LEARNED) if head != PII]
+    positive = (y[:, cols] * known[:, cols]).sum(1) > 0
+    u = LEARNED.index(UNSAFE)
+    benign = (known[:, u] > 0) & (y[:, u] == 0) & ~positive
+    rows = positive | benign
+    labels = positive[rows].astype(np.int64)
+    margin = decision_margin(probs[rows], LEARNED, thresholds)
+    shift = max(0.0, pick_threshold(labels, margin, max_fpr, default=0.0))
+    shifted = dict(thresholds)
+    for j in cols:
+        t = thresholds[LEARNED[j]]
+        raised = 1.0 / (1.0 + math.exp(-(math.log(t / (1.0 - t)) + shift)))
+        shifted[LEARNED[j]] = min(math.ceil(raised * 1e4) / 1e4, 0.9999)  # up: never under the shift
+    before = binary_metrics(labels, margin, 0.0).to_json()
+    after = binary_metrics(labels, decision_margin(probs[rows], LEARNED, shifted), 0.0).to_json()
+    return shifted, {"max_fpr": max_fpr, "shift": round(shift, 4), "before": before, **after}
 
 
 def train(
@@ -229,9 +278,8 @@ def train(
         y_train, known_train = np.concatenate([y_train, y_train]), np.concatenate([known_train, known_train])
     log(f"embedded in {time.perf_counter() - started:.0f}s")
     heads = fit_heads(x_train, y_train, known_train, options)
-    thresholds, report = calibrate(heads, x_val, *label_matrix(val_set))
-    for head, m in report.items():
-        log(f"  {head:24s} th={thresholds[head]:.3f} {m}")
+    thresholds, report = calibrate(heads, x_val, *label_matrix(val_set), options.max_fpr)
+    _log_calibration(log, "", thresholds, report)
     heads.save(artifacts.heads)
     calibration = Calibration(
         encoder=artifacts.directory.name,
@@ -248,6 +296,50 @@ def train(
     calibration.save(artifacts.calibration)
     log(f"trained in {time.perf_counter() - started:.0f}s -> {artifacts.heads.parent}")
     return calibration
+
+
+def recalibrate(
+    config: ClassifiersConfig,
+    data_dir: Path | None,
+    options: TrainOptions | None = None,
+    *,
+    log: Any = print,
+) -> Calibration:
+    """New thresholds for ``config``'s trained heads (not retrained) on the validation split, by the
+    rule ``train`` uses; the calibration's other records are kept. For heads whose training cannot be
+    repeated byte for byte (trained on another machine), after a change of the calibration rule."""
+    options = options or TrainOptions()
+    artifacts = build(config)
+    old = Calibration.load(artifacts.calibration)
+    _, val_set = split(load_training(data_dir), options.val_fraction)
+    x_val = embedding_cache(config, artifacts).first_windows([e.text for e in val_set])
+    probs = Heads.load(artifacts.heads)(x_val)
+    thresholds, report = calibrate_probabilities(probs, *label_matrix(val_set), options.max_fpr)
+    _log_calibration(log, "", thresholds, report)
+    recorded = old.info.get("examples")
+    examples = {**(recorded if isinstance(recorded, dict) else {}), "validation": len(val_set)}
+    info = {**old.info, "examples": examples}
+    calibration = Calibration(
+        encoder=old.encoder,
+        precision=config.precision,
+        max_tokens=config.max_tokens,
+        thresholds=thresholds,
+        info={**info, "validation": report},
+    )
+    calibration.save(artifacts.calibration)
+    log(f"recalibrated -> {artifacts.calibration}")
+    return calibration
+
+
+def _log_calibration(log: Any, prefix: str, thresholds: dict[str, float], report: dict[str, Any]) -> None:
+    for head in LEARNED:
+        log(f"  {prefix}{head:24s} th={thresholds[head]:.3f} {report[head]}")
+    decision = report["harmful"]
+    log(
+        f"  {prefix}harmful (any head): thresholds shifted {decision['shift']} logits; validation FPR "
+        f"{decision['before']['fpr']} -> {decision['fpr']}, recall {decision['before']['recall']} -> "
+        f"{decision['recall']}"
+    )
 
 
 def calibrate_fusion(
@@ -274,9 +366,8 @@ def calibrate_fusion(
     ]
     y, known = label_matrix(val_set)
     fused, _ = fuse(probs[0], probs[1].__getitem__, None)  # what serving computes
-    thresholds, report = calibrate_probabilities(fused, y, known)
-    for head, m in report.items():
-        log(f"  fused {head:18s} th={thresholds[head]:.3f} {m}")
+    thresholds, report = calibrate_probabilities(fused, y, known, options.max_fpr)
+    _log_calibration(log, "fused ", thresholds, report)
     margin, cascade = pick_margin(
         probs[0],
         probs[1],

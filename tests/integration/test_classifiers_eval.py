@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from classifiers import ClassifiersConfig
 from classifiers.cli import default_data_dir, main
+from classifiers.train import MAX_FPR
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -45,4 +47,30 @@ def test_train_on_the_seed_examples_writes_calibrated_heads(tmp_path: Path) -> N
     assert calibration["info"]["sources"] == ["seed"]
     unsafe = calibration["info"]["validation"]["unsafe"]
     assert unsafe["positives"] > 100 and unsafe["auprc"] > 0.8  # learned, not chance (~0.5)
-    assert 0.05 <= calibration["thresholds"]["unsafe"] <= 0.95
+    assert 0.05 <= calibration["thresholds"]["unsafe"] < 1.0
+    harmful = calibration["info"]["validation"]["harmful"]  # the guard's decision, any head
+    assert harmful["fpr"] <= MAX_FPR["unsafe"] and harmful["shift"] >= 0.0
+
+
+@pytest.mark.skipif(DATA is None, reason="no ../shared/data beside the repository")
+def test_calibrate_reproduces_the_shipped_thresholds(tmp_path: Path) -> None:
+    """`railguard classifiers calibrate` on a copy of the shipped e5-small parts writes the shipped
+    thresholds again (they are what the command makes from the repository and ../shared/data), leaves
+    the heads alone, and keeps the guard's decision within the cap on validation."""
+    shipped = ClassifiersConfig().trained_dir
+    artifacts = tmp_path / "e5-small"
+    shutil.copytree(shipped, artifacts)
+    stale = json.loads((shipped / "calibration.json").read_text())
+    (artifacts / "calibration.json").write_text(json.dumps({**stale, "thresholds": {}}))
+    heads = (artifacts / "heads.npz").read_bytes()
+    assert main(["classifiers", "calibrate", "--artifacts-dir", str(artifacts)]) == 0
+    ours = json.loads((artifacts / "calibration.json").read_text())
+    theirs = json.loads((shipped / "calibration.json").read_text())
+    assert ours["thresholds"] == theirs["thresholds"]
+    assert ours["info"]["validation"]["harmful"]["fpr"] <= MAX_FPR["unsafe"]
+    assert (artifacts / "heads.npz").read_bytes() == heads
+
+
+def test_calibrate_is_for_one_encoder(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["classifiers", "calibrate", "--fuse", "gemma-probe", "--seed-only"]) == 2
+    assert "calibrate-fusion --fuse" in capsys.readouterr().err
