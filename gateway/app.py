@@ -53,14 +53,11 @@ def build_backends(settings: Settings) -> list[Backend]:
 
 
 def build_classifier_guard(settings: Settings) -> ClassifierGuard | None:
-    """The ML guard, its cache under the gateway's cache dir unless the settings name another."""
+    """The ML guard, with the options `Settings.classifier_options` resolves."""
     config = settings.classifiers
     if not config.enabled:
         return None
-    options = config.options
-    if "cache_dir" not in options.model_fields_set:
-        options = options.model_copy(update={"cache_dir": settings.cache_dir / "classifiers"})
-    return ClassifierGuard(options, [Stage(s) for s in config.stages])
+    return ClassifierGuard(settings.classifier_options, [Stage(s) for s in config.stages])
 
 
 def _language_detector() -> Callable[[str, str], str]:

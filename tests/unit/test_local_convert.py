@@ -108,3 +108,26 @@ def test_prepare_converts_the_model_a_fused_probe_reads_whatever_the_backend(tmp
     assert probe_model_dir(settings({"encoder": "minilm-l6"})) is None
     assert probe_model_dir(settings(None)) is None
     assert probe_model_dir(settings({"encoder": "gemma-probe"}, enabled=False)) is None
+
+
+def test_the_embedded_default_guards_with_the_cascade_unless_the_options_choose(tmp_path):
+    """In front of PyPI's gemma-3-270m the classifiers fuse with a probe on it, as a cascade; in front
+    of an upstream or another local model, or when the options name an encoder, heads or a fusion
+    (`fuse: null` included), they run as configured."""
+    from classifiers.config import FusedEncoder
+
+    def options(**kwargs):
+        return Settings(cache_dir=tmp_path / "gw", **kwargs).classifier_options
+
+    embedded = options()
+    assert embedded.fuse == FusedEncoder(encoder="gemma-probe", cascade=True)
+    assert embedded.cache_dir == tmp_path / "gw" / "classifiers"
+    assert probe_model_dir(Settings(cache_dir=tmp_path / "gw")) == tmp_path / "gw" / "models" / "gemma-3-270m"
+    assert options(upstream={"url": "http://127.0.0.1:9/v1"}).fuse is None
+    assert options(local={"path": str(tmp_path / "my-model")}).fuse is None
+    assert options(classifiers={"options": {"fuse": None}}).fuse is None
+    assert options(classifiers={"options": {"encoder": "minilm-l6"}}).fuse is None
+    assert options(classifiers={"options": {"artifacts_dir": str(tmp_path)}}).fuse is None
+    full = {"encoder": "gemma-probe", "cascade": False}
+    assert options(classifiers={"options": {"fuse": full}}).fuse == FusedEncoder(**full)
+    assert options(classifiers={"options": {"cache_dir": str(tmp_path / "c")}}).cache_dir == tmp_path / "c"

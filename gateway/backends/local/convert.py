@@ -60,7 +60,7 @@ def probe_model_dir(settings: Settings) -> Path | None:
     """Where the classifiers' fused probe reads the default local model, if they fuse with one."""
     from classifiers.encoder import ENCODERS
 
-    options = settings.classifiers.options
+    options = settings.classifier_options
     if not settings.classifiers.enabled or options.fuse is None or options.fuse.encoder_path is not None:
         return None
     if not ENCODERS[options.fuse.encoder].probe_layers:
