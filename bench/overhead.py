@@ -1,15 +1,18 @@
 """Gateway overhead: the same requests straight to a stub upstream and through railguard.
 
-One run starts a stub upstream (`gateway.testing.stub_upstream`) and three gateways in front of it, each a
+One run starts a stub upstream (`gateway.testing.stub_upstream`) and four gateways in front of it, each a
 subprocess on a free 127.0.0.1 port: the rule guard alone (input and output, the default policy) with
-metrics on and with `metrics: false`, and the full guard (rules and every classifier, input and output).
+metrics on and with `metrics: false`, and the full guard (rules and every classifier, input and output),
+once with the upstream called after the input guard and once while it runs (`input_guard: during_call`).
+`--upstream-delay-ms` makes the stub wait that long before answering, as a model's prefill does: the
+input guard's latency hides behind it only in the second.
 It then measures:
 
 * sequential: latency p50/p99 direct and through, and the added p50/p99 (through - direct);
 * streaming sequential: time to the first content token, direct and through, added TTFT p50/p99;
 * concurrency (32 connections): throughput each way, the ratio, latency p50/p99 under load;
 * metrics on vs off: the added latency and gateway CPU per request of the telemetry;
-* the full guard: added latency sequentially and added TTFT streaming.
+* the full guard: added latency sequentially and added TTFT streaming, before and during the call.
 
 Sequential requests are interleaved (direct, through, through-without-metrics, direct, ...) so that noise
 from other work on the machine hits every target alike; every measurement is repeated `--rounds` times and
@@ -21,6 +24,7 @@ reads /proc to report CPU used by processes that are not part of the benchmark (
 
     .venv/bin/python bench/overhead.py [--quick] [--json FILE] [--rounds 3] [--requests 2000]
         [--encoder e5-small] [--precision fp32|int8] [--fuse gemma-probe]   # the full guard's classifiers
+        [--upstream-delay-ms 40]   # the stub's time to first token
 """
 
 from __future__ import annotations
@@ -128,6 +132,7 @@ class Services:
     gateway: int
     gateway_nometrics: int
     gateway_full: int
+    gateway_during: int
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def pids(self) -> dict[str, int]:
@@ -135,10 +140,12 @@ class Services:
 
 
 @contextlib.contextmanager
-def services(pin: bool, workdir: Path, full_options: str = "") -> Iterator[Services]:
+def services(
+    pin: bool, workdir: Path, full_options: str = "", upstream_delay_ms: float = 0.0
+) -> Iterator[Services]:
     python = sys.executable
     railguard = [python, "-m", "gateway.cli"]
-    svc = Services(free_port(), free_port(), free_port(), free_port())
+    svc = Services(free_port(), free_port(), free_port(), free_port(), free_port())
     upstream = f"http://127.0.0.1:{svc.stub}/v1"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     configs = {}
@@ -151,6 +158,11 @@ def services(pin: bool, workdir: Path, full_options: str = "") -> Iterator[Servi
         "gateway_full": (
             f"metrics: true\nclassifiers: {{options: {{cache_dir: '{classifier_cache}'{full_options}}}}}\n"
         ),
+        # the same, the upstream called while the input guard runs
+        "gateway_during": (
+            "metrics: true\ninput_guard: during_call\n"
+            f"classifiers: {{options: {{cache_dir: '{classifier_cache}'{full_options}}}}}\n"
+        ),
     }
     for name, text in settings.items():
         cache = workdir / name
@@ -161,7 +173,15 @@ def services(pin: bool, workdir: Path, full_options: str = "") -> Iterator[Servi
         configs[name] = (config, cache)
     commands: dict[str, tuple[list[str], dict[str, str], int | None]] = {
         "stub": (
-            [python, "-m", "gateway.testing.stub_upstream", "--port", str(svc.stub)],
+            [
+                python,
+                "-m",
+                "gateway.testing.stub_upstream",
+                "--port",
+                str(svc.stub),
+                "--first-token-delay-ms",
+                str(upstream_delay_ms),
+            ],
             env,
             HELPER_CPU,
         ),
@@ -170,6 +190,7 @@ def services(pin: bool, workdir: Path, full_options: str = "") -> Iterator[Servi
         ("gateway", svc.gateway),
         ("gateway_nometrics", svc.gateway_nometrics),
         ("gateway_full", svc.gateway_full),
+        ("gateway_during", svc.gateway_during),
     )
     for name, port in gateways:
         config, cache = configs[name]
@@ -500,6 +521,7 @@ async def one_round(
         "through": svc.gateway,
         "nometrics": svc.gateway_nometrics,
         "full": svc.gateway_full,
+        "during": svc.gateway_during,
     }
     seq = await sequential(opener, ports, args.requests, args.warmup, False, monitor)
     stream = await sequential(opener, ports, args.stream_requests, args.warmup // 4, True, monitor)
@@ -516,7 +538,8 @@ def derive(raw: dict[str, Any], n: int, stream_n: int) -> dict[str, float]:
     """The figures of one round."""
     seq, stream, conc = raw["sequential"], raw["streaming"], raw["concurrency"]
     d, t, o, f = (seq[k]["latency_ms"] for k in ("direct", "through", "nometrics", "full"))
-    sd, st, sf = (stream[k]["ttft_ms"] for k in ("direct", "through", "full"))
+    sd, st, sf, sg = (stream[k]["ttft_ms"] for k in ("direct", "through", "full", "during"))
+    g = seq["during"]["latency_ms"]
     sl = stream["through"]["latency_ms"]
     seq_wall = seq["cpu"]["wall_s"]
     return {
@@ -541,6 +564,12 @@ def derive(raw: dict[str, Any], n: int, stream_n: int) -> dict[str, float]:
         "ttft_full_p50": sf["p50"],
         "ttft_full_added_p50": sf["p50"] - sd["p50"],
         "gw_full_cpu_us": seq["cpu"]["gateway_full"] * seq_wall / n * 1e6,
+        "seq_during_p50": g["p50"],
+        "seq_during_p99": g["p99"],
+        "seq_during_added_p50": g["p50"] - d["p50"],
+        "seq_during_added_p99": g["p99"] - d["p99"],
+        "ttft_during_p50": sg["p50"],
+        "ttft_during_added_p50": sg["p50"] - sd["p50"],
         "c_direct_rps": conc["direct"]["rps"],
         "c_through_rps": conc["through"]["rps"],
         "c_ratio": conc["through"]["rps"] / conc["direct"]["rps"],
@@ -587,6 +616,15 @@ ROWS: list[tuple[str, str, str, str, str]] = [
     ),
     ("Full guard: sequential p99 (ms)", "seq_direct_p99", "seq_full_p99", "seq_full_added_p99", "≤ 20"),
     ("Full guard: streaming TTFT p50 (ms)", "ttft_direct_p50", "ttft_full_p50", "ttft_full_added_p50", ""),
+    (
+        "Full guard, upstream called during the input guard: sequential p50 (ms)",
+        "seq_direct_p50",
+        "seq_during_p50",
+        "seq_during_added_p50",
+        "",
+    ),
+    ("… during: sequential p99 (ms)", "seq_direct_p99", "seq_during_p99", "seq_during_added_p99", ""),
+    ("… during: streaming TTFT p50 (ms)", "ttft_direct_p50", "ttft_during_p50", "ttft_during_added_p50", ""),
 ]
 METRIC_ROWS: list[tuple[str, str, str]] = [
     ("Metrics on − off, sequential p50 (ms)", "metrics_added_p50", "< 0.5"),
@@ -686,6 +724,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--encoder", help="the full guard's classifier encoder (default: the gateway's)")
     parser.add_argument("--precision", choices=("fp32", "int8"), help="the full guard's ONNX precision")
     parser.add_argument("--fuse", help="the full guard's second encoder (e.g. gemma-probe; default: none)")
+    parser.add_argument(
+        "--upstream-delay-ms", type=float, default=0.0, help="the stub's wait before answering (a prefill)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.requests, args.stream_requests, args.warmup = 100, 30, 20
@@ -706,7 +747,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
     with (
         tempfile.TemporaryDirectory(prefix="railguard-bench-") as tmp,
-        services(pin, Path(tmp), full_options) as svc,
+        services(pin, Path(tmp), full_options, args.upstream_delay_ms) as svc,
     ):
         if pin:
             os.sched_setaffinity(0, {HELPER_CPU})

@@ -103,7 +103,16 @@ def create_app(
         service_name=settings.tracing.service_name,
         endpoint=settings.tracing.endpoint,
     )
-    chat = ChatService(models, engine, runner, record_sink, telemetry, detect_language=detect, tracing=spans)
+    chat = ChatService(
+        models,
+        engine,
+        runner,
+        record_sink,
+        telemetry,
+        detect_language=detect,
+        tracing=spans,
+        during_call=settings.input_guard == "during_call",
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

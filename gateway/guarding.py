@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
 
-from gateway.guards.base import Guard, GuardResult, Stage, Verdict
+from gateway.guards.base import Action, Guard, GuardResult, Stage, Verdict
 from gateway.policy.engine import EffectivePolicy
 from gateway.telemetry import Telemetry
 
@@ -51,6 +51,24 @@ class GuardRunner:
         if blocking and text:
             results += await asyncio.gather(*(self._run_blocking(g, text, stage, policy) for g in blocking))
         return policy.decide(stage, results, request_id)
+
+    def clear_without_models(self, stage: Stage, text: str, policy: EffectivePolicy, request_id: str) -> bool:
+        """Whether what runs without models finds nothing to act on: no rule fires, and no blocking
+        guard's ``prescreen`` (the classifiers' PII patterns, microseconds) sees anything the policy
+        would redact or refuse. False for a blocking guard without a prescreen: it cannot be known."""
+        inline = [policy.rule_guard, *(g for g in self.guards if not g.blocking)]
+        results = [self._run_inline(g, text, stage, policy) for g in inline]
+        for guard in (g for g in self.guards if g.blocking):
+            prescreen = getattr(guard, "prescreen", None)
+            if prescreen is None:
+                return False
+            try:
+                results.append(GuardResult(guard.name, prescreen(text, stage, policy.language), 0.0))
+            except Exception:  # not ready, or a bug: the ordinary path decides
+                return False
+        if any(r.failed for r in results):
+            return False
+        return policy.decide(stage, results, request_id).action is Action.ALLOW
 
     def _run_inline(self, guard: Guard, text: str, stage: Stage, policy: EffectivePolicy) -> GuardResult:
         started = time.perf_counter()

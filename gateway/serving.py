@@ -118,8 +118,10 @@ class ChatService:
         *,
         detect_language: Callable[[str, str], str] | None = None,
         tracing: Tracing | None = None,
+        during_call: bool = False,
     ) -> None:
         self.detect_language = detect_language
+        self.during_call = during_call  # settings.input_guard == "during_call"
         self.tracing = tracing or Tracing(enabled=False)
         self.router = router
         self.engine = engine
@@ -157,35 +159,68 @@ class ChatService:
         ctx, policy = trace.ctx, trace.policy
         messages: list[dict[str, Any]] = body["messages"]
         text, segments = guarded_text(messages)
-        with self.tracing.span("railguard.input_guard"):
-            verdict = await self.guards.check(Stage.INPUT, text, policy, ctx.request_id)
+        forward = {k: v for k, v in body.items() if k != "railguard"}
+
+        def generation(messages: list[dict[str, Any]], verdict: Verdict) -> Generation:
+            steering = self._steering(request, backend, verdict, policy)
+            return Generation(
+                request, forward, messages, ctx.request_id, steering, banned_phrases=policy.banned_phrases
+            )
+
+        started = time.perf_counter()
+        early = self._call_during_guard(
+            request, backend, trace, text, lambda: generation(messages, Verdict(Stage.INPUT, Action.ALLOW))
+        )
+        try:
+            with self.tracing.span("railguard.input_guard"):
+                verdict = await self.guards.check(Stage.INPUT, text, policy, ctx.request_id)
+        except BaseException:
+            await _abandon(early)
+            raise
         trace.input = verdict
         if verdict.action is Action.REDACT:
             messages = redact_messages(messages, segments, verdict)
         trace.prompt = messages
+        if early is not None and (verdict.action.blocks or verdict.action is Action.REDACT):
+            await _abandon(early)  # the model must not answer it, or must see it redacted
+            early = None
         if verdict.action.blocks:
             return self._blocked(request, trace, verdict)
-        forward = {k: v for k, v in body.items() if k != "railguard"}
-        generation = Generation(
-            request,
-            forward,
-            messages,
-            ctx.request_id,
-            steering=self._steering(request, backend, verdict, policy),
-            banned_phrases=policy.banned_phrases,
-        )
         if request.stream:
-            events = await backend.open_stream(generation)
+            events = await (early or backend.open_stream(generation(messages, verdict)))
             return ChatResult(verdict.action, stream=self._stream(request, events, trace))
-        started = time.perf_counter()
+        if early is None:
+            started = time.perf_counter()
         with self.tracing.span("railguard.backend", backend=backend.name):
-            completion = await backend.complete(generation)
+            completion = await (early or backend.complete(generation(messages, verdict)))
         trace.backend_ms = (time.perf_counter() - started) * 1000
         with self.tracing.span("railguard.output_guard"):
             await self._guard_completion(completion, trace)
         completion["railguard"] = self._block(trace, trace.action)
         self.finish(trace, status=200)
         return ChatResult(trace.action, body=completion)
+
+    def _call_during_guard(
+        self,
+        request: ChatCompletionRequest,
+        backend: Backend,
+        trace: _Trace,
+        text: str,
+        make: Callable[[], Generation],
+    ) -> asyncio.Task[Any] | None:
+        """With ``input_guard: during_call``, in front of an upstream, and when nothing that runs
+        without models would redact or refuse the prompt: the model's call, started now, to be awaited
+        once the input guard allows it or abandoned when it does not. None: call after the guard."""
+        if not self.during_call or backend.name == "local":  # a local model may have to be steered
+            return None
+        if not self.guards.clear_without_models(Stage.INPUT, text, trace.policy, trace.ctx.request_id):
+            return None
+        try:
+            call = make()
+        except RailguardError:  # a bad request: the ordinary path answers it, after the guard
+            return None
+        opened = backend.open_stream(call) if request.stream else backend.complete(call)
+        return asyncio.ensure_future(opened)
 
     def _steering(
         self, request: ChatCompletionRequest, backend: Backend, verdict: Verdict, policy: EffectivePolicy
@@ -407,6 +442,20 @@ class ChatService:
         )
         self.telemetry.observe(record)
         self.request_log.log(record)
+
+
+async def _abandon(call: asyncio.Task[Any] | None) -> None:
+    """Cancel a model call started during the input guard; close its stream if it already opened."""
+    if call is None:
+        return
+    call.cancel()
+    await asyncio.wait([call])
+    if call.cancelled() or call.exception() is not None:  # retrieved: a failed call is nobody's error now
+        return
+    aclose = getattr(call.result(), "aclose", None)
+    if aclose is not None:
+        with anyio.CancelScope(shield=True):
+            await aclose()
 
 
 def _redact_text(text: str, verdict: Verdict) -> str:

@@ -124,6 +124,16 @@ class Settings(BaseSettings):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     sink: SinkConfig = Field(default_factory=SinkConfig)
     classifiers: ClassifierSettings = Field(default_factory=ClassifierSettings)
+    input_guard: Literal["before_call", "during_call"] = Field(
+        "before_call",
+        description=(
+            "before_call: the model is called once the prompt is judged. during_call: in front of an "
+            "upstream, the call starts while the classifiers judge the prompt, so their latency hides "
+            "behind the model's; a refused prompt's call is cancelled. Only for prompts that nothing "
+            "would redact or that no rule refuses (checked first, in microseconds): the model never "
+            "sees what the policy would have removed, but it does see prompts the classifiers refuse"
+        ),
+    )
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     metrics: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from classifiers.config import ClassifiersConfig
-from classifiers.pii import PiiSpan
+from classifiers.pii import PiiSpan, find_pii
 from gateway.guards.base import Finding, Stage
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,13 @@ class ClassifierGuard:
         # the request's language is known (the policy's): not detected again for each stage
         [result] = self.classifier.score([text], language=language)
         return findings(result)
+
+    def prescreen(self, text: str, stage: Stage, language: str) -> tuple[Finding, ...]:
+        """What this guard can tell without its models, in microseconds: the PII spans (patterns), each
+        with score 1.0 (a span of any confidence may be redacted once the models have run)."""
+        if stage not in self.stages or not self.config.pii:
+            return ()
+        return tuple(Finding(PII, 1.0, f"pii:{s.kind}", (s.start, s.end), 0.5) for s in find_pii(text))
 
 
 def findings(result: Scores) -> tuple[Finding, ...]:

@@ -6,7 +6,9 @@ when streaming, and echoes the request it received under `stub_received` so test
 were passed on unchanged. Models with special behaviour: `stub-hang` never answers, `stub-500` fails,
 `stub-400` rejects the request, `stub-midstream-error` fails after two chunks.
 
-    python -m gateway.testing.stub_upstream --port 8001 [--token-delay-ms 5]
+    python -m gateway.testing.stub_upstream --port 8001 [--token-delay-ms 5] [--first-token-delay-ms 40]
+
+`--first-token-delay-ms` waits before answering at all, as a model's prefill does (time to first token).
 """
 
 from __future__ import annotations
@@ -52,8 +54,9 @@ def _words(text: str) -> list[str]:
 
 
 class StubUpstream:
-    def __init__(self, token_delay_s: float = 0.0) -> None:
+    def __init__(self, token_delay_s: float = 0.0, first_token_delay_s: float = 0.0) -> None:
         self.token_delay_s = token_delay_s
+        self.first_token_delay_s = first_token_delay_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -90,6 +93,8 @@ class StubUpstream:
             return
         text = reply_for(body)
         n = int(body.get("n") or 1)
+        if self.first_token_delay_s:
+            await asyncio.sleep(self.first_token_delay_s)
         if body.get("stream"):
             await self._stream(send, body, text, n)
             return
@@ -216,8 +221,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--token-delay-ms", type=float, default=0.0)
+    parser.add_argument("--first-token-delay-ms", type=float, default=0.0)
     args = parser.parse_args(argv)
-    app = StubUpstream(args.token_delay_ms / 1000)
+    app = StubUpstream(args.token_delay_ms / 1000, args.first_token_delay_ms / 1000)
     uvicorn.run(
         app,
         host=args.host,

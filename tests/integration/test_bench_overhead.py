@@ -25,6 +25,8 @@ POSITIVE_ROWS = [
     "c=32 throughput (req/s)",
     "c=32 latency p50 (ms)",
     "c=32 latency p99 (ms)",
+    "Full guard (rules + classifiers, in and out): sequential p50 (ms)",
+    "Full guard, upstream called during the input guard: sequential p50 (ms)",
 ]
 OTHER_ROWS = [
     "Metrics on − off, sequential p50 (ms)",

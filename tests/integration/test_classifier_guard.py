@@ -18,13 +18,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CLASSIFIER_CACHE = Path(os.environ.get("RAILGUARD_CACHE_DIR", Path.home() / ".cache" / "railguard"))
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[openai.OpenAI]:
+@pytest.fixture(scope="module", params=["before_call", "during_call"])
+def client(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[openai.OpenAI]:
+    """Each test twice: the upstream called after the input guard, and while it runs (`input_guard`)."""
     tmp = tmp_path_factory.mktemp("classified")
     with stub_upstream() as upstream:
         config = tmp / "railguard.yaml"
         settings = {
             "upstream": {"url": upstream},
+            "input_guard": request.param,
             "classifiers": {"options": {"cache_dir": str(CLASSIFIER_CACHE / "classifiers")}},
         }
         config.write_text(yaml.safe_dump(settings))
