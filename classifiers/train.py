@@ -311,6 +311,11 @@ def recalibrate(
     options = options or TrainOptions()
     artifacts = build(config)
     old = Calibration.load(artifacts.calibration)
+    if old.encoder != artifacts.directory.name:  # new thresholds would not make stale heads right
+        raise ValueError(
+            f"heads in {artifacts.calibration.parent} were trained on {old.encoder}, not on "
+            f"{artifacts.directory.name}: retrain them (railguard classifiers train)"
+        )
     _, val_set = split(load_training(data_dir), options.val_fraction)
     x_val = embedding_cache(config, artifacts).first_windows([e.text for e in val_set])
     probs = Heads.load(artifacts.heads)(x_val)
@@ -320,7 +325,7 @@ def recalibrate(
     examples = {**(recorded if isinstance(recorded, dict) else {}), "validation": len(val_set)}
     info = {**old.info, "examples": examples}
     calibration = Calibration(
-        encoder=old.encoder,
+        encoder=artifacts.directory.name,
         precision=config.precision,
         max_tokens=config.max_tokens,
         thresholds=thresholds,

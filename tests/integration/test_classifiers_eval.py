@@ -74,3 +74,14 @@ def test_calibrate_reproduces_the_shipped_thresholds(tmp_path: Path) -> None:
 def test_calibrate_is_for_one_encoder(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["classifiers", "calibrate", "--fuse", "gemma-probe", "--seed-only"]) == 2
     assert "calibrate-fusion --fuse" in capsys.readouterr().err
+
+
+def test_calibrate_refuses_heads_of_another_build(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Stale heads (trained on another build of the encoder) get no new thresholds: exit 2, file kept."""
+    artifacts = tmp_path / "e5-small"
+    shutil.copytree(ClassifiersConfig().trained_dir, artifacts)
+    stale = {**json.loads((artifacts / "calibration.json").read_text()), "encoder": "e5-small-other"}
+    (artifacts / "calibration.json").write_text(json.dumps(stale))
+    assert main(["classifiers", "calibrate", "--seed-only", "--artifacts-dir", str(artifacts)]) == 2
+    assert "retrain them" in capsys.readouterr().err
+    assert json.loads((artifacts / "calibration.json").read_text()) == stale
