@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -144,7 +144,27 @@ class UpstreamBackend:
             finally:
                 response.release()
             raise _map_status(response.status, content)
-        return _events(response)
+        return EventStream(response)
+
+
+class EventStream:
+    """The upstream's stream of events. ``aclose`` hangs up even before the first event was read (an
+    async generator that never started would skip its ``finally``), so that a stream opened and then
+    abandoned (a prompt refused during the call) stops the upstream's generation at once."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self._events = _events(response)
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        return await self._events.__anext__()
+
+    async def aclose(self) -> None:
+        await self._events.aclose()
+        self._response.release()  # reads no further: an unfinished body closes the connection
 
 
 async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
@@ -159,7 +179,7 @@ async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         yield pending
 
 
-async def _events(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
+async def _events(response: aiohttp.ClientResponse) -> AsyncGenerator[dict[str, Any]]:
     try:
         lines = _lines(response)
         async for raw in lines:

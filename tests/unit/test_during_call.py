@@ -217,3 +217,23 @@ async def test_a_local_model_waits_for_the_guard(tmp_path: Path) -> None:
         r = await client.chat.completions.create(model="fake", messages=_user("Say hello."))
         assert r.choices[0].message.content == REPLY
         assert guard.overlapped == [False] and len(upstream.sent) == 1
+
+
+async def test_an_abandoned_upstream_stream_hangs_up_before_its_first_event(stub_url: str) -> None:
+    """What `_abandon` closes: the real upstream backend's stream, opened but never read, releases its
+    response at once (a never-started generator would not), so the upstream stops generating."""
+    import aiohttp
+
+    from gateway.backends.upstream import EventStream
+
+    body = {"model": "stub-model", "messages": _user("say: one two three"), "stream": True}
+    async with aiohttp.ClientSession() as session:
+        abandoned = await session.post(f"{stub_url}/chat/completions", json=body)
+        await EventStream(abandoned).aclose()
+        assert abandoned.closed
+        read = await session.post(f"{stub_url}/chat/completions", json=body)
+        events = EventStream(read)
+        words = [e["choices"][0]["delta"].get("content", "") async for e in events]
+        assert "".join(words).split() == ["one", "two", "three"]
+        await events.aclose()
+        assert read.closed
