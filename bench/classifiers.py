@@ -6,9 +6,13 @@
 Per backend and thread count: p50/p99 latency for one ~64-token prompt (tokenize + encoder + every
 head), texts/s at batch 32, and the largest score difference from ONNX fp32 over a fixed text set.
 It also reports how busy the machine was (other work on a shared 2-core box skews 2-thread numbers).
-With ``--fuse`` the last lines time the full ``score()`` of the fused pair (both encoders + heads), and
-the bench's distinct texts one at a time through the first encoder alone, the cascade (the second
-encoder only where the first is unsure) and the full fusion.
+The backend rows run the full encoder for every text; the "early exit" rows (e5-small's default) run
+its first 6 blocks for every text and the last 6 only where the exit heads are unsure, and their
+agreement is against the same scoring in ONNX fp32. The last lines time the distinct bench texts one
+at a time through the full encoder and through the early exit, and say which texts ran past the exit.
+With ``--fuse`` they also time the full ``score()`` of the fused pair (both encoders + heads), and the
+distinct texts through the first encoder alone, the cascade (the second encoder only where the first
+is unsure) and the full fusion.
 """
 
 from __future__ import annotations
@@ -117,14 +121,18 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     base = ClassifiersConfig(encoder=args.encoder)
     build(base)
+    backends = ["torch fp32", "onnx fp32", "onnx int8"]
+    if base.uses_early_exit:
+        backends += ["onnx fp32, early exit", "onnx int8, early exit"]
     busy = cpu_busy()
     rows = []
-    reference: dict[int, Any] = {}
+    reference: dict[tuple[int, bool], Any] = {}
     for threads in args.threads:
-        for backend in ("torch fp32", "onnx fp32", "onnx int8"):
-            precision = "int8" if backend.endswith("int8") else "fp32"
-            config = base.model_copy(update={"precision": precision, "threads": threads, "coalesce": False})
-            classifier = SafetyClassifier.load(config)
+        for backend in backends:
+            precision = "int8" if "int8" in backend else "fp32"
+            early = backend.endswith("early exit")
+            update = {"precision": precision, "threads": threads, "coalesce": False, "early_exit": early}
+            classifier = SafetyClassifier.load(base.model_copy(update=update))
             score: Callable[[list[str]], Any] = classifier.probabilities
             if backend.startswith("torch"):
                 score = torch_scorer(classifier.heads, threads, classifier)
@@ -132,8 +140,8 @@ def main() -> int:
             one = timeit(lambda s=score: s([PROMPT]), args.runs)
             batch = timeit(lambda s=score: s(TEXTS[:32]), max(args.runs // 20, 10))
             probs = np.concatenate([np.asarray(score([t])) for t in TEXTS[:9]])
-            if backend == "onnx fp32":
-                reference[threads] = probs
+            if backend.startswith("onnx fp32"):
+                reference[threads, early] = probs
             rows.append((backend, threads, one, batch, probs, tokens))
             classifier.close()
     print(
@@ -144,42 +152,69 @@ def main() -> int:
     print("|---|---:|---:|---:|---:|---:|")
     for backend, threads, one, batch, probs, _ in rows:
         rate = 32 / (statistics.median(batch) / 1000)
-        diff = float(np.abs(probs - reference[threads]).max())
+        diff = float(np.abs(probs - reference[threads, backend.endswith("early exit")]).max())
         print(
             f"| {backend} | {threads} | {percentile(one, 50):.2f} | {percentile(one, 99):.2f} | "
             f"{rate:.0f} | {diff:.4f} |"
         )
     with SafetyClassifier.load(base.model_copy(update={"coalesce": False})) as full:
         t = timeit(lambda: full.score([PROMPT]), args.runs)
+        exit_note = ", early exit" if full.early_exit is not None else ""
     print(
-        f"\nfull score() ({base.precision}, 1 thread, + PII + language): p50 {percentile(t, 50):.2f} ms, "
-        f"p99 {percentile(t, 99):.2f} ms"
+        f"\nfull score() ({base.precision}{exit_note}, 1 thread, + PII + language): "
+        f"p50 {percentile(t, 50):.2f} ms, p99 {percentile(t, 99):.2f} ms"
     )
     for precision in ("fp32", "int8") if args.fuse else ():
-        update = {"coalesce": False, "precision": precision, "fuse": FusedEncoder(encoder=args.fuse)}
+        update = {
+            "coalesce": False,
+            "precision": precision,
+            "fuse": FusedEncoder(encoder=args.fuse),
+            "early_exit": False,
+        }
         with SafetyClassifier.load(base.model_copy(update=update)) as full:
             t = timeit(lambda c=full: c.score([PROMPT]), args.runs)
         print(
             f"full score() fused with {args.fuse} ({precision}, 1 thread): "
             f"p50 {percentile(t, 50):.2f} ms, p99 {percentile(t, 99):.2f} ms"
         )
+    alone = base.model_copy(update={"coalesce": False, "early_exit": False})
+    if base.uses_early_exit:
+        early = base.model_copy(update={"coalesce": False})
+        _, classifier = per_text(
+            {f"{base.encoder}, full": alone, f"{base.encoder}, early exit": early}, args.runs
+        )
+        texts = list(dict.fromkeys(TEXTS))
+        assert classifier.early_exit is not None
+        windows, owners = classifier.encoder.windows(texts)
+        _, past = classifier.early_exit.probabilities(windows, owners, len(texts), classifier.heads)
+        print(f"past the exit: {_which(texts, past)}")
     if args.fuse:
-        cascade_vs_fusion(base, args.fuse, args.runs)
+        cascade = FusedEncoder(encoder=args.fuse, cascade=True)
+        by_config, _ = per_text(
+            {
+                base.encoder: alone,
+                f"{base.encoder} → {args.fuse} cascade": alone.model_copy(update={"fuse": cascade}),
+                f"{base.encoder} + {args.fuse} fusion": alone.model_copy(
+                    update={"fuse": FusedEncoder(encoder=args.fuse)}
+                ),
+            },
+            args.runs,
+        )
+        cascaded, fusion = list(by_config.values())[1:]
+        escalated = np.isclose(cascaded, fusion, atol=1e-6).all(axis=1)  # there the fusion's scores
+        print(f"cascade escalated {_which(list(dict.fromkeys(TEXTS)), escalated)}")
     return 0
 
 
-def cascade_vs_fusion(base: ClassifiersConfig, fuse: str, runs: int) -> None:
-    """Each of the distinct bench texts scored alone, round after round: per-text latency of e5 alone,
-    the cascade and the full fusion, and which texts the cascade escalated (its scores are then the
-    full fusion's)."""
+def _which(texts: list[str], chosen: Any) -> str:
+    picked = [repr(x[:40]) for x, e in zip(texts, chosen, strict=True) if e]
+    return f"{len(picked)} of {len(texts)}: " + "; ".join(picked)
+
+
+def per_text(configs: dict[str, ClassifiersConfig], runs: int) -> tuple[dict[str, Any], SafetyClassifier]:
+    """Each of the distinct bench texts scored alone, round after round, by each configuration: a
+    table of per-text latency; returns each one's probabilities (and the last classifier, closed)."""
     distinct = list(dict.fromkeys(TEXTS))
-    configs = {
-        "alone": base.model_copy(update={"coalesce": False}),
-        "cascade": base.model_copy(
-            update={"coalesce": False, "fuse": FusedEncoder(encoder=fuse, cascade=True)}
-        ),
-        "fusion": base.model_copy(update={"coalesce": False, "fuse": FusedEncoder(encoder=fuse)}),
-    }
     times: dict[str, list[float]] = {}
     probs: dict[str, Any] = {}
     for name, config in configs.items():
@@ -192,19 +227,13 @@ def cascade_vs_fusion(base: ClassifiersConfig, fuse: str, runs: int) -> None:
                     started = time.perf_counter()
                     classifier.score([text])
                     times[name].append((time.perf_counter() - started) * 1000)
-    escalated = np.isclose(probs["cascade"], probs["fusion"], atol=1e-6).all(axis=1)
-    print(f"\nthe {len(distinct)} distinct texts, each scored alone ({base.precision}, 1 thread):")
+    precision = next(iter(configs.values())).precision
+    print(f"\nthe {len(distinct)} distinct texts, each scored alone ({precision}, 1 thread):")
     print("| classifiers | p50 ms | p99 ms | mean ms |")
     print("|---|---:|---:|---:|")
     for name, t in times.items():
-        label = {"alone": base.encoder, "cascade": f"{base.encoder} → {fuse} cascade"}.get(
-            name, f"{base.encoder} + {fuse} fusion"
-        )
-        print(f"| {label} | {percentile(t, 50):.2f} | {percentile(t, 99):.2f} | {statistics.mean(t):.2f} |")
-    print(
-        f"cascade escalated {int(escalated.sum())} of {len(distinct)}: "
-        + "; ".join(repr(x[:40]) for x, e in zip(distinct, escalated, strict=True) if e)
-    )
+        print(f"| {name} | {percentile(t, 50):.2f} | {percentile(t, 99):.2f} | {statistics.mean(t):.2f} |")
+    return probs, classifier
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ on CPU 0, the stub and the client on CPU 1 (`--no-pin` to let the scheduler deci
 reads /proc to report CPU used by processes that are not part of the benchmark (a quietness check).
 
     .venv/bin/python bench/overhead.py [--quick] [--json FILE] [--rounds 3] [--requests 2000]
-        [--encoder e5-small] [--precision fp32|int8] [--fuse gemma-probe]   # the full guard's classifiers
+        [--encoder e5-small] [--precision fp32|int8] [--fuse gemma-probe] [--no-early-exit]
+                                                              # the full guard's classifiers
         [--upstream-delay-ms 40]   # the stub's time to first token
 """
 
@@ -725,6 +726,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", choices=("fp32", "int8"), help="the full guard's ONNX precision")
     parser.add_argument("--fuse", help="the full guard's second encoder (e.g. gemma-probe; default: none)")
     parser.add_argument(
+        "--no-early-exit",
+        action="store_true",
+        help="the full guard's e5-small runs all 12 blocks on every text",
+    )
+    parser.add_argument(
         "--upstream-delay-ms", type=float, default=0.0, help="the stub's wait before answering (a prefill)"
     )
     args = parser.parse_args(argv)
@@ -737,6 +743,7 @@ def main(argv: list[str] | None = None) -> int:
         "encoder": args.encoder,
         "precision": args.precision,
         "fuse": f"{{encoder: {args.fuse}}}" if args.fuse else None,
+        "early_exit": "false" if args.no_early_exit else None,
     }
     full_options = "".join(f", {key}: {value}" for key, value in chosen.items() if value)
     try:

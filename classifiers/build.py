@@ -29,6 +29,7 @@ class BuiltArtifacts:
     heads: Path
     calibration: Path
     lora: Path
+    exit_layer: int | None = None  # also built: the encoder in two parts at this block (early_exit.py)
     build_seconds: float = 0.0
 
     def onnx(self, precision: str) -> Path:
@@ -38,9 +39,20 @@ class BuiltArtifacts:
         """``fp32`` or the int8 recipe (``int8-smooth0.8``): what cached embeddings are named by."""
         return self.onnx(precision).name.removeprefix("encoder.").removesuffix(".onnx")
 
+    def exit_part(self, part: str, precision: str) -> Path:
+        """``first`` (blocks up to the exit) or ``rest`` (the blocks after it) at ``precision``."""
+        return self.directory / f"exit{self.exit_layer}-{part}.{self.variant(precision)}.onnx"
+
+    @property
+    def exit_parts(self) -> tuple[Path, ...]:
+        if self.exit_layer is None:
+            return ()
+        return tuple(self.exit_part(p, q) for q in ("fp32", "int8") for p in ("first", "rest"))
+
     @property
     def complete(self) -> bool:
-        return all(p.exists() for p in (self.tokenizer, self.encoder_meta, self.onnx_fp32, self.onnx_int8))
+        files = (self.tokenizer, self.encoder_meta, self.onnx_fp32, self.onnx_int8, *self.exit_parts)
+        return all(p.exists() for p in files)
 
 
 def artifact_paths(config: ClassifiersConfig) -> BuiltArtifacts:
@@ -56,6 +68,7 @@ def artifact_paths(config: ClassifiersConfig) -> BuiltArtifacts:
         heads=config.trained_dir / "heads.npz",
         calibration=config.trained_dir / "calibration.json",
         lora=lora,
+        exit_layer=config.exit_layer,
     )
 
 
@@ -77,19 +90,35 @@ def build(config: ClassifiersConfig, *, force: bool = False) -> BuiltArtifacts:
 
 
 def _build(config: ClassifiersConfig, paths: BuiltArtifacts, *, force: bool) -> None:
+    from classifiers.early_exit import export_parts
     from classifiers.encoder import export_module, load_torch, quantize, write_tokenizer
     from classifiers.runtime import TextWindows
     from classifiers.smoothing import calibration_texts, smooth
 
+    def missing(*files: Path) -> bool:
+        return force or not all(f.is_file() for f in files)
+
+    layer = paths.exit_layer
     write_tokenizer(config.encoder, config.encoder_source, paths.directory)
     module = load_torch(config.encoder, config.encoder_source, paths.lora if paths.lora.is_file() else None)
-    if force or not paths.onnx_fp32.is_file():
+    if missing(paths.onnx_fp32):
         export_module(module, paths.onnx_fp32)
+    if layer is not None and missing(paths.exit_part("first", "fp32"), paths.exit_part("rest", "fp32")):
+        export_parts(module, layer, paths.exit_part("first", "fp32"), paths.exit_part("rest", "fp32"))
+    int8_parts = () if layer is None else (paths.exit_part("first", "int8"), paths.exit_part("rest", "int8"))
+    if not missing(paths.onnx_int8, *int8_parts):
+        return
     # int8: the same module smoothed in place (classifiers/smoothing.py), exported again, quantized
     smooth(module, TextWindows(paths.directory, config.max_tokens, 1).first_windows(calibration_texts()))
-    smoothed = paths.directory / "encoder.smoothed.tmp.onnx"
+    smoothed = [paths.directory / f"smoothed-{name}.tmp.onnx" for name in ("encoder", "first", "rest")]
     try:
-        export_module(module, smoothed)
-        quantize(smoothed, paths.onnx_int8)
+        if missing(paths.onnx_int8):
+            export_module(module, smoothed[0])
+            quantize(smoothed[0], paths.onnx_int8)
+        if layer is not None and missing(*int8_parts):
+            export_parts(module, layer, smoothed[1], smoothed[2])
+            for source, target in zip(smoothed[1:], int8_parts, strict=True):
+                quantize(source, target)
     finally:
-        smoothed.unlink(missing_ok=True)
+        for f in smoothed:
+            f.unlink(missing_ok=True)

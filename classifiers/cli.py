@@ -1,4 +1,5 @@
-"""Command line: ``railguard classifiers build|train|calibrate[-fusion]|eval|probe``, ``railguard classify``.
+"""Command line: ``railguard classifiers build|train|train-exit|calibrate[-fusion]|eval|probe``,
+``railguard classify``.
 
 The gateway's CLI hands over its whole argument list: ``main(["classifiers", "train", ...])`` or
 ``main(["classify", ...])`` (``main(["train", ...])`` works too). Heavy imports happen inside commands.
@@ -40,6 +41,8 @@ def _config(args: argparse.Namespace) -> ClassifiersConfig:
             fields[name] = value
     if getattr(args, "fuse", None):
         fields["fuse"] = FusedEncoder(encoder=args.fuse, cascade=bool(getattr(args, "cascade", False)))
+    if getattr(args, "no_early_exit", False):
+        fields["early_exit"] = False
     return ClassifiersConfig(**fields)
 
 
@@ -62,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
         "--cascade",
         action="store_true",
         help="with --fuse: run the fused encoder only on texts the first is unsure of (calibrated margin)",
+    )
+    common.add_argument(
+        "--no-early-exit",
+        action="store_true",
+        help="score every text with the full encoder (default for e5-small: the exit heads after "
+        "block 6, the last blocks only where they are unsure)",
     )
     data = argparse.ArgumentParser(add_help=False)
     data.add_argument("--data-dir", type=Path, default=None, help="default: ../shared/data if present")
@@ -88,6 +97,14 @@ def _parser() -> argparse.ArgumentParser:
         help="first train LoRA deltas on the encoder (~21 min on 2 quiet cores), then the heads on it",
     )
     t.add_argument("--finetune-epochs", type=int, default=2)
+    x = sub.add_parser(
+        "train-exit",
+        parents=[common, data, calibrating],
+        help="the exit heads (e5-small: after block 6), the thresholds of their mean with the full "
+        "heads and the cascade's margin (the full heads must be trained)",
+    )
+    x.add_argument("--seed-only", action="store_true", help="train on the shipped seed examples only")
+    x.add_argument("--keep-heads", action="store_true", help="keep the exit heads: new thresholds only")
     r = sub.add_parser(
         "calibrate",
         parents=[common, data, calibrating],
@@ -142,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = {
         "build": _build,
         "train": _train,
+        "train-exit": _train_exit,
         "calibrate": _calibrate,
         "calibrate-fusion": _calibrate,
         "eval": _eval,
@@ -154,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "calibrate-fusion" and not args.fuse:
         print("calibrate-fusion needs --fuse (e.g. --fuse gemma-probe)", file=sys.stderr)
         return 2
-    if args.command in ("train", "calibrate") and args.fuse:
+    if args.command in ("train", "train-exit", "calibrate") and args.fuse:
         print(
             f"{args.command} is for one encoder's heads (--encoder); "
             "`calibrate-fusion --fuse ...` calibrates the mean",
@@ -197,18 +215,39 @@ def _train(args: argparse.Namespace) -> int:
         from classifiers.finetune import FinetuneOptions, finetune
 
         finetune(config, data_dir, FinetuneOptions(epochs=args.finetune_epochs))
-    train(config, data_dir, TrainOptions(hidden=args.hidden, epochs=args.epochs, max_fpr=args.max_fpr))
+    options = TrainOptions(hidden=args.hidden, epochs=args.epochs, max_fpr=args.max_fpr)
+    train(config, data_dir, options)
+    if config.exit_layer is not None:  # the exit heads read the new full heads' encoder: retrain them
+        from classifiers.train import train_exit
+
+        train_exit(config, data_dir, options)
     return 0
 
 
-def _calibrate(args: argparse.Namespace) -> int:
-    from classifiers.train import calibrate_fusion, recalibrate
+def _train_exit(args: argparse.Namespace) -> int:
+    from classifiers.train import train_exit
 
     data_dir = None if args.seed_only else _data_dir(args, required=True)
     if data_dir is None and not args.seed_only:
         return 2
-    calibrate = calibrate_fusion if args.command == "calibrate-fusion" else recalibrate
-    calibrate(_config(args), data_dir, TrainOptions(max_fpr=args.max_fpr))
+    train_exit(_config(args), data_dir, TrainOptions(max_fpr=args.max_fpr), retrain=not args.keep_heads)
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from classifiers.train import calibrate_fusion, recalibrate, train_exit
+
+    data_dir = None if args.seed_only else _data_dir(args, required=True)
+    if data_dir is None and not args.seed_only:
+        return 2
+    config = _config(args)
+    options = TrainOptions(max_fpr=args.max_fpr)
+    if args.command == "calibrate-fusion":
+        calibrate_fusion(config, data_dir, options)
+        return 0
+    recalibrate(config, data_dir, options)
+    if config.uses_early_exit:  # the same operating point for the exit's thresholds
+        train_exit(config, data_dir, options, retrain=False)
     return 0
 
 

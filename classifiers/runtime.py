@@ -23,6 +23,7 @@ from classifiers.batching import Coalescer
 from classifiers.build import BuiltArtifacts, artifact_paths, build
 from classifiers.cascade import Cascade, Mask, fuse
 from classifiers.config import ClassifiersConfig
+from classifiers.early_exit import EarlyExit
 from classifiers.heads import Calibration, Heads
 from classifiers.pii import PiiSpan, find_pii
 from classifiers.taxonomy import PII, to_llama_guard, to_openai
@@ -254,7 +255,9 @@ class SafetyClassifier:
     With ``config.fuse`` the probabilities are the mean of two models' (each text's max over its
     windows, per model), judged against the thresholds calibrated for that mean; with
     ``fuse.cascade`` the second model reads only the texts the first is unsure of
-    (:mod:`classifiers.cascade`).
+    (:mod:`classifiers.cascade`). With an early exit (e5-small's default) the heads on the encoder's
+    6th block read every text and the full encoder only the texts they are unsure of
+    (:mod:`classifiers.early_exit`).
     """
 
     def __init__(
@@ -264,6 +267,7 @@ class SafetyClassifier:
         encoder: Encoder,
         heads: Heads,
         fused: Fused | None = None,
+        early: EarlyExit | None = None,
     ):
         calibration = own = Calibration.load(artifacts.calibration)
         if calibration.encoder != artifacts.directory.name:
@@ -271,6 +275,10 @@ class SafetyClassifier:
                 f"heads in {artifacts.calibration.parent} were trained on {calibration.encoder}, "
                 f"not on {artifacts.directory.name}: retrain them (railguard classifiers train)"
             )
+        if early is not None and fused is not None:
+            raise ValueError("an early exit and a fusion cannot both serve (their thresholds differ)")
+        if early is not None:
+            calibration = early.trained.calibration
         if fused is not None:
             if fused.heads.names != heads.names:
                 raise ValueError(f"fused heads {fused.heads.names} differ from {heads.names}")
@@ -292,13 +300,17 @@ class SafetyClassifier:
         trained = [artifacts.heads, artifacts.calibration]
         if fused is not None:
             trained += [fused.artifacts.heads, fused.artifacts.calibration, fused.calibration]
+        if early is not None:
+            trained += early.trained.files
         digest = hashlib.sha256(b"".join(p.read_bytes() for p in trained)).hexdigest()[:12]
         # which encoder build(s) at which precision, heads and thresholds judged: for decision records
-        cascade = "" if self._cascade is None else f"+cascade{self._cascade.margin:g}"
+        margin = self._cascade.margin if self._cascade else early.trained.cascade.margin if early else None
+        cascade = "" if margin is None else f"+cascade{margin:g}"
         self.version = f"{calibration.encoder}@{artifacts.variant(config.precision)}{cascade}#{digest}"
         self._encoder = encoder
         self._heads = heads
         self._fused = fused
+        self._early = early
         self._columns = [heads.names.index(h) for h in config.heads if h in heads.names]
         self._names = [heads.names[c] for c in self._columns]
         thresholds = {h: calibration.thresholds.get(h, 0.5) for h in self._names}
@@ -329,7 +341,8 @@ class SafetyClassifier:
                     f"--fuse {config.fuse.encoder}`)"
                 )
             fused = Fused(*_load_model(config.fused_member()), calibration=calibration)
-        return cls(config, artifacts, encoder, heads, fused)
+        early = EarlyExit.load(config, artifacts, heads, encoder.pad_id) if config.uses_early_exit else None
+        return cls(config, artifacts, encoder, heads, fused, early)
 
     @property
     def encoder(self) -> Encoder:
@@ -339,7 +352,15 @@ class SafetyClassifier:
     def heads(self) -> Heads:
         return self._heads
 
+    @property
+    def early_exit(self) -> EarlyExit | None:
+        return self._early
+
     def _probabilities(self, texts: list[str]) -> list[Array]:
+        if self._early is not None:
+            windows, owners = self._encoder.windows(texts)
+            probs, _ = self._early.probabilities(windows, owners, len(texts), self._heads)
+            return list(probs[:, self._columns])
         probs = _model_probabilities(self._encoder, self._heads, texts)
         if (other := self._fused) is not None:
 

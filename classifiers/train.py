@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,12 @@ from classifiers.build import BuiltArtifacts, build
 from classifiers.cascade import fuse, pick_margin
 from classifiers.config import ClassifiersConfig
 from classifiers.decision import decision_margin
+from classifiers.early_exit import ExitEncoder, ExitWindows, exit_name, heads_digest
 from classifiers.embed_cache import EmbeddingCache
 from classifiers.heads import Calibration, Heads
 from classifiers.manifest import Example, load_training
 from classifiers.metrics import binary_metrics, pick_threshold
-from classifiers.runtime import Encoder, fusion_name
+from classifiers.runtime import Encoder, TextWindows, fusion_name
 from classifiers.taxonomy import ATTACKS, LEARNED, PII, UNSAFE
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "calibrate_fusion",
     "calibrate_probabilities",
     "embedding_cache",
+    "exit_embedding_cache",
     "fit_heads",
     "label_matrix",
     "masked_loss",
@@ -50,6 +53,7 @@ __all__ = [
     "recalibrate",
     "split",
     "train",
+    "train_exit",
 ]
 
 MAX_FPR = {UNSAFE: 0.05, **dict.fromkeys(ATTACKS, 0.02)}
@@ -94,6 +98,24 @@ def embedding_cache(config: ClassifiersConfig, artifacts: BuiltArtifacts) -> Emb
     encoder = Encoder(artifacts, config)
     name = f"{artifacts.directory.name}.{artifacts.variant(config.precision)}.{config.max_tokens}.npz"
     return EmbeddingCache(config.cache_dir / "embeddings" / name, encoder)
+
+
+def exit_embedding_cache(config: ClassifiersConfig, artifacts: BuiltArtifacts) -> EmbeddingCache:
+    """Window embeddings at the encoder's exit block (``artifacts.exit_layer``), cached like
+    :func:`embedding_cache`'s."""
+    windows = TextWindows(artifacts.directory, config.max_tokens, config.max_windows)
+    precision = config.precision
+    encoder = ExitEncoder(
+        artifacts.exit_part("first", precision),
+        artifacts.exit_part("rest", precision),
+        threads=config.threads,
+        batch_size=1 if precision == "int8" else config.batch_size,
+        pad_id=windows.pad_id,
+    )
+    name = f"{artifacts.directory.name}.exit{artifacts.exit_layer}-{artifacts.variant(precision)}"
+    return EmbeddingCache(
+        config.cache_dir / "embeddings" / f"{name}.{config.max_tokens}.npz", ExitWindows(windows, encoder)
+    )
 
 
 def label_matrix(
@@ -253,6 +275,25 @@ def calibrate_decision(
     return shifted, {"max_fpr": max_fpr, "shift": round(shift, 4), "before": before, **after}
 
 
+def _training_matrix(
+    cache: Callable[[ClassifiersConfig, BuiltArtifacts], EmbeddingCache],
+    config: ClassifiersConfig,
+    artifacts: BuiltArtifacts,
+    examples: list[Example],
+    options: TrainOptions,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """Embeddings of each example's first window (from ``cache``) and its labels; with
+    ``both_precisions`` each example again from the other ONNX precision, the same labels."""
+    texts = [e.text for e in examples]
+    x = cache(config, artifacts).first_windows(texts)
+    y, known = label_matrix(examples)
+    if options.both_precisions:
+        other = "int8" if config.precision == "fp32" else "fp32"
+        extra = cache(config.model_copy(update={"precision": other}), artifacts).first_windows(texts)
+        x, y, known = np.concatenate([x, extra]), np.concatenate([y, y]), np.concatenate([known, known])
+    return x, y, known
+
+
 def train(
     config: ClassifiersConfig,
     data_dir: Path | None,
@@ -267,15 +308,8 @@ def train(
     examples = load_training(data_dir)
     train_set, val_set = split(examples, options.val_fraction)
     log(f"examples: {len(examples)} (train {len(train_set)}, validation {len(val_set)})")
-    cache = embedding_cache(config, artifacts)
-    x_train = cache.first_windows([e.text for e in train_set])
-    x_val = cache.first_windows([e.text for e in val_set])
-    y_train, known_train = label_matrix(train_set)
-    if options.both_precisions:
-        other = "int8" if config.precision == "fp32" else "fp32"
-        extra = embedding_cache(config.model_copy(update={"precision": other}), artifacts)
-        x_train = np.concatenate([x_train, extra.first_windows([e.text for e in train_set])])
-        y_train, known_train = np.concatenate([y_train, y_train]), np.concatenate([known_train, known_train])
+    x_train, y_train, known_train = _training_matrix(embedding_cache, config, artifacts, train_set, options)
+    x_val = embedding_cache(config, artifacts).first_windows([e.text for e in val_set])
     log(f"embedded in {time.perf_counter() - started:.0f}s")
     heads = fit_heads(x_train, y_train, known_train, options)
     thresholds, report = calibrate(heads, x_val, *label_matrix(val_set), options.max_fpr)
@@ -393,4 +427,85 @@ def calibrate_fusion(
     )
     calibration.save(config.fused_calibration)
     log(f"fusion calibrated -> {config.fused_calibration}")
+    return calibration
+
+
+def train_exit(
+    config: ClassifiersConfig,
+    data_dir: Path | None,
+    options: TrainOptions | None = None,
+    *,
+    retrain: bool = True,
+    log: Any = print,
+) -> Calibration:
+    """The exit heads (:mod:`classifiers.early_exit`) on the encoder's exit block, by ``train``'s
+    recipe, and the thresholds of the mean of their and the full heads' probabilities with the
+    cascade's margin, on the same validation split (``retrain=False``: the exit heads kept, only
+    thresholds and margin anew). Writes ``exit<N>/`` and ``calibration+exit<N>.json`` beside the
+    full heads, which must be trained already."""
+    options = options or TrainOptions()
+    config = config.model_copy(update={"early_exit": True, "fuse": None})
+    ClassifiersConfig.model_validate(config.model_dump())  # an encoder without an exit is refused
+    if config.exit_dir is None or config.exit_calibration is None:  # pragma: no cover - validated
+        raise ValueError(f"encoder {config.encoder!r} has no early exit")
+    started = time.perf_counter()
+    artifacts = build(config)
+    if Calibration.load(artifacts.calibration).encoder != artifacts.directory.name:
+        raise ValueError(
+            f"heads in {artifacts.calibration.parent} were trained on another build of the encoder: "
+            f"retrain them first (railguard classifiers train)"
+        )
+    train_set, val_set = split(load_training(data_dir), options.val_fraction)
+    cache = exit_embedding_cache(config, artifacts)
+    exit_heads = config.exit_dir / "heads.npz"
+    if retrain:
+        x_train, y_train, known_train = _training_matrix(
+            exit_embedding_cache, config, artifacts, train_set, options
+        )
+        log(f"exit block {artifacts.exit_layer}: embedded in {time.perf_counter() - started:.0f}s")
+        heads = fit_heads(x_train, y_train, known_train, options)
+    else:
+        heads = Heads.load(exit_heads)
+    texts = [e.text for e in val_set]
+    y, known = label_matrix(val_set)
+    first = heads(cache.first_windows(texts))
+    full = Heads.load(artifacts.heads)(embedding_cache(config, artifacts).first_windows(texts))
+    own, own_report = calibrate_probabilities(first, y, known, options.max_fpr)
+    _log_calibration(log, "exit ", own, own_report)
+    mean, _ = fuse(first, full.__getitem__, None)  # what serving computes where it escalates
+    thresholds, report = calibrate_probabilities(mean, y, known, options.max_fpr)
+    _log_calibration(log, "exit+full ", thresholds, report)
+    margin, cascade = pick_margin(
+        first, full, y, known, LEARNED, own, thresholds, min_positives=MIN_VAL_POSITIVES
+    )
+    log(f"  cascade margin {margin} (validation texts escalated: {cascade['tried'][str(margin)]})")
+    name = exit_name(artifacts)
+    info = {"examples": {"train": len(train_set), "validation": len(val_set)}, "layer": artifacts.exit_layer}
+    if retrain:
+        heads.save(exit_heads)
+        info["options"] = {k: getattr(options, k) for k in TrainOptions.__slots__}
+    else:
+        kept = Calibration.load(config.exit_dir / "calibration.json").info.get("options")
+        info["options"] = kept if isinstance(kept, dict) else {}
+    Calibration(
+        encoder=name,
+        precision=config.precision,
+        max_tokens=config.max_tokens,
+        thresholds=own,
+        info={**info, "validation": own_report},
+    ).save(config.exit_dir / "calibration.json")
+    calibration = Calibration(
+        encoder=name,
+        precision=config.precision,
+        max_tokens=config.max_tokens,
+        thresholds=thresholds,
+        info={
+            "examples": {"validation": len(val_set)},
+            "full_heads": heads_digest(artifacts.heads),
+            "validation": report,
+            "cascade": cascade,
+        },
+    )
+    calibration.save(config.exit_calibration)
+    log(f"exit heads and thresholds -> {config.exit_dir}, {config.exit_calibration}")
     return calibration

@@ -78,7 +78,7 @@ def test_int8_close_to_fp32(fp32: SafetyClassifier, classifier: SafetyClassifier
     assert classifier.config.precision == "int8"  # the default
     # one build, two precisions: decision records tell them apart
     assert fp32.version.split("@")[0] == classifier.version.split("@")[0]
-    assert "@fp32#" in fp32.version and "@int8-smooth0.8#" in classifier.version
+    assert "@fp32+cascade" in fp32.version and "@int8-smooth0.8+cascade" in classifier.version  # exit
     texts = HARMFUL + BENIGN + ["How do I kill a Python process?", "Tell me about the Roman Empire."]
     e32, _ = fp32.encoder.embed(texts)
     e8, _ = classifier.encoder.embed(texts)
@@ -126,13 +126,9 @@ def test_long_text_is_scored_over_windows(classifier: SafetyClassifier) -> None:
     # this window of eight repeated requests just under the calibrated threshold: repetition is far
     # from its training data; docs/classifiers.md, "Not done / known gaps".)
     assert attack.scores["unsafe"] > max(0.5, 10 * calm.scores["unsafe"])
-    last = classifier.encoder.embed_windows([windows[-1]])
-    assert (
-        abs(
-            float(classifier.heads(last)[0, classifier.heads.names.index("unsafe")]) - attack.scores["unsafe"]
-        )
-        < 1e-4
-    )
+    assert classifier.early_exit is not None  # the default: exit heads, the full encoder where unsure
+    last, _ = classifier.early_exit.probabilities([windows[-1]], [0], 1, classifier.heads)
+    assert abs(float(last[0, classifier.heads.names.index("unsafe")]) - attack.scores["unsafe"]) < 1e-4
 
 
 def test_classify_cli_jsonl() -> None:
