@@ -29,7 +29,10 @@ class BuiltArtifacts:
     heads: Path
     calibration: Path
     lora: Path
-    exit_layer: int | None = None  # also built: the encoder in two parts at this block (early_exit.py)
+    # With an early exit, also built: the encoder in two parts at this block (early_exit.py), at the
+    # serving precision only (training's other precision builds its own: `build` with that config)
+    exit_layer: int | None = None
+    exit_precision: str = "int8"
     build_seconds: float = 0.0
 
     def onnx(self, precision: str) -> Path:
@@ -47,7 +50,7 @@ class BuiltArtifacts:
     def exit_parts(self) -> tuple[Path, ...]:
         if self.exit_layer is None:
             return ()
-        return tuple(self.exit_part(p, q) for q in ("fp32", "int8") for p in ("first", "rest"))
+        return (self.exit_part("first", self.exit_precision), self.exit_part("rest", self.exit_precision))
 
     @property
     def complete(self) -> bool:
@@ -68,7 +71,8 @@ def artifact_paths(config: ClassifiersConfig) -> BuiltArtifacts:
         heads=config.trained_dir / "heads.npz",
         calibration=config.trained_dir / "calibration.json",
         lora=lora,
-        exit_layer=config.exit_layer,
+        exit_layer=config.exit_layer if config.uses_early_exit else None,
+        exit_precision=config.precision,
     )
 
 
@@ -99,14 +103,15 @@ def _build(config: ClassifiersConfig, paths: BuiltArtifacts, *, force: bool) -> 
         return force or not all(f.is_file() for f in files)
 
     layer = paths.exit_layer
+    parts = paths.exit_parts  # first, rest: at the serving precision
     write_tokenizer(config.encoder, config.encoder_source, paths.directory)
     module = load_torch(config.encoder, config.encoder_source, paths.lora if paths.lora.is_file() else None)
     if missing(paths.onnx_fp32):
         export_module(module, paths.onnx_fp32)
-    if layer is not None and missing(paths.exit_part("first", "fp32"), paths.exit_part("rest", "fp32")):
-        export_parts(module, layer, paths.exit_part("first", "fp32"), paths.exit_part("rest", "fp32"))
-    int8_parts = () if layer is None else (paths.exit_part("first", "int8"), paths.exit_part("rest", "int8"))
-    if not missing(paths.onnx_int8, *int8_parts):
+    if layer is not None and paths.exit_precision == "fp32" and missing(*parts):
+        export_parts(module, layer, *parts)
+    int8_parts = layer is not None and paths.exit_precision == "int8" and missing(*parts)
+    if not (missing(paths.onnx_int8) or int8_parts):
         return
     # int8: the same module smoothed in place (classifiers/smoothing.py), exported again, quantized
     smooth(module, TextWindows(paths.directory, config.max_tokens, 1).first_windows(calibration_texts()))
@@ -115,9 +120,9 @@ def _build(config: ClassifiersConfig, paths: BuiltArtifacts, *, force: bool) -> 
         if missing(paths.onnx_int8):
             export_module(module, smoothed[0])
             quantize(smoothed[0], paths.onnx_int8)
-        if layer is not None and missing(*int8_parts):
+        if layer is not None and int8_parts:
             export_parts(module, layer, smoothed[1], smoothed[2])
-            for source, target in zip(smoothed[1:], int8_parts, strict=True):
+            for source, target in zip(smoothed[1:], parts, strict=True):
                 quantize(source, target)
     finally:
         for f in smoothed:

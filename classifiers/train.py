@@ -102,7 +102,9 @@ def embedding_cache(config: ClassifiersConfig, artifacts: BuiltArtifacts) -> Emb
 
 def exit_embedding_cache(config: ClassifiersConfig, artifacts: BuiltArtifacts) -> EmbeddingCache:
     """Window embeddings at the encoder's exit block (``artifacts.exit_layer``), cached like
-    :func:`embedding_cache`'s."""
+    :func:`embedding_cache`'s (the parts at ``config.precision`` are built first if need be)."""
+    if artifacts.exit_precision != config.precision:
+        artifacts = build(config)
     windows = TextWindows(artifacts.directory, config.max_tokens, config.max_windows)
     precision = config.precision
     encoder = ExitEncoder(

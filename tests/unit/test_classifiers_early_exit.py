@@ -231,3 +231,18 @@ def test_exit_heads_load_only_with_what_they_were_calibrated_for(tmp_path: Path)
     (tmp_path / "exit6" / "heads.npz").unlink()
     with pytest.raises(FileNotFoundError, match="railguard classifiers train-exit"):
         ExitHeads.load(config, artifacts, full)
+
+
+def test_the_build_makes_the_parts_of_the_serving_precision_only(tmp_path: Path) -> None:
+    from classifiers.build import artifact_paths
+
+    shipped = artifact_paths(ClassifiersConfig(cache_dir=tmp_path))
+    assert [p.name for p in shipped.exit_parts] == [
+        "exit6-first.int8-smooth0.8.onnx",
+        "exit6-rest.int8-smooth0.8.onnx",
+    ]
+    fp32 = artifact_paths(ClassifiersConfig(cache_dir=tmp_path, precision="fp32"))
+    assert [p.name for p in fp32.exit_parts] == ["exit6-first.fp32.onnx", "exit6-rest.fp32.onnx"]
+    assert artifact_paths(ClassifiersConfig(cache_dir=tmp_path, early_exit=False)).exit_parts == ()
+    # heads of one's own without exit heads: nothing to build for an exit that will not serve
+    assert artifact_paths(ClassifiersConfig(cache_dir=tmp_path, artifacts_dir=tmp_path)).exit_parts == ()
