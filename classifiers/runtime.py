@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,21 +134,41 @@ class TextWindows:
 class Encoder(TextWindows):
     """Tokenizer + ONNX encoder: texts -> windows of token ids -> L2-normalized embeddings."""
 
-    def __init__(self, artifacts: BuiltArtifacts, config: ClassifiersConfig):
-        """The built encoder at ``config.precision``, with ``config``'s windows, threads and batch size."""
+    def __init__(self, artifacts: BuiltArtifacts, config: ClassifiersConfig, *, lazy: bool = False):
+        """The built encoder at ``config.precision``, with ``config``'s windows, threads and batch size
+        (``lazy``: its ONNX session loaded on first use, not now)."""
         import onnxruntime as ort  # type: ignore[import-untyped]
 
         super().__init__(artifacts.directory, config.max_tokens, config.max_windows)
-        onnx_path = artifacts.onnx(config.precision)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = config.threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        self._path = artifacts.onnx(config.precision)
+        self._options = ort.SessionOptions()
+        self._options.intra_op_num_threads = config.threads
+        self._options.inter_op_num_threads = 1
+        self._options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Behind an early exit (classifiers/early_exit.py) the whole encoder only tokenizes: its
+        # session is loaded lazily there, not to hold ~120 MB for nothing.
+        self._session: Any = None
+        self._lock = threading.Lock()
+        if not lazy:
+            self._loaded()
         # Dynamic int8 scales each MatMul input by the whole tensor's range, so a window's embedding
         # would depend on the windows batched with it: int8 runs each window alone (batching gains
         # int8 little on CPU), fp32 batches windows of similar length.
         self._batch_size = 1 if config.precision == "int8" else config.batch_size
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the ONNX session is loaded (not yet, behind an early exit, until first used)."""
+        return self._session is not None
+
+    def _loaded(self) -> Any:
+        with self._lock:
+            if self._session is None:
+                import onnxruntime as ort
+
+                providers = ["CPUExecutionProvider"]
+                self._session = ort.InferenceSession(str(self._path), self._options, providers=providers)
+            return self._session
 
     def embed_windows(self, windows: Sequence[Sequence[int]]) -> Array:
         """Embeddings ``[len(windows), dim]``; windows of similar length are batched together (int8:
@@ -162,7 +183,7 @@ class Encoder(TextWindows):
             for row, k in enumerate(idx):
                 ids[row, : len(windows[k])] = windows[k]
                 mask[row, : len(windows[k])] = 1
-            (emb,) = self._session.run(None, {"input_ids": ids, "attention_mask": mask})
+            (emb,) = self._loaded().run(None, {"input_ids": ids, "attention_mask": mask})
             if out is None:
                 out = np.empty((len(windows), emb.shape[1]), dtype=np.float32)
             out[idx] = emb
@@ -236,7 +257,7 @@ def _load_model(config: ClassifiersConfig) -> tuple[BuiltArtifacts, Encoder, Hea
     artifacts = build(config)
     return (
         artifacts,
-        Encoder(artifacts, config),
+        Encoder(artifacts, config, lazy=config.uses_early_exit),
         Heads.load(artifacts.heads),
     )
 

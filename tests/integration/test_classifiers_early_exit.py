@@ -52,6 +52,8 @@ def test_the_default_scores_through_the_exit(early: SafetyClassifier, full: Safe
     harmful, benign = early.score(TEXTS[:2])
     assert harmful.harmful and harmful.scores["unsafe"] > 0.5, harmful.scores
     assert not benign.harmful
+    # behind the exit the whole encoder only tokenizes: its ONNX session (~120 MB) is never loaded
+    assert not early.encoder.loaded and full.encoder.loaded
 
 
 def test_texts_past_the_exit_get_the_mean_of_both_heads(
