@@ -1,4 +1,5 @@
-"""Coalesce concurrent calls into shared batches: one worker thread drains a queue.
+"""Coalesce concurrent calls into shared batches: one worker thread drains a queue; and the batches
+of windows an ONNX call takes (sorted by length, padded).
 
 A caller's texts wait only while the batch before them runs: the worker takes everything queued
 (up to ``max_items``) as soon as it is free, so a lone caller pays no extra wait.
@@ -8,11 +9,16 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-__all__ = ["Coalescer"]
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["Coalescer", "by_length", "padded"]
+
+Ids = npt.NDArray[np.int64]
 
 T = TypeVar("T")
 
@@ -100,3 +106,21 @@ class Coalescer(Generic[T]):
                 job.error = exc
         for job in jobs:
             job.done.set()
+
+
+def by_length(lengths: Sequence[int], size: int) -> Iterator[list[int]]:
+    """Indices in batches of ``size``, sorted by length (little padding)."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    for start in range(0, len(order), size):
+        yield order[start : start + size]
+
+
+def padded(windows: Sequence[Sequence[int]], idx: Sequence[int], pad: int) -> tuple[Ids, Ids]:
+    """``windows[idx]`` as token ids padded on the right with ``pad``, and their attention mask."""
+    width = max(len(windows[k]) for k in idx)
+    ids = np.full((len(idx), width), pad, dtype=np.int64)
+    mask = np.zeros((len(idx), width), dtype=np.int64)
+    for row, k in enumerate(idx):
+        ids[row, : len(windows[k])] = windows[k]
+        mask[row, : len(windows[k])] = 1
+    return ids, mask

@@ -18,7 +18,7 @@ The torch parts (:func:`split_module`, :func:`export_parts`) are for the build o
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from classifiers.batching import by_length, padded
 from classifiers.cascade import Cascade, fuse
 from classifiers.heads import Calibration, Heads
 
@@ -119,16 +120,10 @@ def export_parts(module: Any, layer: int, first: Path, rest: Path) -> None:
     )
 
 
-def _batches(lengths: Sequence[int], size: int) -> Iterator[list[int]]:
-    """Indices in batches of ``size``, sorted by length (little padding)."""
-    order = sorted(range(len(lengths)), key=lengths.__getitem__)
-    for start in range(0, len(order), size):
-        yield order[start : start + size]
-
-
 class ExitEncoder:
-    """The two ONNX parts of an encoder split at its exit block (``batch_size`` 1: each window alone,
-    as int8 runs, so that no window's scores depend on its batch)."""
+    """The two ONNX parts of an encoder split at its exit block. Windows of similar length run
+    together, ``batch_size`` at a time (int8 passes 1: each window alone, so that no window's scores
+    depend on its batch)."""
 
     def __init__(self, first: Path, rest: Path, *, threads: int, batch_size: int, pad_id: int):
         import onnxruntime as ort  # type: ignore[import-untyped]
@@ -148,13 +143,8 @@ class ExitEncoder:
         ``[len(window), dim]`` for :meth:`rest`."""
         embeddings: list[Array | None] = [None] * len(windows)
         hidden: list[Array | None] = [None] * len(windows)
-        for idx in _batches([len(w) for w in windows], self._batch_size):
-            width = max(len(windows[k]) for k in idx)
-            ids = np.full((len(idx), width), self._pad, dtype=np.int64)
-            mask = np.zeros((len(idx), width), dtype=np.int64)
-            for row, k in enumerate(idx):
-                ids[row, : len(windows[k])] = windows[k]
-                mask[row, : len(windows[k])] = 1
+        for idx in by_length([len(w) for w in windows], self._batch_size):
+            ids, mask = padded(windows, idx, self._pad)
             emb, states = self._first.run(None, {"input_ids": ids, "attention_mask": mask})
             for row, k in enumerate(idx):
                 embeddings[k] = emb[row]
@@ -164,7 +154,7 @@ class ExitEncoder:
     def rest(self, hidden: Sequence[Array]) -> Array:
         """The full encoder's embedding of each window, from its hidden state after the exit block."""
         out: list[Array | None] = [None] * len(hidden)
-        for idx in _batches([len(h) for h in hidden], self._batch_size):
+        for idx in by_length([len(h) for h in hidden], self._batch_size):
             width = max(len(hidden[k]) for k in idx)
             states = np.zeros((len(idx), width, hidden[idx[0]].shape[1]), dtype=np.float32)
             mask = np.zeros((len(idx), width), dtype=np.int64)

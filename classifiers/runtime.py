@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from classifiers import language as langid
-from classifiers.batching import Coalescer
+from classifiers.batching import Coalescer, by_length, padded
 from classifiers.build import BuiltArtifacts, artifact_paths, build
 from classifiers.cascade import Cascade, Mask, fuse
 from classifiers.config import ClassifiersConfig
@@ -173,16 +173,9 @@ class Encoder(TextWindows):
     def embed_windows(self, windows: Sequence[Sequence[int]]) -> Array:
         """Embeddings ``[len(windows), dim]``; windows of similar length are batched together (int8:
         one at a time)."""
-        order = sorted(range(len(windows)), key=lambda k: len(windows[k]))
         out: Array | None = None
-        for start in range(0, len(order), self._batch_size):
-            idx = order[start : start + self._batch_size]
-            width = max(len(windows[k]) for k in idx)
-            ids = np.full((len(idx), width), self._pad, dtype=np.int64)
-            mask = np.zeros((len(idx), width), dtype=np.int64)
-            for row, k in enumerate(idx):
-                ids[row, : len(windows[k])] = windows[k]
-                mask[row, : len(windows[k])] = 1
+        for idx in by_length([len(w) for w in windows], self._batch_size):
+            ids, mask = padded(windows, idx, self._pad)
             (emb,) = self._loaded().run(None, {"input_ids": ids, "attention_mask": mask})
             if out is None:
                 out = np.empty((len(windows), emb.shape[1]), dtype=np.float32)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 
 def tiny_gemma(target: Path, tokenizer_from: Path, layers: int) -> Path:
@@ -17,3 +18,21 @@ def tiny_gemma(target: Path, tokenizer_from: Path, layers: int) -> Path:
     Gemma3ForCausalLM(config).save_pretrained(target)
     shutil.copy(tokenizer_from / "tokenizer.json", target / "tokenizer.json")
     return target
+
+
+def mean_pooled_bert(model: Any) -> Any:
+    """``model`` (a transformers BERT) as ``classifiers.encoder.load_torch`` wraps an encoder: ``.model``
+    the BERT, ``(input_ids, attention_mask) -> `` its L2-normalized mean-pooled last hidden state."""
+    import torch
+
+    class Pooled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            return torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=1)
+
+    return Pooled().eval()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -31,30 +32,18 @@ from classifiers.encoder import export_module, quantize
 from classifiers.heads import Calibration, Heads
 from classifiers.runtime import max_by_owner
 from classifiers.smoothing import smooth
+from tests.models import mean_pooled_bert
 
 LAYER = 2
 NAMES = ("unsafe", "jailbreak")
 
 
-class Pooled(torch.nn.Module):
-    """What classifiers.encoder.load_torch returns: ``.model`` a BERT, mean pooling, L2 norm."""
-
-    def __init__(self, model: BertModel) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=1)
-
-
-def tiny_encoder() -> Pooled:
+def tiny_encoder() -> Any:
     torch.manual_seed(0)
     config = BertConfig(
         vocab_size=120, hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64
     )
-    return Pooled(BertModel(config, add_pooling_layer=False).eval()).eval()
+    return mean_pooled_bert(BertModel(config, add_pooling_layer=False).eval())
 
 
 def windows(n: int, seed: int) -> list[list[int]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -14,20 +15,10 @@ from transformers import BertConfig, BertModel
 
 from classifiers.encoder import export_module, quantize
 from classifiers.smoothing import calibration_texts, smooth
+from tests.models import mean_pooled_bert
 
 
-class Pooled(torch.nn.Module):
-    def __init__(self, model: BertModel) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=1)
-
-
-def outlier_bert() -> Pooled:
+def outlier_bert() -> Any:
     torch.manual_seed(0)
     config = BertConfig(
         vocab_size=120, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128
@@ -37,7 +28,7 @@ def outlier_bert() -> Pooled:
         for module in model.modules():
             if isinstance(module, torch.nn.LayerNorm):
                 module.weight[3] = 40.0
-    return Pooled(model).eval()
+    return mean_pooled_bert(model)
 
 
 def windows(n: int, seed: int) -> list[list[int]]:
