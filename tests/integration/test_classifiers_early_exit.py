@@ -118,10 +118,14 @@ def test_train_exit_writes_parts_the_classifier_serves(
             f"cascade{early.early_exit.trained.cascade.margin:g}", f"cascade{margin['margin']:g}"
         )
         assert trained.probabilities(TEXTS).shape == (len(TEXTS), len(trained.heads.names))
-    # thresholds only: the exit heads stay byte for byte
+    # trained again from the same data: the same heads, byte for byte (one thread, fixed seed)
     before = (artifacts / "exit6" / "heads.npz").read_bytes()
-    train_exit(config, None, TrainOptions(max_fpr=0.1), retrain=False, log=lambda _m: None)
+    train_exit(config, None, TrainOptions(epochs=3), log=lambda _m: None)
     assert (artifacts / "exit6" / "heads.npz").read_bytes() == before
+    # thresholds only (another operating point): the exit heads are kept
+    stricter = train_exit(config, None, TrainOptions(max_fpr=0.02), retrain=False, log=lambda _m: None)
+    assert (artifacts / "exit6" / "heads.npz").read_bytes() == before
+    assert stricter.thresholds["unsafe"] >= calibration.thresholds["unsafe"]
 
 
 def test_the_cli_refuses_an_encoder_without_an_exit(capsys: pytest.CaptureFixture[str]) -> None:
