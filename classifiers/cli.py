@@ -87,7 +87,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", parents=[common], help="export + quantize the encoder into the cache")
     b.add_argument("--force", action="store_true")
-    t = sub.add_parser("train", parents=[common, data, calibrating], help="train heads, calibrate thresholds")
+    t = sub.add_parser(
+        "train",
+        parents=[common, data, calibrating],
+        help="train heads, calibrate thresholds (e5-small: then its exit heads, as train-exit does)",
+    )
     t.add_argument("--hidden", type=int, default=256, help="hidden units (0: linear heads)")
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--seed-only", action="store_true", help="train on the shipped seed examples only")
