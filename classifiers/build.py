@@ -12,11 +12,12 @@ import fcntl
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from classifiers.config import ClassifiersConfig
 from classifiers.encoder import INT8_RECIPE, encoder_key
 
-__all__ = ["BuiltArtifacts", "artifact_paths", "build"]
+__all__ = ["BuiltArtifacts", "artifact_paths", "build", "open_session"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,3 +128,14 @@ def _build(config: ClassifiersConfig, paths: BuiltArtifacts, *, force: bool) -> 
     finally:
         for f in smoothed:
             f.unlink(missing_ok=True)
+
+
+def open_session(path: Path, threads: int) -> Any:
+    """An ONNX Runtime session on the CPU for a built model, ``threads`` intra-op threads."""
+    import onnxruntime as ort  # type: ignore[import-untyped]
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

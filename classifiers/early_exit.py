@@ -33,6 +33,7 @@ from classifiers.heads import Calibration, Heads
 if TYPE_CHECKING:
     from classifiers.build import BuiltArtifacts
     from classifiers.config import ClassifiersConfig
+    from classifiers.runtime import TextWindows
 
 __all__ = [
     "EarlyExit",
@@ -126,15 +127,10 @@ class ExitEncoder:
     depend on its batch)."""
 
     def __init__(self, first: Path, rest: Path, *, threads: int, batch_size: int, pad_id: int):
-        import onnxruntime as ort  # type: ignore[import-untyped]
+        from classifiers.build import open_session
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        providers = ["CPUExecutionProvider"]
-        self._first = ort.InferenceSession(str(first), options, providers=providers)
-        self._rest = ort.InferenceSession(str(rest), options, providers=providers)
+        self._first = open_session(first, threads)
+        self._rest = open_session(rest, threads)
         self._batch_size = batch_size
         self._pad = pad_id
 
@@ -177,17 +173,15 @@ def _stack(rows: Sequence[Array | None]) -> Array:
 class ExitWindows:
     """An encoder's windows embedded at its exit block, for the embedding cache (training, eval)."""
 
-    def __init__(self, windows: Any, encoder: ExitEncoder):
-        self._windows = windows  # a classifiers.runtime.TextWindows
+    def __init__(self, windows: TextWindows, encoder: ExitEncoder):
+        self._windows = windows
         self._encoder = encoder
 
     def windows(self, texts: Sequence[str]) -> tuple[list[list[int]], list[int]]:
-        result: tuple[list[list[int]], list[int]] = self._windows.windows(texts)
-        return result
+        return self._windows.windows(texts)
 
     def first_windows(self, texts: Sequence[str]) -> list[list[int]]:
-        result: list[list[int]] = self._windows.first_windows(texts)
-        return result
+        return self._windows.first_windows(texts)
 
     def embed_windows(self, windows: Sequence[Sequence[int]]) -> Array:
         return self._encoder.first(windows)[0]

@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from classifiers import language as langid
 from classifiers.batching import Coalescer, by_length, padded
-from classifiers.build import BuiltArtifacts, artifact_paths, build
+from classifiers.build import BuiltArtifacts, artifact_paths, build, open_session
 from classifiers.cascade import Cascade, Mask, fuse
 from classifiers.config import ClassifiersConfig
 from classifiers.early_exit import EarlyExit
@@ -137,14 +137,9 @@ class Encoder(TextWindows):
     def __init__(self, artifacts: BuiltArtifacts, config: ClassifiersConfig, *, lazy: bool = False):
         """The built encoder at ``config.precision``, with ``config``'s windows, threads and batch size
         (``lazy``: its ONNX session loaded on first use, not now)."""
-        import onnxruntime as ort  # type: ignore[import-untyped]
-
         super().__init__(artifacts.directory, config.max_tokens, config.max_windows)
         self._path = artifacts.onnx(config.precision)
-        self._options = ort.SessionOptions()
-        self._options.intra_op_num_threads = config.threads
-        self._options.inter_op_num_threads = 1
-        self._options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._threads = config.threads
         # Behind an early exit (classifiers/early_exit.py) the whole encoder only tokenizes: its
         # session is loaded lazily there, not to hold ~120 MB for nothing.
         self._session: Any = None
@@ -162,12 +157,11 @@ class Encoder(TextWindows):
         return self._session is not None
 
     def _loaded(self) -> Any:
+        if (session := self._session) is not None:  # the request path: no lock once loaded
+            return session
         with self._lock:
             if self._session is None:
-                import onnxruntime as ort
-
-                providers = ["CPUExecutionProvider"]
-                self._session = ort.InferenceSession(str(self._path), self._options, providers=providers)
+                self._session = open_session(self._path, self._threads)
             return self._session
 
     def embed_windows(self, windows: Sequence[Sequence[int]]) -> Array:
