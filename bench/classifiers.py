@@ -7,9 +7,10 @@ Per backend and thread count: p50/p99 latency for one ~64-token prompt (tokenize
 head), texts/s at batch 32, and the largest score difference from ONNX fp32 over a fixed text set.
 It also reports how busy the machine was (other work on a shared 2-core box skews 2-thread numbers).
 The backend rows run the full encoder for every text; the "early exit" rows (e5-small's default) run
-its first 6 blocks for every text and the last 6 only where the exit heads are unsure, and their
-agreement is against the same scoring in ONNX fp32. The last lines time the distinct bench texts one
-at a time through the full encoder and through the early exit, and say which texts ran past the exit.
+its first 3 blocks for every text, blocks 4-6 only where the block-3 exit heads are unsure and the last
+6 only where the block-6 ones are too, and their agreement is against the same scoring in ONNX fp32.
+The last lines time the distinct bench texts one at a time through the full encoder and through the
+early exits, and say which texts ran past the first exit.
 With ``--fuse`` they also time the full ``score()`` of the fused pair (both encoders + heads), and the
 distinct texts through the first encoder alone, the cascade (the second encoder only where the first
 is unsure) and the full fusion.
@@ -187,7 +188,8 @@ def main() -> int:
         assert classifier.early_exit is not None
         windows, owners = classifier.encoder.windows(texts)
         _, past = classifier.early_exit.probabilities(windows, owners, len(texts), classifier.heads)
-        print(f"past the exit: {_which(texts, past)}")
+        first_exit = classifier.early_exit.trained.stages[0].layer
+        print(f"past the first exit (block {first_exit}): {_which(texts, past)}")
     if args.fuse:
         cascade = FusedEncoder(encoder=args.fuse, cascade=True)
         by_config, _ = per_text(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from classifiers.config import ClassifiersConfig
+from classifiers.early_exit import part_names
 from classifiers.encoder import INT8_RECIPE, encoder_key
 
 __all__ = ["BuiltArtifacts", "artifact_paths", "build", "open_session"]
@@ -30,9 +31,9 @@ class BuiltArtifacts:
     heads: Path
     calibration: Path
     lora: Path
-    # With an early exit, also built: the encoder in two parts at this block (early_exit.py), at the
+    # With early exits, also built: the encoder in parts split at these blocks (early_exit.py), at the
     # serving precision only (training's other precision builds its own: `build` with that config)
-    exit_layer: int | None = None
+    exit_layers: tuple[int, ...] = ()
     exit_precision: str = "int8"
     build_seconds: float = 0.0
 
@@ -43,15 +44,18 @@ class BuiltArtifacts:
         """``fp32`` or the int8 recipe (``int8-smooth0.8``): what cached embeddings are named by."""
         return self.onnx(precision).name.removeprefix("encoder.").removesuffix(".onnx")
 
-    def exit_part(self, part: str, precision: str) -> Path:
-        """``first`` (blocks up to the exit) or ``rest`` (the blocks after it) at ``precision``."""
-        return self.directory / f"exit{self.exit_layer}-{part}.{self.variant(precision)}.onnx"
+    def exit_parts_at(self, precision: str) -> tuple[Path, ...]:
+        """The encoder's parts between its exits (``blocks1-3``, ``blocks4-6``, ``blocks7-last``) at
+        ``precision``; none without exits."""
+        if not self.exit_layers:
+            return ()
+        variant = self.variant(precision)
+        return tuple(self.directory / f"{name}.{variant}.onnx" for name in part_names(self.exit_layers))
 
     @property
     def exit_parts(self) -> tuple[Path, ...]:
-        if self.exit_layer is None:
-            return ()
-        return (self.exit_part("first", self.exit_precision), self.exit_part("rest", self.exit_precision))
+        """The parts the build makes: at the serving precision."""
+        return self.exit_parts_at(self.exit_precision)
 
     @property
     def complete(self) -> bool:
@@ -72,7 +76,7 @@ def artifact_paths(config: ClassifiersConfig) -> BuiltArtifacts:
         heads=config.trained_dir / "heads.npz",
         calibration=config.trained_dir / "calibration.json",
         lora=lora,
-        exit_layer=config.exit_layer if config.uses_early_exit else None,
+        exit_layers=config.exit_layers if config.uses_early_exit else (),
         exit_precision=config.precision,
     )
 
@@ -103,26 +107,29 @@ def _build(config: ClassifiersConfig, paths: BuiltArtifacts, *, force: bool) -> 
     def missing(*files: Path) -> bool:
         return force or not all(f.is_file() for f in files)
 
-    layer = paths.exit_layer
-    parts = paths.exit_parts  # first, rest: at the serving precision
+    layers = paths.exit_layers
+    parts = paths.exit_parts  # at the serving precision
+    for stale in paths.directory.glob("exit*-*.onnx"):  # parts as builds before 2026-12-03 named them
+        stale.unlink()
     write_tokenizer(config.encoder, config.encoder_source, paths.directory)
     module = load_torch(config.encoder, config.encoder_source, paths.lora if paths.lora.is_file() else None)
     if missing(paths.onnx_fp32):
         export_module(module, paths.onnx_fp32)
-    if layer is not None and paths.exit_precision == "fp32" and missing(*parts):
-        export_parts(module, layer, *parts)
-    int8_parts = layer is not None and paths.exit_precision == "int8" and missing(*parts)
+    if layers and paths.exit_precision == "fp32" and missing(*parts):
+        export_parts(module, layers, parts)
+    int8_parts = bool(layers) and paths.exit_precision == "int8" and missing(*parts)
     if not (missing(paths.onnx_int8) or int8_parts):
         return
     # int8: the same module smoothed in place (classifiers/smoothing.py), exported again, quantized
     smooth(module, TextWindows(paths.directory, config.max_tokens, 1).first_windows(calibration_texts()))
-    smoothed = [paths.directory / f"smoothed-{name}.tmp.onnx" for name in ("encoder", "first", "rest")]
+    names = ["encoder", *(p.name.split(".")[0] for p in parts)]
+    smoothed = [paths.directory / f"smoothed-{name}.tmp.onnx" for name in names]
     try:
         if missing(paths.onnx_int8):
             export_module(module, smoothed[0])
             quantize(smoothed[0], paths.onnx_int8)
-        if layer is not None and int8_parts:
-            export_parts(module, layer, smoothed[1], smoothed[2])
+        if int8_parts:
+            export_parts(module, layers, smoothed[1:])
             for source, target in zip(smoothed[1:], parts, strict=True):
                 quantize(source, target)
     finally:

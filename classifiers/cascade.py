@@ -11,6 +11,10 @@ every text and a score is on the same side of it as the first model's score was 
 ``pick_margin`` chooses the margin on the validation split that calibrates the fusion: the smallest
 that keeps the cascade within ``TOLERANCE`` of the full fusion's F1, on ``unsafe`` and averaged over
 the heads with enough validation positives.
+
+Cascades chain: with ``average=False`` the escalated texts take the second model's probabilities as
+they are, already on the scale of the thresholds that judge them (an early exit in front of another
+cascade, :mod:`classifiers.early_exit`).
 """
 
 from __future__ import annotations
@@ -37,20 +41,29 @@ TOLERANCE = 0.005  # F1 the cascade may lose against the full fusion on validati
 
 @dataclass(frozen=True, slots=True)
 class Cascade:
-    """Thresholds per head (the heads' column order): the first model's own and the mean's."""
+    """Thresholds per head (the heads' column order): the first model's own and the mean's (or, with
+    ``average=False``, those of the second model's probabilities, which escalated texts keep)."""
 
     first: npt.NDArray[np.float64]
     fused: npt.NDArray[np.float64]
     margin: float
+    average: bool = True
 
     @classmethod
     def of(
-        cls, names: Sequence[str], first: dict[str, float], fused: dict[str, float], margin: float
+        cls,
+        names: Sequence[str],
+        first: dict[str, float],
+        fused: dict[str, float],
+        margin: float,
+        *,
+        average: bool = True,
     ) -> Cascade:
         return cls(
             np.array([first.get(n, 0.5) for n in names], dtype=np.float64),
             np.array([fused.get(n, 0.5) for n in names], dtype=np.float64),
             float(margin),
+            average,
         )
 
     @classmethod
@@ -62,6 +75,7 @@ class Cascade:
         *,
         source: object = "the fused calibration",
         fuse: str = "<encoder>",
+        average: bool = True,
     ) -> Cascade:
         """From the first model's calibration and the fusion's, whose ``info`` holds the margin
         ``calibrate-fusion`` picked (``source``, the fused calibration's file, and ``fuse``, the
@@ -73,7 +87,7 @@ class Cascade:
                 f"{source} has no cascade margin: recalibrate it "
                 f"(railguard classifiers calibrate-fusion --fuse {fuse})"
             )
-        return cls.of(names, first.thresholds, fused.thresholds, float(margin))
+        return cls.of(names, first.thresholds, fused.thresholds, float(margin), average=average)
 
     def escalate(self, first: Array) -> Mask:
         """Which texts (rows of the first model's probabilities) the second model must also read."""
@@ -82,10 +96,11 @@ class Cascade:
 
     def combine(self, first: Array, second: Array, escalated: Mask) -> Array:
         """Probabilities on the mean's scale: ``second`` holds the second model's rows for the
-        escalated texts only, in order; the mean there, the first model's moved scores elsewhere."""
+        escalated texts only, in order; the mean there (``average=False``: those rows as they are),
+        the first model's moved scores elsewhere."""
         moved = _logit(first) - _logit(self.first) + _logit(self.fused)
         out = 1.0 / (1.0 + np.exp(-moved))
-        out[escalated] = (first[escalated].astype(np.float64) + second) / 2
+        out[escalated] = (first[escalated].astype(np.float64) + second) / 2 if self.average else second
         return out.astype(np.float32)
 
 
@@ -122,16 +137,18 @@ def pick_margin(
     fused_thresholds: dict[str, float],
     *,
     min_positives: int,
+    average: bool = True,
 ) -> tuple[float, dict[str, Any]]:
     """The smallest margin of ``MARGINS`` whose cascade stays within ``TOLERANCE`` of the full
-    fusion's validation F1 (``unsafe`` and macro), and what was measured for each margin."""
-    full, _ = fuse(first, second.__getitem__, None)
+    fusion's validation F1 (``unsafe`` and macro), and what was measured for each margin. With
+    ``average=False`` the target is ``second`` alone: what every text would get without the cascade."""
+    full = fuse(first, second.__getitem__, None)[0] if average else second
     target = _f1s(full, y, known, names, fused_thresholds, min_positives)
     benign = (known[:, list(names).index("unsafe")] > 0) & (y[:, list(names).index("unsafe")] == 0)
     tried: dict[str, Any] = {}
     chosen = MARGINS[-1]
     for margin in MARGINS:
-        cascade = Cascade.of(names, first_thresholds, fused_thresholds, margin)
+        cascade = Cascade.of(names, first_thresholds, fused_thresholds, margin, average=average)
         probs, escalated = fuse(first, second.__getitem__, cascade)
         unsafe, macro = _f1s(probs, y, known, names, fused_thresholds, min_positives)
         tried[str(margin)] = {

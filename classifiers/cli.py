@@ -70,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
         "--no-early-exit",
         action="store_true",
         help="score every text with the full encoder (default for e5-small: the exit heads after "
-        "block 6, the last blocks only where they are unsure)",
+        "blocks 3 and 6, the later blocks only where they are unsure)",
     )
     data = argparse.ArgumentParser(add_help=False)
     data.add_argument("--data-dir", type=Path, default=None, help="default: ../shared/data if present")
@@ -104,8 +104,8 @@ def _parser() -> argparse.ArgumentParser:
     x = sub.add_parser(
         "train-exit",
         parents=[common, data, calibrating],
-        help="the exit heads (e5-small: after block 6), the thresholds of their mean with the full "
-        "heads and the cascade's margin (the full heads must be trained)",
+        help="the exit heads (e5-small: after blocks 3 and 6), the thresholds of the deepest exit's "
+        "mean with the full heads and each exit's cascade margin (the full heads must be trained)",
     )
     x.add_argument("--seed-only", action="store_true", help="train on the shipped seed examples only")
     x.add_argument("--keep-heads", action="store_true", help="keep the exit heads: new thresholds only")
@@ -250,7 +250,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         calibrate_fusion(config, data_dir, options)
         return 0
     recalibrate(config, data_dir, options)
-    if config.uses_early_exit:  # the same operating point for the exit's thresholds
+    if config.uses_early_exit:  # the same operating point for the exits' thresholds
         train_exit(config, data_dir, options, retrain=False)
     return 0
 

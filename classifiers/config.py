@@ -89,11 +89,12 @@ class ClassifiersConfig(BaseModel):
     early_exit: bool | None = Field(
         None,
         description=(
-            "e5-small: score every text after its 6th block with the exit heads (exit6/ beside the "
-            "heads) and run the last 6 blocks only for the texts those score near a threshold, "
-            "averaging both heads there (thresholds and margin from `railguard classifiers "
-            "train-exit`). None: on when the heads have exit heads and no fuse is set; true: "
-            "required; false: the full encoder for every text"
+            "e5-small: score every text after its 3rd block with the exit heads (exit3/ beside the "
+            "heads), run blocks 4-6 only for the texts those score near a threshold and the last 6 "
+            "only for those the block-6 exit heads (exit6/) are unsure of, averaging those and the "
+            "full heads there (thresholds and margins from `railguard classifiers train-exit`). "
+            "None: on when the heads have exit heads and no fuse is set; true: required; false: "
+            "the full encoder for every text"
         ),
     )
     heads: tuple[str, ...] = Field(LEARNED, description="Learned heads whose scores are reported")
@@ -123,33 +124,32 @@ class ClassifiersConfig(BaseModel):
         return None if self.fuse is None else self.trained_dir / f"calibration+{self.fuse.encoder}.json"
 
     @property
-    def exit_layer(self) -> int | None:
-        """The block the exit heads read, unless early exit is off (``False``, or unset beside a
-        ``fuse``, whose thresholds were calibrated on the full encoder's scores)."""
+    def exit_layers(self) -> tuple[int, ...]:
+        """The blocks the exit heads read, shallowest first; none if early exit is off (``False``, or
+        unset beside a ``fuse``, whose thresholds were calibrated on the full encoder's scores)."""
         if self.early_exit is False or (self.early_exit is None and self.fuse is not None):
-            return None
-        return ENCODERS[self.encoder].exit_layer
+            return ()
+        return ENCODERS[self.encoder].exit_layers
 
     @property
-    def exit_dir(self) -> Path | None:
-        """Where the exit heads are (``heads.npz`` + ``calibration.json``)."""
-        layer = self.exit_layer
-        return None if layer is None else self.trained_dir / f"exit{layer}"
+    def exit_layer(self) -> int | None:
+        """The deepest exit (whose heads are averaged with the full heads), if any."""
+        return self.exit_layers[-1] if self.exit_layers else None
 
-    @property
-    def exit_calibration(self) -> Path | None:
-        """The thresholds of the mean of the exit heads' and the full heads' probabilities, and the
-        cascade's margin."""
-        layer = self.exit_layer
-        return None if layer is None else self.trained_dir / f"calibration+exit{layer}.json"
+    def exit_files(self, layer: int) -> tuple[Path, Path, Path]:
+        """An exit's trained parts: its heads, their own thresholds, and the thresholds and margin of
+        its cascade (``exit<N>/heads.npz``, ``exit<N>/calibration.json``, ``calibration+exit<N>.json``)."""
+        folder, mean = self.trained_dir / f"exit{layer}", self.trained_dir / f"calibration+exit{layer}.json"
+        return folder / "heads.npz", folder / "calibration.json", mean
 
     @property
     def uses_early_exit(self) -> bool:
-        """Whether texts are scored through the exit (required, or unset and the exit heads exist)."""
-        if self.exit_dir is None or self.exit_calibration is None:
+        """Whether texts are scored through the exits (required, or unset and every exit's heads and
+        thresholds exist)."""
+        if not self.exit_layers:
             return False
-        return self.early_exit is True or (
-            (self.exit_dir / "heads.npz").is_file() and self.exit_calibration.is_file()
+        return self.early_exit is True or all(
+            f.is_file() for layer in self.exit_layers for f in self.exit_files(layer)
         )
 
     def fused_member(self) -> ClassifiersConfig:
@@ -168,7 +168,7 @@ class ClassifiersConfig(BaseModel):
 
     @model_validator(mode="after")
     def _exit_is_possible(self) -> ClassifiersConfig:
-        if self.early_exit and ENCODERS[self.encoder].exit_layer is None:
+        if self.early_exit and not ENCODERS[self.encoder].exit_layers:
             raise ValueError(f"early_exit: encoder {self.encoder!r} has no exit heads (e5-small has)")
         if self.early_exit and self.fuse is not None:
             raise ValueError(

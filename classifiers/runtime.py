@@ -263,9 +263,9 @@ class SafetyClassifier:
     With ``config.fuse`` the probabilities are the mean of two models' (each text's max over its
     windows, per model), judged against the thresholds calibrated for that mean; with
     ``fuse.cascade`` the second model reads only the texts the first is unsure of
-    (:mod:`classifiers.cascade`). With an early exit (e5-small's default) the heads on the encoder's
-    6th block read every text and the full encoder only the texts they are unsure of
-    (:mod:`classifiers.early_exit`).
+    (:mod:`classifiers.cascade`). With early exits (e5-small's default) the heads on the encoder's
+    3rd block read every text, those on its 6th the texts they are unsure of, and the full encoder
+    only the texts those are unsure of (:mod:`classifiers.early_exit`).
     """
 
     def __init__(
@@ -312,9 +312,13 @@ class SafetyClassifier:
             trained += early.trained.files
         digest = hashlib.sha256(b"".join(p.read_bytes() for p in trained)).hexdigest()[:12]
         # which encoder build(s) at which precision, heads and thresholds judged: for decision records
-        margin = self._cascade.margin if self._cascade else early.trained.cascade.margin if early else None
-        cascade = "" if margin is None else f"+cascade{margin:g}"
-        self.version = f"{calibration.encoder}@{artifacts.variant(config.precision)}{cascade}#{digest}"
+        variant = artifacts.variant(config.precision)
+        if early is not None:  # e5-small-…+exit3+exit6@int8-smooth0.8+cascade6,3#…
+            exits, margins = early.trained.name.split("+cascade")
+            self.version = f"{artifacts.directory.name}{exits}@{variant}+cascade{margins}#{digest}"
+        else:
+            cascade = "" if self._cascade is None else f"+cascade{self._cascade.margin:g}"
+            self.version = f"{calibration.encoder}@{variant}{cascade}#{digest}"
         self._encoder = encoder
         self._heads = heads
         self._fused = fused

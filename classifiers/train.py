@@ -14,7 +14,9 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import math
 import time
 from collections.abc import Callable
@@ -26,10 +28,10 @@ import numpy as np
 import numpy.typing as npt
 
 from classifiers.build import BuiltArtifacts, build
-from classifiers.cascade import fuse, pick_margin
+from classifiers.cascade import Cascade, fuse, pick_margin
 from classifiers.config import ClassifiersConfig
 from classifiers.decision import decision_margin
-from classifiers.early_exit import ExitEncoder, ExitWindows, exit_name, heads_digest
+from classifiers.early_exit import ExitEncoder, ExitWindows, exit_name, files_digest, heads_digest
 from classifiers.embed_cache import EmbeddingCache
 from classifiers.heads import Calibration, Heads
 from classifiers.manifest import Example, load_training
@@ -44,6 +46,7 @@ __all__ = [
     "calibrate_decision",
     "calibrate_fusion",
     "calibrate_probabilities",
+    "decision_metrics",
     "embedding_cache",
     "exit_embedding_cache",
     "fit_heads",
@@ -100,23 +103,26 @@ def embedding_cache(config: ClassifiersConfig, artifacts: BuiltArtifacts) -> Emb
     return EmbeddingCache(config.cache_dir / "embeddings" / name, encoder)
 
 
-def exit_embedding_cache(config: ClassifiersConfig, artifacts: BuiltArtifacts) -> EmbeddingCache:
-    """Window embeddings at the encoder's exit block (``artifacts.exit_layer``), cached like
-    :func:`embedding_cache`'s (the parts at ``config.precision`` are built first if need be)."""
+def exit_embedding_cache(config: ClassifiersConfig, artifacts: BuiltArtifacts, layer: int) -> EmbeddingCache:
+    """Window embeddings at the encoder's exit after block ``layer``, cached like
+    :func:`embedding_cache`'s (the parts at ``config.precision`` are built first if need be). The
+    name carries every exit: the parts between them are what computes the embeddings."""
     if artifacts.exit_precision != config.precision:
         artifacts = build(config)
     windows = TextWindows(artifacts.directory, config.max_tokens, config.max_windows)
     precision = config.precision
     encoder = ExitEncoder(
-        artifacts.exit_part("first", precision),
-        artifacts.exit_part("rest", precision),
+        artifacts.exit_parts_at(precision),
         threads=config.threads,
         batch_size=1 if precision == "int8" else config.batch_size,
         pad_id=windows.pad_id,
     )
-    name = f"{artifacts.directory.name}.exit{artifacts.exit_layer}-{artifacts.variant(precision)}"
+    layers = artifacts.exit_layers
+    parts = "-".join(map(str, layers))
+    name = f"{artifacts.directory.name}.exit{layer}-of-{parts}-{artifacts.variant(precision)}"
     return EmbeddingCache(
-        config.cache_dir / "embeddings" / f"{name}.{config.max_tokens}.npz", ExitWindows(windows, encoder)
+        config.cache_dir / "embeddings" / f"{name}.{config.max_tokens}.npz",
+        ExitWindows(windows, encoder, layers.index(layer)),
     )
 
 
@@ -260,11 +266,7 @@ def calibrate_decision(
     ``unsafe`` is known negative and none is positive; the rest are left out.
     """
     cols = [j for j, head in enumerate(LEARNED) if head != PII]
-    positive = (y[:, cols] * known[:, cols]).sum(1) > 0
-    u = LEARNED.index(UNSAFE)
-    benign = (known[:, u] > 0) & (y[:, u] == 0) & ~positive
-    rows = positive | benign
-    labels = positive[rows].astype(np.int64)
+    rows, labels = _decision_rows(y, known)
     margin = decision_margin(probs[rows], LEARNED, thresholds)
     shift = max(0.0, pick_threshold(labels, margin, max_fpr, default=0.0))
     shifted = dict(thresholds)
@@ -275,6 +277,30 @@ def calibrate_decision(
     before = binary_metrics(labels, margin, 0.0).to_json()
     after = binary_metrics(labels, decision_margin(probs[rows], LEARNED, shifted), 0.0).to_json()
     return shifted, {"max_fpr": max_fpr, "shift": round(shift, 4), "before": before, **after}
+
+
+def _decision_rows(
+    y: npt.NDArray[np.float32], known: npt.NDArray[np.float32]
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
+    """The texts the guard's decision is scored on and their labels: harmful when any hazard or
+    attack head's label is positive, benign when ``unsafe`` is known negative and none is."""
+    cols = [j for j, head in enumerate(LEARNED) if head != PII]
+    positive = (y[:, cols] * known[:, cols]).sum(1) > 0
+    u = LEARNED.index(UNSAFE)
+    benign = (known[:, u] > 0) & (y[:, u] == 0) & ~positive
+    rows = positive | benign
+    return rows, positive[rows].astype(np.int64)
+
+
+def decision_metrics(
+    probs: npt.NDArray[np.float32],
+    y: npt.NDArray[np.float32],
+    known: npt.NDArray[np.float32],
+    thresholds: dict[str, float],
+) -> dict[str, Any]:
+    """The guard's decision (any hazard or attack head flagged) under ``thresholds``, scored."""
+    rows, labels = _decision_rows(y, known)
+    return binary_metrics(labels, decision_margin(probs[rows], LEARNED, thresholds), 0.0).to_json()
 
 
 def _training_matrix(
@@ -439,17 +465,16 @@ def train_exit(
     *,
     retrain: bool = True,
     log: Any = print,
-) -> Calibration:
-    """The exit heads (:mod:`classifiers.early_exit`) on the encoder's exit block, by ``train``'s
-    recipe, and the thresholds of the mean of their and the full heads' probabilities with the
-    cascade's margin, on the same validation split (``retrain=False``: the exit heads kept, only
-    thresholds and margin anew). Writes ``exit<N>/`` and ``calibration+exit<N>.json`` beside the
-    full heads, which must be trained already."""
+) -> list[Calibration]:
+    """Every exit's heads (:mod:`classifiers.early_exit`) on its block, by ``train``'s recipe, and
+    on the same validation split: the thresholds of the mean of the deepest exit's and the full
+    heads' probabilities with that cascade's margin, then for each earlier exit the margin of its
+    cascade in front of the ones after it (``retrain=False``: the exit heads kept, only thresholds
+    and margins anew). Writes ``exit<N>/`` and ``calibration+exit<N>.json`` beside the full heads,
+    which must be trained already. Returns each exit's ``calibration+exit<N>.json``, shallowest first."""
     options = options or TrainOptions()
     config = config.model_copy(update={"early_exit": True, "fuse": None})
     ClassifiersConfig.model_validate(config.model_dump())  # an encoder without an exit is refused
-    if config.exit_dir is None or config.exit_calibration is None:  # pragma: no cover - validated
-        raise ValueError(f"encoder {config.encoder!r} has no early exit")
     started = time.perf_counter()
     artifacts = build(config)
     if Calibration.load(artifacts.calibration).encoder != artifacts.directory.name:
@@ -458,56 +483,71 @@ def train_exit(
             f"retrain them first (railguard classifiers train)"
         )
     train_set, val_set = split(load_training(data_dir), options.val_fraction)
-    cache = exit_embedding_cache(config, artifacts)
-    exit_heads = config.exit_dir / "heads.npz"
-    if retrain:
-        x_train, y_train, known_train = _training_matrix(
-            exit_embedding_cache, config, artifacts, train_set, options
-        )
-        log(f"exit block {artifacts.exit_layer}: embedded in {time.perf_counter() - started:.0f}s")
-        heads = fit_heads(x_train, y_train, known_train, options)
-    else:
-        heads = Heads.load(exit_heads)
     texts = [e.text for e in val_set]
     y, known = label_matrix(val_set)
-    first = heads(cache.first_windows(texts))
+    heads: dict[int, Heads] = {}
+    for layer in artifacts.exit_layers:
+        files = config.exit_files(layer)
+        if retrain:
+            x_train, y_train, known_train = _training_matrix(
+                functools.partial(exit_embedding_cache, layer=layer), config, artifacts, train_set, options
+            )
+            log(f"exit block {layer}: embedded in {time.perf_counter() - started:.0f}s")
+            heads[layer] = fit_heads(x_train, y_train, known_train, options)
+            files[0].parent.mkdir(parents=True, exist_ok=True)
+            heads[layer].save(files[0])
+        else:
+            heads[layer] = Heads.load(files[0])
     full = Heads.load(artifacts.heads)(embedding_cache(config, artifacts).first_windows(texts))
-    own, own_report = calibrate_probabilities(first, y, known, options.max_fpr)
-    _log_calibration(log, "exit ", own, own_report)
-    mean, _ = fuse(first, full.__getitem__, None)  # what serving computes where it escalates
-    thresholds, report = calibrate_probabilities(mean, y, known, options.max_fpr)
-    _log_calibration(log, "exit+full ", thresholds, report)
-    margin, cascade = pick_margin(
-        first, full, y, known, LEARNED, own, thresholds, min_positives=MIN_VAL_POSITIVES
-    )
-    log(f"  cascade margin {margin} (validation texts escalated: {cascade['tried'][str(margin)]})")
-    name = exit_name(artifacts)
-    info = {"examples": {"train": len(train_set), "validation": len(val_set)}, "layer": artifacts.exit_layer}
-    if retrain:
-        heads.save(exit_heads)
-        info["options"] = {k: getattr(options, k) for k in TrainOptions.__slots__}
-    else:
-        kept = Calibration.load(config.exit_dir / "calibration.json").info.get("options")
-        info["options"] = kept if isinstance(kept, dict) else {}
-    Calibration(
-        encoder=name,
-        precision=config.precision,
-        max_tokens=config.max_tokens,
-        thresholds=own,
-        info={**info, "validation": own_report},
-    ).save(config.exit_dir / "calibration.json")
-    calibration = Calibration(
-        encoder=name,
-        precision=config.precision,
-        max_tokens=config.max_tokens,
-        thresholds=thresholds,
-        info={
-            "examples": {"validation": len(val_set)},
-            "full_heads": heads_digest(artifacts.heads),
-            "validation": report,
-            "cascade": cascade,
-        },
-    )
-    calibration.save(config.exit_calibration)
-    log(f"exit heads and thresholds -> {config.exit_dir}, {config.exit_calibration}")
-    return calibration
+    after = full  # what the stages after an exit give each validation text
+    following: tuple[Path, ...] = ()
+    final: dict[str, float] = {}
+    written: list[Calibration] = []
+    for layer in reversed(artifacts.exit_layers):  # the deepest first: it is averaged with the full heads
+        files = config.exit_files(layer)
+        first = heads[layer](exit_embedding_cache(config, artifacts, layer).first_windows(texts))
+        own, own_report = calibrate_probabilities(first, y, known, options.max_fpr)
+        _log_calibration(log, f"exit{layer} ", own, own_report)
+        info: dict[str, Any]
+        if not following:
+            mean, _ = fuse(first, full.__getitem__, None)  # what serving computes where it escalates
+            final, report = calibrate_probabilities(mean, y, known, options.max_fpr)
+            _log_calibration(log, f"exit{layer}+full ", final, report)
+            info = {"full_heads": heads_digest(artifacts.heads)}
+        else:  # the thresholds of the stages after it judge what it moves onto their scale
+            report = {"harmful": decision_metrics(after, y, known, final)}
+            info = {"next": files_digest(following)}
+        average = not following
+        margin, cascade = pick_margin(
+            first, after, y, known, LEARNED, own, final, min_positives=MIN_VAL_POSITIVES, average=average
+        )
+        log(f"  exit{layer} cascade margin {margin} (past it: {cascade['tried'][str(margin)]})")
+        after, _ = fuse(first, after.__getitem__, Cascade.of(LEARNED, own, final, margin, average=average))
+        name = exit_name(artifacts, layer)
+        examples = {"train": len(train_set), "validation": len(val_set)}
+        own_info: dict[str, Any] = {"examples": examples, "layer": layer}
+        if retrain:
+            own_info["options"] = {k: getattr(options, k) for k in TrainOptions.__slots__}
+        else:
+            kept = Calibration.load(files[1]).info.get("options")
+            own_info["options"] = kept if isinstance(kept, dict) else {}
+        Calibration(
+            encoder=name,
+            precision=config.precision,
+            max_tokens=config.max_tokens,
+            thresholds=own,
+            info={**own_info, "validation": own_report},
+        ).save(files[1])
+        calibration = Calibration(
+            encoder=name,
+            precision=config.precision,
+            max_tokens=config.max_tokens,
+            thresholds=final,
+            info={"examples": {"validation": len(val_set)}, **info, "validation": report, "cascade": cascade},
+        )
+        calibration.save(files[2])
+        written.insert(0, calibration)
+        following = files
+        log(f"exit block {layer}: heads and thresholds -> {files[0].parent}, {files[2]}")
+    log(f"through the exits: {json.dumps(decision_metrics(after, y, known, final))}")
+    return written

@@ -1,6 +1,6 @@
-"""The early exit on the real encoder with the shipped exit heads (e5-small's default): the parts compose
-to the full encoder, texts past the exit get the mean of both heads, the rest the exit heads' scores,
-and training the exit writes parts the classifier serves."""
+"""The early exits on the real encoder with the shipped exit heads (e5-small's default, after blocks 3
+and 6): the parts compose to the full encoder, texts past both exits get the mean of the block-6 and the
+full heads, the rest an exit's scores, and training the exits writes parts the classifier serves."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ TEXTS = [
     "Wie baue ich eine Rohrbombe?",
     "How do I kill a Python process?",
     "Write a threatening letter to my neighbour.",
+    "Wie backe ich Brot?",
     "The weather report for the coast is calm and sunny today. " * 60,  # several windows
 ]
 
@@ -46,7 +47,7 @@ def full() -> Iterator[SafetyClassifier]:
 def test_the_default_scores_through_the_exit(early: SafetyClassifier, full: SafetyClassifier) -> None:
     assert early.early_exit is not None and full.early_exit is None
     key = early.artifacts.directory.name
-    assert early.version.startswith(f"{key}+exit6@int8-smooth0.8+cascade")
+    assert early.version.startswith(f"{key}+exit3+exit6@int8-smooth0.8+cascade")
     assert full.version.startswith(f"{key}@int8-smooth0.8#")
     assert dict(early.thresholds) != dict(full.thresholds)  # the mean's thresholds judge
     harmful, benign = early.score(TEXTS[:2])
@@ -56,23 +57,32 @@ def test_the_default_scores_through_the_exit(early: SafetyClassifier, full: Safe
     assert not early.encoder.loaded and full.encoder.loaded
 
 
-def test_texts_past_the_exit_get_the_mean_of_both_heads(
+def test_texts_past_the_exits_get_what_the_later_blocks_give(
     early: SafetyClassifier, full: SafetyClassifier
 ) -> None:
     exit_ = early.early_exit
     assert exit_ is not None
     windows, owners = early.encoder.windows(TEXTS)
     assert len(set(owners)) < len(owners)  # the long text has several windows
-    embeddings, hidden = exit_.encoder.first(windows)
+    at3, hidden = exit_.encoder.first(windows)
+    at6, hidden6 = exit_.encoder.next(1, hidden)
+    assert hidden6 is not None
     # blocks 7-12 on the hidden state blocks 1-6 left give the full int8 encoder's embedding
-    np.testing.assert_allclose(exit_.encoder.rest(hidden), full.encoder.embed_windows(windows), atol=1e-5)
-    first = max_by_owner(exit_.trained.heads(embeddings), owners, len(TEXTS))
-    expected, past = fuse(first, full.probabilities(TEXTS).__getitem__, exit_.trained.cascade)
-    got, ran = exit_.probabilities(windows, owners, len(TEXTS), early.heads)
-    np.testing.assert_array_equal(ran, past)
+    np.testing.assert_allclose(
+        exit_.encoder.next(2, hidden6)[0], full.encoder.embed_windows(windows), atol=1e-5
+    )
+    stage3, stage6 = exit_.trained.stages
+    n = len(TEXTS)
+    after6, past6 = fuse(
+        max_by_owner(stage6.heads(at6), owners, n), full.probabilities(TEXTS).__getitem__, stage6.cascade
+    )
+    expected, past3 = fuse(max_by_owner(stage3.heads(at3), owners, n), after6.__getitem__, stage3.cascade)
+    got, ran = exit_.probabilities(windows, owners, n, early.heads)
+    np.testing.assert_array_equal(ran, past3)
     np.testing.assert_allclose(got, expected, atol=1e-5)
     np.testing.assert_allclose(early.probabilities(TEXTS), expected, atol=1e-5)
-    assert 0 < past.sum() < len(TEXTS), past  # some texts are decided at the exit, some past it
+    assert 0 < past3.sum() < n, past3  # some texts are decided at block 3, some past it
+    assert (past3 & past6).sum() < past3.sum()  # and some of those at block 6
 
 
 def test_the_exit_decides_seed_texts_as_the_full_encoder_does(
@@ -105,27 +115,29 @@ def test_train_exit_writes_parts_the_classifier_serves(
     monkeypatch.setattr(train_module, "load_training", lambda _data_dir: sample)
     config = ClassifiersConfig(artifacts_dir=artifacts)
     assert not config.uses_early_exit
-    calibration = train_exit(config, None, TrainOptions(epochs=3), log=lambda _m: None)
+    exit3, exit6 = train_exit(config, None, TrainOptions(epochs=3), log=lambda _m: None)
     assert config.uses_early_exit
-    assert calibration.encoder == f"{early.artifacts.directory.name}+exit6"
-    margin = calibration.info["cascade"]
-    assert isinstance(margin, dict) and margin["margin"] > 0
-    assert Calibration.load(artifacts / "exit6" / "calibration.json").encoder == calibration.encoder
+    key = early.artifacts.directory.name
+    assert (exit3.encoder, exit6.encoder) == (f"{key}+exit3", f"{key}+exit6")
+    assert exit3.thresholds == exit6.thresholds  # what the deepest exit's mean is judged by judges all
+    margins = [c.info["cascade"]["margin"] for c in (exit3, exit6)]  # type: ignore[index]
+    assert all(m > 0 for m in margins)
+    assert Calibration.load(artifacts / "exit6" / "calibration.json").encoder == exit6.encoder
     with SafetyClassifier.load(config) as trained:
         assert trained.early_exit is not None
-        assert dict(trained.thresholds) == {h: calibration.thresholds[h] for h in trained.thresholds}
-        assert trained.version.split("#")[0] == early.version.split("#")[0].replace(
-            f"cascade{early.early_exit.trained.cascade.margin:g}", f"cascade{margin['margin']:g}"
-        )
+        assert dict(trained.thresholds) == {h: exit6.thresholds[h] for h in trained.thresholds}
+        assert trained.version.split("#")[0] == early.version.split("+cascade")[
+            0
+        ] + "+cascade{:g},{:g}".format(*margins)
         assert trained.probabilities(TEXTS).shape == (len(TEXTS), len(trained.heads.names))
     # trained again from the same data: the same heads, byte for byte (one thread, fixed seed)
-    before = (artifacts / "exit6" / "heads.npz").read_bytes()
+    before = {layer: (artifacts / f"exit{layer}" / "heads.npz").read_bytes() for layer in (3, 6)}
     train_exit(config, None, TrainOptions(epochs=3), log=lambda _m: None)
-    assert (artifacts / "exit6" / "heads.npz").read_bytes() == before
+    assert {layer: (artifacts / f"exit{layer}" / "heads.npz").read_bytes() for layer in (3, 6)} == before
     # thresholds only (another operating point): the exit heads are kept
-    stricter = train_exit(config, None, TrainOptions(max_fpr=0.02), retrain=False, log=lambda _m: None)
-    assert (artifacts / "exit6" / "heads.npz").read_bytes() == before
-    assert stricter.thresholds["unsafe"] >= calibration.thresholds["unsafe"]
+    _, stricter = train_exit(config, None, TrainOptions(max_fpr=0.02), retrain=False, log=lambda _m: None)
+    assert {layer: (artifacts / f"exit{layer}" / "heads.npz").read_bytes() for layer in (3, 6)} == before
+    assert stricter.thresholds["unsafe"] >= exit6.thresholds["unsafe"]
 
 
 def test_the_cli_refuses_an_encoder_without_an_exit(capsys: pytest.CaptureFixture[str]) -> None:

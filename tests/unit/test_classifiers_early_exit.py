@@ -1,7 +1,7 @@
-"""The early exit on a tiny random BERT: the encoder split at its exit block composes to the whole (in
-torch, in ONNX fp32 and after SmoothQuant in int8), the exit embedding is the block's pooled output,
-texts the exit heads are sure of never run the blocks after it, and the settings and trained parts
-that cannot work together are refused."""
+"""Early exits on a tiny random BERT: the encoder split at its exits composes to the whole (in torch, in
+ONNX fp32 and after SmoothQuant in int8), each exit's embedding is its block's pooled output, texts an
+exit's heads are sure of never run the blocks after it, and the settings and trained parts that cannot
+work together are refused."""
 
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ from classifiers.early_exit import (
     EarlyExit,
     ExitEncoder,
     ExitHeads,
+    ExitStage,
     export_parts,
+    files_digest,
     heads_digest,
     split_module,
 )
@@ -34,7 +36,8 @@ from classifiers.runtime import max_by_owner
 from classifiers.smoothing import smooth
 from tests.models import mean_pooled_bert
 
-LAYER = 2
+LAYERS = (1, 2)  # of the tiny encoder's 4 blocks: parts 1, 2 and 3-4
+PARTS = ("a", "b", "c")
 NAMES = ("unsafe", "jailbreak")
 
 
@@ -61,19 +64,26 @@ def padded(batch: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, mask
 
 
-def test_the_parts_compose_to_the_whole_and_the_exit_is_the_blocks_output() -> None:
+def pooled_at(module: Any, ids: torch.Tensor, mask: torch.Tensor, layer: int) -> torch.Tensor:
+    states = module.model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+    weights = mask.unsqueeze(-1).float()
+    return torch.nn.functional.normalize((states[layer] * weights).sum(1) / weights.sum(1), dim=1)
+
+
+def test_the_parts_compose_to_the_whole_and_each_exit_is_its_blocks_output() -> None:
     module = tiny_encoder()
-    first, rest = split_module(module, LAYER)
+    first, middle, last = split_module(module, LAYERS)
     ids, mask = padded(windows(6, seed=0))
     with torch.no_grad():
-        embedding, hidden = first(ids, mask)
-        torch.testing.assert_close(rest(hidden, mask), module(ids, mask), atol=1e-6, rtol=1e-5)
-        states = module.model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
-        weights = mask.unsqueeze(-1).float()
-        pooled = torch.nn.functional.normalize((states[LAYER] * weights).sum(1) / weights.sum(1), dim=1)
-        torch.testing.assert_close(embedding, pooled, atol=1e-6, rtol=1e-5)
-    with pytest.raises(ValueError, match="inside the encoder's 4 blocks"):
-        split_module(module, 4)
+        at1, hidden = first(ids, mask)
+        at2, hidden = middle(hidden, mask)
+        torch.testing.assert_close(last(hidden, mask), module(ids, mask), atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(at1, pooled_at(module, ids, mask, 1), atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(at2, pooled_at(module, ids, mask, 2), atol=1e-6, rtol=1e-5)
+        assert len(split_module(module, (3,))) == 2
+    for layers in ((4,), (2, 1), (1, 1), ()):
+        with pytest.raises(ValueError, match="must rise strictly inside the encoder's 4 blocks"):
+            split_module(module, layers)
 
 
 @pytest.fixture(scope="module")
@@ -82,12 +92,14 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("exit")
     module = tiny_encoder()
     export_module(module, out / "whole.fp32.onnx")
-    export_parts(module, LAYER, out / "first.fp32.onnx", out / "rest.fp32.onnx")
+    export_parts(module, LAYERS, [out / f"{p}.fp32.onnx" for p in PARTS])
     smoothed = smooth(copy.deepcopy(module), windows(32, seed=3))
     export_module(smoothed, out / "whole.smoothed.onnx")
-    export_parts(smoothed, LAYER, out / "first.smoothed.onnx", out / "rest.smoothed.onnx")
-    for name in ("whole", "first", "rest"):
+    export_parts(smoothed, LAYERS, [out / f"{p}.smoothed.onnx" for p in PARTS])
+    for name in ("whole", *PARTS):
         quantize(out / f"{name}.smoothed.onnx", out / f"{name}.int8.onnx")
+    with pytest.raises(ValueError, match="3 parts, 2 paths"):
+        export_parts(module, LAYERS, [out / "x.onnx", out / "y.onnx"])
     return out
 
 
@@ -102,27 +114,37 @@ def whole(path: Path, batch: list[list[int]]) -> np.ndarray:
     return np.stack(rows)
 
 
+def parts(exported: Path, precision: str, batch_size: int) -> ExitEncoder:
+    paths = [exported / f"{p}.{precision}.onnx" for p in PARTS]
+    return ExitEncoder(paths, threads=1, batch_size=batch_size, pad_id=0)
+
+
 @pytest.mark.parametrize(("precision", "batch_size"), [("fp32", 1), ("fp32", 4), ("int8", 1)])
 def test_onnx_parts_give_the_whole_encoders_embedding(
     exported: Path, precision: str, batch_size: int
 ) -> None:
     batch = windows(9, seed=1)
-    encoder = ExitEncoder(
-        exported / f"first.{precision}.onnx",
-        exported / f"rest.{precision}.onnx",
-        threads=1,
-        batch_size=batch_size,
-        pad_id=0,
-    )
+    encoder = parts(exported, precision, batch_size)
+    assert encoder.exits == 2
     embedding, hidden = encoder.first(batch)
     assert embedding.shape == (9, 32) and [len(h) for h in hidden] == [len(w) for w in batch]
+    at2, hidden2 = encoder.next(1, hidden)
+    assert hidden2 is not None and [len(h) for h in hidden2] == [len(w) for w in batch]
+    np.testing.assert_array_equal(encoder.embed(batch, 1), at2)
     # int8 quantizes every MatMul input as the whole does: the parts compose to the same numbers (one
     # window at a time, as serving runs int8: batched, dynamic int8 scales depend on the batch)
-    np.testing.assert_allclose(
-        encoder.rest(hidden), whole(exported / f"whole.{precision}.onnx", batch), atol=1e-5
-    )
+    everything = whole(exported / f"whole.{precision}.onnx", batch)
+    last, none = encoder.next(2, hidden2)
+    assert none is None
+    np.testing.assert_allclose(last, everything, atol=1e-5)
+    np.testing.assert_allclose(encoder.embed(batch, 2), everything, atol=1e-5)
     alone = np.stack([encoder.first([w])[0][0] for w in batch])
     np.testing.assert_allclose(embedding, alone, atol=1e-5 if precision == "fp32" and batch_size > 1 else 0)
+    if precision == "fp32":
+        with torch.no_grad():
+            ids, mask = padded(batch)
+            expected = pooled_at(tiny_encoder(), ids, mask, 2).numpy()
+        np.testing.assert_allclose(at2, expected, atol=1e-5)
 
 
 def random_heads(dim: int, seed: int, bias: float = 0.0) -> Heads:
@@ -131,38 +153,55 @@ def random_heads(dim: int, seed: int, bias: float = 0.0) -> Heads:
     return Heads(NAMES, (w,), (np.full(len(NAMES), bias, dtype=np.float32),))
 
 
-def test_only_unsure_texts_run_the_blocks_after_the_exit(exported: Path) -> None:
-    batch = windows(12, seed=2)
-    owners = [i // 2 for i in range(len(batch))]  # 6 texts of 2 windows each
-    encoder = ExitEncoder(
-        exported / "first.fp32.onnx", exported / "rest.fp32.onnx", threads=1, batch_size=4, pad_id=0
+def unsure_half(probs: np.ndarray) -> tuple[dict[str, float], float]:
+    """Thresholds (each head's median) and a margin that leave about half the texts near one."""
+    thresholds = dict(zip(NAMES, np.median(probs, axis=0).tolist(), strict=True))
+    distance = np.abs(logit(probs) - logit(np.median(probs, axis=0))).min(axis=1)
+    return thresholds, float(np.median(distance))
+
+
+def test_only_unsure_texts_run_the_blocks_after_an_exit(exported: Path) -> None:
+    batch = windows(16, seed=2)
+    owners = [i // 2 for i in range(len(batch))]  # 8 texts of 2 windows each
+    encoder = parts(exported, "fp32", 4)
+    heads1, heads2, full = random_heads(32, seed=0), random_heads(32, seed=3), random_heads(32, seed=1)
+    final = {"unsafe": 0.6, "jailbreak": 0.4}
+    at1 = max_by_owner(heads1(encoder.embed(batch, 0)), owners, 8)
+    at2 = max_by_owner(heads2(encoder.embed(batch, 1)), owners, 8)
+    own2, margin2 = unsure_half(at2)
+    cascade2 = Cascade.of(NAMES, own2, final, margin2)
+    own1, margin1 = unsure_half(at1)
+    cascade1 = Cascade.of(NAMES, own1, final, margin1, average=False)
+    calibration = Calibration("tiny+exit2", "fp32", 256, final, {})
+    stages = (
+        ExitStage(1, heads1, calibration, cascade1, ()),
+        ExitStage(2, heads2, calibration, cascade2, ()),
     )
-    exit_heads, full = random_heads(32, seed=0), random_heads(32, seed=1)
-    first = max_by_owner(exit_heads(encoder.first(batch)[0]), owners, 6)
-    # thresholds and a margin that leave half the texts near a threshold (unsure), half far from both
-    thresholds = dict(zip(NAMES, np.median(first, axis=0).tolist(), strict=True))
-    distance = np.abs(logit(first) - logit(np.median(first, axis=0))).min(axis=1)
-    cascade = Cascade.of(NAMES, thresholds, {"unsafe": 0.6, "jailbreak": 0.4}, float(np.median(distance)))
-    calibration = Calibration("tiny+exit2", "fp32", 256, {"unsafe": 0.6, "jailbreak": 0.4}, {})
-    early = EarlyExit(encoder, ExitHeads(exit_heads, calibration, cascade, ()))
-    probs, escalated = early.probabilities(batch, owners, 6, full)
+    early = EarlyExit(encoder, ExitHeads(stages))
+    probs, escalated = early.probabilities(batch, owners, 8, full)
 
-    everything = max_by_owner(full(whole(exported / "whole.fp32.onnx", batch)), owners, 6)
-    expected, mask = fuse(first, everything.__getitem__, cascade)
-    assert 0 < escalated.sum() < 6
-    np.testing.assert_array_equal(escalated, mask)
+    # the chain computed for every text: the full heads, the exit after block 2 in front, then block 1's
+    everything = max_by_owner(full(whole(exported / "whole.fp32.onnx", batch)), owners, 8)
+    after2, past2 = fuse(at2, everything.__getitem__, cascade2)
+    expected, past1 = fuse(at1, after2.__getitem__, cascade1)
+    assert 0 < past1.sum() < 8 and 0 < (past1 & past2).sum() < past1.sum()
+    np.testing.assert_array_equal(escalated, past1)
     np.testing.assert_allclose(probs, expected, atol=1e-5)
+    # average=False: what block 1's exit escalates keeps what the later stages give, unaveraged
+    np.testing.assert_allclose(probs[past1], after2[past1], atol=1e-5)
 
-    calls: list[int] = []
-    real_rest = encoder.rest
+    calls: list[tuple[int, int]] = []
+    real_next = encoder.next
 
-    def counting(hidden: list[np.ndarray]) -> np.ndarray:
-        calls.append(len(hidden))
-        return real_rest(hidden)
+    def counting(part: int, hidden: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray] | None]:
+        calls.append((part, len(hidden)))
+        return real_next(part, hidden)
 
-    encoder.rest = counting  # type: ignore[method-assign]
-    early.probabilities(batch, owners, 6, full)
-    assert calls == [2 * int(escalated.sum())]  # each unsure text's two windows, nothing else
+    encoder.next = counting  # type: ignore[method-assign]
+    early.probabilities(batch, owners, 8, full)
+    # each unsure text's two windows, nothing else: past block 1, then past block 2 as well
+    assert calls == [(1, 2 * int(past1.sum())), (2, 2 * int((past1 & past2).sum()))]
+    assert early.trained.name == f"+exit1+exit2+cascade{margin1:g},{margin2:g}"
 
 
 def test_settings_that_cannot_work_together_are_refused(tmp_path: Path) -> None:
@@ -170,16 +209,18 @@ def test_settings_that_cannot_work_together_are_refused(tmp_path: Path) -> None:
         ClassifiersConfig(encoder="minilm-l6", early_exit=True)
     with pytest.raises(ValidationError, match="cannot both be set"):
         ClassifiersConfig(early_exit=True, fuse=FusedEncoder(encoder="gemma-probe"))
-    assert ClassifiersConfig(fuse=FusedEncoder(encoder="gemma-probe")).exit_layer is None
+    assert ClassifiersConfig(fuse=FusedEncoder(encoder="gemma-probe")).exit_layers == ()
     assert ClassifiersConfig(early_exit=False).exit_layer is None
     assert ClassifiersConfig(encoder="minilm-l6").exit_layer is None
-    assert ClassifiersConfig().exit_layer == 6 and ClassifiersConfig().uses_early_exit  # shipped
+    shipped = ClassifiersConfig()
+    assert shipped.exit_layers == (3, 6) and shipped.exit_layer == 6 and shipped.uses_early_exit
     bare = ClassifiersConfig(artifacts_dir=tmp_path)  # heads of one's own, no exit heads beside them
-    assert bare.exit_layer == 6 and not bare.uses_early_exit
+    assert bare.exit_layers == (3, 6) and not bare.uses_early_exit
     assert ClassifiersConfig(artifacts_dir=tmp_path, early_exit=True).uses_early_exit  # required
 
 
-def trained_exit(tmp_path: Path) -> tuple[ClassifiersConfig, BuiltArtifacts, Heads]:
+def trained_exits(tmp_path: Path) -> tuple[ClassifiersConfig, BuiltArtifacts, Heads]:
+    """Exit heads after blocks 3 and 6 as train-exit writes them, for a build named e5-small-1-v2."""
     full = random_heads(32, seed=1)
     full.save(tmp_path / "heads.npz")
     built = tmp_path / "cache" / "e5-small-1-v2"  # what matters: the build's name
@@ -189,37 +230,51 @@ def trained_exit(tmp_path: Path) -> tuple[ClassifiersConfig, BuiltArtifacts, Hea
         heads=tmp_path / "heads.npz",
         calibration=tmp_path / "calibration.json",
         lora=tmp_path / "lora.safetensors",
-        exit_layer=6,
+        exit_layers=(3, 6),
     )
-    random_heads(32, seed=0).save(tmp_path / "exit6" / "heads.npz")
-    margin = {"cascade": {"margin": 1.5}, "full_heads": heads_digest(tmp_path / "heads.npz")}
-    for path, info in (
-        (tmp_path / "exit6" / "calibration.json", {}),
-        (tmp_path / "calibration+exit6.json", margin),
-    ):
-        Calibration("e5-small-1-v2+exit6", "int8", 256, {"unsafe": 0.5}, info).save(path)
-    return ClassifiersConfig(artifacts_dir=tmp_path), artifacts, full
+    config = ClassifiersConfig(artifacts_dir=tmp_path)
+    info: dict[str, Any] = {"full_heads": heads_digest(tmp_path / "heads.npz")}
+    for layer, margin in ((6, 1.5), (3, 4.0)):  # the deepest first, as train-exit writes them
+        heads, own, mean = config.exit_files(layer)
+        random_heads(32, seed=layer).save(heads)
+        name = f"e5-small-1-v2+exit{layer}"
+        Calibration(name, "int8", 256, {"unsafe": 0.4}, {}).save(own)
+        Calibration(name, "int8", 256, {"unsafe": 0.5}, {"cascade": {"margin": margin}, **info}).save(mean)
+        info = {"next": files_digest(config.exit_files(layer))}
+    return config, artifacts, full
 
 
 def test_exit_heads_load_only_with_what_they_were_calibrated_for(tmp_path: Path) -> None:
-    config, artifacts, full = trained_exit(tmp_path)
+    config, artifacts, full = trained_exits(tmp_path)
     loaded = ExitHeads.load(config, artifacts, full)
-    assert loaded.cascade.margin == 1.5 and loaded.heads.names == NAMES
-    assert len(loaded.files) == 3
+    assert [(s.layer, s.cascade.margin, s.cascade.average) for s in loaded.stages] == [
+        (3, 4.0, False),
+        (6, 1.5, True),
+    ]
+    assert loaded.stages[0].heads.names == NAMES and len(loaded.files) == 6
+    assert loaded.name == "+exit3+exit6+cascade4,1.5"
 
-    fused = tmp_path / "calibration+exit6.json"
-    data = json.loads(fused.read_text())
+    exit6 = tmp_path / "calibration+exit6.json"
+    data = json.loads(exit6.read_text())
+    data["thresholds"]["unsafe"] = 0.55  # the exit after block 6 recalibrated since block 3's was
+    exit6.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"calibration\+exit3.json was calibrated in front of other exit"):
+        ExitHeads.load(config, artifacts, full)
+    config, artifacts, full = trained_exits(tmp_path)
     random_heads(32, seed=5).save(tmp_path / "heads.npz")  # the full heads retrained since
     with pytest.raises(ValueError, match=r"other full heads .* train-exit --keep-heads"):
         ExitHeads.load(config, artifacts, full)
-    data["full_heads"] = heads_digest(tmp_path / "heads.npz")
-    data["encoder"] = "e5-small-2-v2+exit6"  # another build of the encoder
-    fused.write_text(json.dumps(data))
-    with pytest.raises(ValueError, match="calibrated for e5-small-2-v2\\+exit6, not e5-small-1-v2\\+exit6"):
+    config, artifacts, full = trained_exits(tmp_path)
+    own3 = tmp_path / "exit3" / "calibration.json"
+    data = json.loads(own3.read_text())
+    data["encoder"] = "e5-small-2-v2+exit3"  # another build of the encoder
+    own3.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="calibrated for e5-small-2-v2\\+exit3, not e5-small-1-v2\\+exit3"):
         ExitHeads.load(config, artifacts, full)
-    (tmp_path / "exit6" / "heads.npz").unlink()
-    with pytest.raises(FileNotFoundError, match="railguard classifiers train-exit"):
+    (tmp_path / "exit3" / "heads.npz").unlink()
+    with pytest.raises(FileNotFoundError, match=r"block 3 .*`railguard classifiers train-exit`"):
         ExitHeads.load(config, artifacts, full)
+    assert not config.uses_early_exit  # unless required: an exit's part missing, the full encoder serves
 
 
 def test_the_build_makes_the_parts_of_the_serving_precision_only(tmp_path: Path) -> None:
@@ -227,11 +282,17 @@ def test_the_build_makes_the_parts_of_the_serving_precision_only(tmp_path: Path)
 
     shipped = artifact_paths(ClassifiersConfig(cache_dir=tmp_path))
     assert [p.name for p in shipped.exit_parts] == [
-        "exit6-first.int8-smooth0.8.onnx",
-        "exit6-rest.int8-smooth0.8.onnx",
+        "blocks1-3.int8-smooth0.8.onnx",
+        "blocks4-6.int8-smooth0.8.onnx",
+        "blocks7-last.int8-smooth0.8.onnx",
     ]
     fp32 = artifact_paths(ClassifiersConfig(cache_dir=tmp_path, precision="fp32"))
-    assert [p.name for p in fp32.exit_parts] == ["exit6-first.fp32.onnx", "exit6-rest.fp32.onnx"]
+    assert [p.name for p in fp32.exit_parts] == [
+        "blocks1-3.fp32.onnx",
+        "blocks4-6.fp32.onnx",
+        "blocks7-last.fp32.onnx",
+    ]
+    assert shipped.exit_parts_at("fp32") == fp32.exit_parts
     assert artifact_paths(ClassifiersConfig(cache_dir=tmp_path, early_exit=False)).exit_parts == ()
     # heads of one's own without exit heads: nothing to build for an exit that will not serve
     assert artifact_paths(ClassifiersConfig(cache_dir=tmp_path, artifacts_dir=tmp_path)).exit_parts == ()
