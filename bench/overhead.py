@@ -24,6 +24,7 @@ reads /proc to report CPU used by processes that are not part of the benchmark (
 
     .venv/bin/python bench/overhead.py [--quick] [--json FILE] [--rounds 3] [--requests 2000]
         [--encoder e5-small] [--precision fp32|int8] [--fuse gemma-probe] [--no-early-exit]
+        [--exit-blocks 6]
                                                               # the full guard's classifiers
         [--upstream-delay-ms 40]   # the stub's time to first token
 """
@@ -731,6 +732,13 @@ def main(argv: list[str] | None = None) -> int:
         help="the full guard's e5-small runs all 12 blocks on every text",
     )
     parser.add_argument(
+        "--exit-blocks",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="the blocks the full guard's early exits read (default: the encoder's, e5-small 3 6)",
+    )
+    parser.add_argument(
         "--upstream-delay-ms", type=float, default=0.0, help="the stub's wait before answering (a prefill)"
     )
     args = parser.parse_args(argv)
@@ -744,6 +752,7 @@ def main(argv: list[str] | None = None) -> int:
         "precision": args.precision,
         "fuse": f"{{encoder: {args.fuse}}}" if args.fuse else None,
         "early_exit": "false" if args.no_early_exit else None,
+        "exit_blocks": f"[{', '.join(map(str, args.exit_blocks))}]" if args.exit_blocks else None,
     }
     full_options = "".join(f", {key}: {value}" for key, value in chosen.items() if value)
     try:

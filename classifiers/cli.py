@@ -43,6 +43,8 @@ def _config(args: argparse.Namespace) -> ClassifiersConfig:
         fields["fuse"] = FusedEncoder(encoder=args.fuse, cascade=bool(getattr(args, "cascade", False)))
     if getattr(args, "no_early_exit", False):
         fields["early_exit"] = False
+    if getattr(args, "exit_blocks", None):
+        fields["exit_blocks"] = tuple(args.exit_blocks)
     return ClassifiersConfig(**fields)
 
 
@@ -71,6 +73,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="score every text with the full encoder (default for e5-small: the exit heads after "
         "blocks 3 and 6, the later blocks only where they are unsure)",
+    )
+    common.add_argument(
+        "--exit-blocks",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="the blocks the early exits read (default for e5-small: 3 6; e.g. 6 for that exit alone)",
     )
     data = argparse.ArgumentParser(add_help=False)
     data.add_argument("--data-dir", type=Path, default=None, help="default: ../shared/data if present")

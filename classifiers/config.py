@@ -97,6 +97,15 @@ class ClassifiersConfig(BaseModel):
             "the full encoder for every text"
         ),
     )
+    exit_blocks: tuple[int, ...] | None = Field(
+        None,
+        description=(
+            "Which blocks the early exits read, shallowest first (each needs its exit heads: "
+            "`railguard classifiers train-exit` trains those missing). None: the encoder's own, "
+            "e5-small's 3 and 6; [6]: the exit after block 6 alone (slower on ordinary texts, "
+            "a little higher recall on the evaluation sets: docs/classifiers.md, ninth round)"
+        ),
+    )
     heads: tuple[str, ...] = Field(LEARNED, description="Learned heads whose scores are reported")
     pii: bool = Field(True, description="Run the PII pattern detectors (the 'pii' score and spans)")
     language: bool = Field(True, description="Detect the language of each text")
@@ -129,7 +138,8 @@ class ClassifiersConfig(BaseModel):
         unset beside a ``fuse``, whose thresholds were calibrated on the full encoder's scores)."""
         if self.early_exit is False or (self.early_exit is None and self.fuse is not None):
             return ()
-        return ENCODERS[self.encoder].exit_layers
+        own = ENCODERS[self.encoder].exit_layers
+        return own if not own or self.exit_blocks is None else self.exit_blocks
 
     @property
     def exit_layer(self) -> int | None:
@@ -170,6 +180,9 @@ class ClassifiersConfig(BaseModel):
     def _exit_is_possible(self) -> ClassifiersConfig:
         if self.early_exit and not ENCODERS[self.encoder].exit_layers:
             raise ValueError(f"early_exit: encoder {self.encoder!r} has no exit heads (e5-small has)")
+        blocks = self.exit_blocks
+        if blocks is not None and (not blocks or list(blocks) != sorted(set(blocks)) or blocks[0] < 1):
+            raise ValueError(f"exit_blocks {list(blocks)}: block numbers from 1, strictly rising")
         if self.early_exit and self.fuse is not None:
             raise ValueError(
                 "early_exit and fuse cannot both be set: the fusion's thresholds were calibrated on "

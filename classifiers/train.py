@@ -515,7 +515,6 @@ def train_exit(
             _log_calibration(log, f"exit{layer}+full ", final, report)
             info = {"full_heads": heads_digest(artifacts.heads)}
         else:  # the thresholds of the stages after it judge what it moves onto their scale
-            report = {"harmful": decision_metrics(after, y, known, final)}
             info = {"next": files_digest(following)}
         average = not following
         margin, cascade = pick_margin(
@@ -523,6 +522,8 @@ def train_exit(
         )
         log(f"  exit{layer} cascade margin {margin} (past it: {cascade['tried'][str(margin)]})")
         after, _ = fuse(first, after.__getitem__, Cascade.of(LEARNED, own, final, margin, average=average))
+        if following:  # the guard's decision through this exit and the ones after it
+            report = {"harmful": decision_metrics(after, y, known, final)}
         name = exit_name(artifacts, layer)
         examples = {"train": len(train_set), "validation": len(val_set)}
         own_info: dict[str, Any] = {"examples": examples, "layer": layer}

@@ -69,6 +69,14 @@ def test_calibrate_reproduces_the_shipped_thresholds(tmp_path: Path) -> None:
     assert ours["thresholds"] == theirs["thresholds"]
     assert ours["info"]["validation"]["harmful"]["fpr"] <= MAX_FPR["unsafe"]
     assert (artifacts / "heads.npz").read_bytes() == heads
+    # the early exits' thresholds and margins are recalibrated too (their heads kept): the shipped ones
+    for name in (
+        "exit3/calibration.json",
+        "calibration+exit3.json",
+        "exit6/calibration.json",
+        "calibration+exit6.json",
+    ):
+        assert json.loads((artifacts / name).read_text()) == json.loads((shipped / name).read_text()), name
 
 
 def test_calibrate_is_for_one_encoder(capsys: pytest.CaptureFixture[str]) -> None:
