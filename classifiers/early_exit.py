@@ -291,10 +291,19 @@ class ExitHeads:
         return tuple(f for stage in self.stages for f in stage.files)
 
     @property
+    def exits(self) -> str:
+        """``+exit3+exit6``: the blocks the exits read, for the classifier's version."""
+        return "".join(f"+exit{s.layer}" for s in self.stages)
+
+    @property
+    def margins(self) -> str:
+        """``6,3``: each exit's cascade margin, the first exit's first."""
+        return ",".join(f"{s.cascade.margin:g}" for s in self.stages)
+
+    @property
     def name(self) -> str:
-        """``+exit3+exit6+cascade6,3``: the exits and their margins, for the classifier's version."""
-        exits = "".join(f"+exit{s.layer}" for s in self.stages)
-        return f"{exits}+cascade{','.join(f'{s.cascade.margin:g}' for s in self.stages)}"
+        """``+exit3+exit6+cascade6,3``: the exits and their margins."""
+        return f"{self.exits}+cascade{self.margins}"
 
     @classmethod
     def load(cls, config: ClassifiersConfig, artifacts: BuiltArtifacts, full: Heads) -> ExitHeads:

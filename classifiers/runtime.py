@@ -314,7 +314,7 @@ class SafetyClassifier:
         # which encoder build(s) at which precision, heads and thresholds judged: for decision records
         variant = artifacts.variant(config.precision)
         if early is not None:  # e5-small-…+exit3+exit6@int8-smooth0.8+cascade6,3#…
-            exits, margins = early.trained.name.split("+cascade")
+            exits, margins = early.trained.exits, early.trained.margins
             self.version = f"{artifacts.directory.name}{exits}@{variant}+cascade{margins}#{digest}"
         else:
             cascade = "" if self._cascade is None else f"+cascade{self._cascade.margin:g}"

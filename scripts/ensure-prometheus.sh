@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs Prometheus and promtool (Debian package `prometheus`) when promtool is missing.
-# Called by .ci/run before the tests that need a real Prometheus. Idempotent; needs root or sudo.
+# Called by scripts/test.sh (the README's test command) before the tests that need a real Prometheus.
+# Idempotent; needs root or sudo.
 set -euo pipefail
 
 if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; then
