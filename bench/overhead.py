@@ -733,10 +733,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--exit-blocks",
-        type=int,
-        nargs="+",
-        metavar="N",
-        help="the blocks the full guard's early exits read (default: the encoder's, e5-small 3 6)",
+        metavar="N[,N]",
+        help="the blocks the full guard's early exits read (default: the encoder's, e5-small 3,6)",
     )
     parser.add_argument(
         "--upstream-delay-ms", type=float, default=0.0, help="the stub's wait before answering (a prefill)"
@@ -752,7 +750,7 @@ def main(argv: list[str] | None = None) -> int:
         "precision": args.precision,
         "fuse": f"{{encoder: {args.fuse}}}" if args.fuse else None,
         "early_exit": "false" if args.no_early_exit else None,
-        "exit_blocks": f"[{', '.join(map(str, args.exit_blocks))}]" if args.exit_blocks else None,
+        "exit_blocks": f"[{args.exit_blocks}]" if args.exit_blocks else None,
     }
     full_options = "".join(f", {key}: {value}" for key, value in chosen.items() if value)
     try:

@@ -44,8 +44,16 @@ def _config(args: argparse.Namespace) -> ClassifiersConfig:
     if getattr(args, "no_early_exit", False):
         fields["early_exit"] = False
     if getattr(args, "exit_blocks", None):
-        fields["exit_blocks"] = tuple(args.exit_blocks)
+        fields["exit_blocks"] = args.exit_blocks
     return ClassifiersConfig(**fields)
+
+
+def exit_blocks(value: str) -> tuple[int, ...]:
+    """``--exit-blocks 3,6``: block numbers, comma-separated."""
+    try:
+        return tuple(int(part) for part in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: block numbers separated by commas, e.g. 3,6") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,10 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     common.add_argument(
         "--exit-blocks",
-        type=int,
-        nargs="+",
-        metavar="N",
-        help="the blocks the early exits read (default for e5-small: 3 6; e.g. 6 for that exit alone)",
+        type=exit_blocks,
+        metavar="N[,N]",
+        help="the blocks the early exits read (default for e5-small: 3,6; e.g. 6 for that exit alone)",
     )
     data = argparse.ArgumentParser(add_help=False)
     data.add_argument("--data-dir", type=Path, default=None, help="default: ../shared/data if present")

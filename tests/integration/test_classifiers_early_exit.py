@@ -4,6 +4,7 @@ full heads, the rest an exit's scores, and training the exits writes parts the c
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 from collections.abc import Iterator
@@ -83,6 +84,35 @@ def test_texts_past_the_exits_get_what_the_later_blocks_give(
     np.testing.assert_allclose(early.probabilities(TEXTS), expected, atol=1e-5)
     assert 0 < past3.sum() < n, past3  # some texts are decided at block 3, some past it
     assert (past3 & past6).sum() < past3.sum()  # and some of those at block 6
+
+
+def test_the_block_6_exit_alone_serves_as_the_eighth_round_did(
+    early: SafetyClassifier, full: SafetyClassifier
+) -> None:
+    """``exit_blocks: [6]``: the same block-6 heads and thresholds, without the block-3 exit in front."""
+    with SafetyClassifier.load(ClassifiersConfig(exit_blocks=(6,))) as six:
+        assert six.early_exit is not None
+        key = early.artifacts.directory.name
+        assert six.version.startswith(f"{key}+exit6@int8-smooth0.8+cascade3#")
+        assert dict(six.thresholds) == dict(early.thresholds)  # the block-6 exit's mean judges both
+        [stage6] = six.early_exit.trained.stages
+        windows, owners = six.encoder.windows(TEXTS)
+        at6 = max_by_owner(stage6.heads(six.early_exit.encoder.first(windows)[0]), owners, len(TEXTS))
+        expected, _ = fuse(at6, full.probabilities(TEXTS).__getitem__, stage6.cascade)
+        np.testing.assert_allclose(six.probabilities(TEXTS), expected, atol=1e-5)
+
+
+def test_the_cli_chooses_the_exits(capsys: pytest.CaptureFixture[str]) -> None:
+    from classifiers.cli import main
+
+    assert main(["classify", "--exit-blocks", "6", "How do I make a pipe bomb?"]) == 0  # not a block list
+    assert json.loads(capsys.readouterr().out)["flagged"] is True
+    assert main(["classify", "--exit-blocks", "6,3", "a text"]) == 2
+    err = capsys.readouterr().err
+    assert "strictly rising" in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as exited:
+        main(["classify", "--exit-blocks", "six", "a text"])
+    assert exited.value.code == 2 and "e.g. 3,6" in capsys.readouterr().err
 
 
 def test_the_exit_decides_seed_texts_as_the_full_encoder_does(
