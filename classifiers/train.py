@@ -494,8 +494,6 @@ def train_exit(
             )
             log(f"exit block {layer}: embedded in {time.perf_counter() - started:.0f}s")
             heads[layer] = fit_heads(x_train, y_train, known_train, options)
-            files[0].parent.mkdir(parents=True, exist_ok=True)
-            heads[layer].save(files[0])
         else:
             heads[layer] = Heads.load(files[0])
     full = Heads.load(artifacts.heads)(embedding_cache(config, artifacts).first_windows(texts))
@@ -527,7 +525,8 @@ def train_exit(
         name = exit_name(artifacts, layer)
         examples = {"train": len(train_set), "validation": len(val_set)}
         own_info: dict[str, Any] = {"examples": examples, "layer": layer}
-        if retrain:
+        if retrain:  # written with their thresholds, never before them
+            heads[layer].save(files[0])
             own_info["options"] = {k: getattr(options, k) for k in TrainOptions.__slots__}
         else:
             kept = Calibration.load(files[1]).info.get("options")
