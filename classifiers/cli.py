@@ -237,7 +237,7 @@ def _train(args: argparse.Namespace) -> int:
         finetune(config, data_dir, FinetuneOptions(epochs=args.finetune_epochs))
     options = TrainOptions(hidden=args.hidden, epochs=args.epochs, max_fpr=args.max_fpr)
     train(config, data_dir, options)
-    if config.exit_layer is not None:  # the exit heads read the new full heads' encoder: retrain them
+    if config.exit_layers:  # the exit heads read the new full heads' encoder: retrain them
         from classifiers.train import train_exit
 
         train_exit(config, data_dir, options)

@@ -141,11 +141,6 @@ class ClassifiersConfig(BaseModel):
         own = ENCODERS[self.encoder].exit_layers
         return own if not own or self.exit_blocks is None else self.exit_blocks
 
-    @property
-    def exit_layer(self) -> int | None:
-        """The deepest exit (whose heads are averaged with the full heads), if any."""
-        return self.exit_layers[-1] if self.exit_layers else None
-
     def exit_files(self, layer: int) -> tuple[Path, Path, Path]:
         """An exit's trained parts: its heads, their own thresholds, and the thresholds and margin of
         its cascade (``exit<N>/heads.npz``, ``exit<N>/calibration.json``, ``calibration+exit<N>.json``)."""

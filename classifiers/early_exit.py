@@ -300,11 +300,6 @@ class ExitHeads:
         """``6,3``: each exit's cascade margin, the first exit's first."""
         return ",".join(f"{s.cascade.margin:g}" for s in self.stages)
 
-    @property
-    def name(self) -> str:
-        """``+exit3+exit6+cascade6,3``: the exits and their margins."""
-        return f"{self.exits}+cascade{self.margins}"
-
     @classmethod
     def load(cls, config: ClassifiersConfig, artifacts: BuiltArtifacts, full: Heads) -> ExitHeads:
         """Refuses thresholds calibrated for another build of the encoder, other full heads, or

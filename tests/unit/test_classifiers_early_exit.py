@@ -201,7 +201,7 @@ def test_only_unsure_texts_run_the_blocks_after_an_exit(exported: Path) -> None:
     early.probabilities(batch, owners, 8, full)
     # each unsure text's two windows, nothing else: past block 1, then past block 2 as well
     assert calls == [(1, 2 * int(past1.sum())), (2, 2 * int((past1 & past2).sum()))]
-    assert early.trained.name == f"+exit1+exit2+cascade{margin1:g},{margin2:g}"
+    assert (early.trained.exits, early.trained.margins) == ("+exit1+exit2", f"{margin1:g},{margin2:g}")
 
 
 def test_settings_that_cannot_work_together_are_refused(tmp_path: Path) -> None:
@@ -210,10 +210,10 @@ def test_settings_that_cannot_work_together_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="cannot both be set"):
         ClassifiersConfig(early_exit=True, fuse=FusedEncoder(encoder="gemma-probe"))
     assert ClassifiersConfig(fuse=FusedEncoder(encoder="gemma-probe")).exit_layers == ()
-    assert ClassifiersConfig(early_exit=False).exit_layer is None
-    assert ClassifiersConfig(encoder="minilm-l6").exit_layer is None
+    assert ClassifiersConfig(early_exit=False).exit_layers == ()
+    assert ClassifiersConfig(encoder="minilm-l6").exit_layers == ()
     shipped = ClassifiersConfig()
-    assert shipped.exit_layers == (3, 6) and shipped.exit_layer == 6 and shipped.uses_early_exit
+    assert shipped.exit_layers == (3, 6) and shipped.uses_early_exit
     bare = ClassifiersConfig(artifacts_dir=tmp_path)  # heads of one's own, no exit heads beside them
     assert bare.exit_layers == (3, 6) and not bare.uses_early_exit
     assert ClassifiersConfig(artifacts_dir=tmp_path, early_exit=True).uses_early_exit  # required
@@ -252,7 +252,7 @@ def test_exit_heads_load_only_with_what_they_were_calibrated_for(tmp_path: Path)
         (6, 1.5, True),
     ]
     assert loaded.stages[0].heads.names == NAMES and len(loaded.files) == 6
-    assert loaded.name == "+exit3+exit6+cascade4,1.5"
+    assert (loaded.exits, loaded.margins) == ("+exit3+exit6", "4,1.5")
 
     exit6 = tmp_path / "calibration+exit6.json"
     data = json.loads(exit6.read_text())
