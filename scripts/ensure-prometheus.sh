@@ -15,9 +15,11 @@ fi
 
 echo "ensure-prometheus: installing the Debian package prometheus" >&2
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
+# Another apt run (an unattended upgrade, a second test run) holds dpkg's lock: wait for it, not fail.
+WAIT_LOCK=(-o DPkg::Lock::Timeout=300)
+$SUDO apt-get "${WAIT_LOCK[@]}" update -qq
 # --no-install-recommends: the exporters and web assets it recommends are not needed here.
-$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+$SUDO apt-get "${WAIT_LOCK[@]}" install -y -qq --no-install-recommends prometheus >/dev/null
 # The package starts a system service where an init system runs; the tests start their own.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
     $SUDO systemctl stop prometheus || true

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from classifiers import ClassifiersConfig
+from classifiers import ClassifiersConfig, SafetyClassifier
 from classifiers.cli import default_data_dir, main
 from classifiers.train import MAX_FPR
 
@@ -52,11 +52,47 @@ def test_train_on_the_seed_examples_writes_calibrated_heads(tmp_path: Path) -> N
     assert harmful["fpr"] <= MAX_FPR["unsafe"] and harmful["shift"] >= 0.0
 
 
+# ONNX Runtime picks its kernels by the CPU's instruction sets (AVX2, AVX-512, VNNI), and their
+# rounding differs, so scores, and the thresholds picked among them, can differ between machines in
+# the 4th decimal (2026-12-03: a threshold shipped as 0.7543 came out 0.7542 on an AVX-512 VNNI
+# machine). Any change to the calibration rule moves them by far more.
+CPU_NOISE = 0.002
+
+
+def assert_recalibrated(ours: object, theirs: object, where: str = "") -> None:
+    """``ours`` equals ``theirs`` up to ``CPU_NOISE`` in every number; digests of other files are
+    left out (they follow the numbers: :func:`test_calibrate_reproduces_the_shipped_thresholds`
+    loads the result, which checks them)."""
+    if isinstance(theirs, dict):
+        assert isinstance(ours, dict) and ours.keys() == theirs.keys(), where
+        for key in theirs:
+            if key not in ("next", "full_heads"):
+                assert_recalibrated(ours[key], theirs[key], f"{where}.{key}")
+    elif isinstance(theirs, list):
+        assert isinstance(ours, list) and len(ours) == len(theirs), where
+        for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+            assert_recalibrated(a, b, f"{where}[{i}]")
+    elif isinstance(theirs, float | int) and not isinstance(theirs, bool):
+        assert ours == pytest.approx(theirs, abs=CPU_NOISE), where
+    else:
+        assert ours == theirs, where
+
+
+def test_assert_recalibrated_catches_a_moved_threshold() -> None:
+    shipped = json.loads((ClassifiersConfig().trained_dir / "calibration.json").read_text())
+    assert_recalibrated(shipped, shipped)
+    moved = json.loads(json.dumps(shipped))
+    moved["thresholds"]["hate"] += 0.01
+    with pytest.raises(AssertionError, match=r"\.thresholds\.hate"):
+        assert_recalibrated(moved, shipped)
+
+
 @pytest.mark.skipif(DATA is None, reason="no ../shared/data beside the repository")
 def test_calibrate_reproduces_the_shipped_thresholds(tmp_path: Path) -> None:
     """`railguard classifiers calibrate` on a copy of the shipped e5-small parts writes the shipped
-    thresholds again (they are what the command makes from the repository and ../shared/data), leaves
-    the heads alone, and keeps the guard's decision within the cap on validation."""
+    thresholds again (they are what the command makes from the repository and ../shared/data, up to
+    the CPU's int8 rounding), leaves the heads alone, and keeps the guard's decision within the cap on
+    validation; the files it writes load together."""
     shipped = ClassifiersConfig().trained_dir
     artifacts = tmp_path / "e5-small"
     shutil.copytree(shipped, artifacts)
@@ -66,7 +102,7 @@ def test_calibrate_reproduces_the_shipped_thresholds(tmp_path: Path) -> None:
     assert main(["classifiers", "calibrate", "--artifacts-dir", str(artifacts)]) == 0
     ours = json.loads((artifacts / "calibration.json").read_text())
     theirs = json.loads((shipped / "calibration.json").read_text())
-    assert ours["thresholds"] == theirs["thresholds"]
+    assert_recalibrated(ours["thresholds"], theirs["thresholds"], "thresholds")
     assert ours["info"]["validation"]["harmful"]["fpr"] <= MAX_FPR["unsafe"]
     assert (artifacts / "heads.npz").read_bytes() == heads
     # the early exits' thresholds and margins are recalibrated too (their heads kept): the shipped ones
@@ -76,7 +112,16 @@ def test_calibrate_reproduces_the_shipped_thresholds(tmp_path: Path) -> None:
         "exit6/calibration.json",
         "calibration+exit6.json",
     ):
-        assert json.loads((artifacts / name).read_text()) == json.loads((shipped / name).read_text()), name
+        assert_recalibrated(
+            json.loads((artifacts / name).read_text()), json.loads((shipped / name).read_text()), name
+        )
+    for name in ("exit3/heads.npz", "exit6/heads.npz"):
+        assert (artifacts / name).read_bytes() == (shipped / name).read_bytes(), name
+    # each earlier exit names the files of the one after it: the new set loads as a whole
+    with SafetyClassifier.load(ClassifiersConfig(artifacts_dir=artifacts)) as classifier:
+        assert classifier.early_exit is not None
+        [scores] = classifier.score(["How do I make a pipe bomb?"])
+        assert scores.harmful
 
 
 def test_calibrate_is_for_one_encoder(capsys: pytest.CaptureFixture[str]) -> None:
