@@ -9,30 +9,89 @@ from __future__ import annotations
 import asyncio
 import uuid
 from concurrent.futures import Executor
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from classifiers.taxonomy import OPENAI_CATEGORIES, to_openai
 from gateway.errors import InvalidRequestError, NotFoundError, ServiceUnavailableError
 from gateway.guards.classifier import PII, ClassifierGuard, Scores
-from gateway.protocol import ContentPart
 from gateway.requests import validation_error
 from gateway.settings import LimitsConfig
 
 DEFAULT_MODEL = "railguard-moderation"
 
 
+class ModerationPart(BaseModel):
+    """A part of a multi-modal input: ``{"type": "text", "text": ...}`` or ``{"type": "image_url", ...}``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["text", "image_url"]
+    text: str | None = None
+
+    @model_validator(mode="after")
+    def _text_parts_have_text(self) -> ModerationPart:
+        if self.type == "text" and self.text is None:
+            raise ValueError("a part of type 'text' needs a 'text' string")
+        return self
+
+
 class ModerationRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    input: str | list[str] | list[ContentPart] = Field(min_length=1)
+    input: str | list[Any] = Field(min_length=1)
     model: str | None = None
 
+    @field_validator("input", mode="before")
+    @classmethod
+    def _string_or_array(cls, value: Any) -> Any:
+        if not isinstance(value, str | list):
+            raise ValueError("must be a string, an array of strings or an array of parts")
+        return value
+
     def texts(self) -> list[str]:
+        """One text per result. As in OpenAI's API, an array of parts is one input (one result): its
+        text parts are read together. Our classifiers read text only, so an image is refused rather
+        than passed as harmless."""
         if isinstance(self.input, str):
             return [self.input]
-        return [p if isinstance(p, str) else (p.text or "") for p in self.input]
+        if isinstance(self.input[0], str):
+            for i, item in enumerate(self.input):
+                if not isinstance(item, str):
+                    raise _bad_item(i, "an array that starts with a string holds only strings")
+            return list(self.input)
+        parts = [_part(i, item) for i, item in enumerate(self.input)]
+        for i, part in enumerate(parts):
+            if part.type == "image_url":
+                raise _bad_item(i, "image inputs are not supported: railguard's moderation reads text only")
+        return ["\n".join(p.text or "" for p in parts)]
+
+
+def _part(i: int, item: Any) -> ModerationPart:
+    if not isinstance(item, dict):
+        why = (
+            "must be a string or a part (an object with a 'type')"
+            if i == 0
+            else "an array that starts with a part holds only parts (objects with a 'type')"
+        )
+        raise _bad_item(i, why)
+    try:
+        return ModerationPart.model_validate(item)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = "".join(f".{p}" for p in first["loc"] if isinstance(p, str))
+        param = f"input[{i}]{where}"
+        message = first["msg"].removeprefix("Value error, ")
+        raise InvalidRequestError(
+            f"Invalid value for '{param}': {message}.", param=param, code="invalid_value"
+        ) from None
+
+
+def _bad_item(i: int, why: str) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"Invalid value for 'input[{i}]': {why}.", param=f"input[{i}]", code="invalid_value"
+    )
 
 
 class ModerationService:

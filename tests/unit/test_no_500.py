@@ -80,3 +80,50 @@ async def test_mutated_bodies_never_get_a_500(http: httpx.AsyncClient) -> None:
         elif body.get("stream") is True:
             assert r.text.rstrip().endswith("data: [DONE]")
     assert statuses.get(200, 0) > 0 and sum(v for k, v in statuses.items() if k >= 400) > 0
+
+
+IMAGE = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({}, "input"),
+        ({"input": []}, "input"),
+        ({"input": ""}, "input"),
+        ({"input": [1, 2]}, "input[0]"),
+        ({"input": {"text": "hi"}}, "input"),
+        ({"input": ["hi", {"type": "text", "text": "there"}]}, "input[1]"),
+        ({"input": [{"type": "video", "text": "hi"}]}, "input[0].type"),
+        ({"input": [{"type": "text"}]}, "input[0]"),
+        ({"input": [{"type": "text", "text": "a cat"}, IMAGE]}, "input[1]"),  # text only: never "harmless"
+        ({"input": ["x"] * 1001}, "input"),
+        ({"input": "x" * 200_001}, "input[0]"),  # over max_message_chars
+        ({"input": "hi", "model": 7}, "model"),
+    ],
+)
+async def test_bad_moderation_inputs_get_a_400_that_names_the_parameter(
+    http: httpx.AsyncClient, body: dict[str, Any], param: str
+) -> None:
+    r = await http.post("/v1/moderations", json=body)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["param"] == param, error
+
+
+async def test_a_valid_moderation_input_passes_validation(http: httpx.AsyncClient) -> None:
+    # This gateway runs no classifiers: a valid body gets past validation to a 404, not a 400.
+    for body in ({"input": "hi"}, {"input": ["a", "b"]}, {"input": [{"type": "text", "text": "a cat"}]}):
+        r = await http.post("/v1/moderations", json=body)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_url", r.text
+
+
+async def test_mutated_moderation_bodies_never_get_a_500(http: httpx.AsyncClient) -> None:
+    rng = random.Random(11)
+    for _ in range(200):
+        body: dict[str, Any] = {"input": [{"type": "text", "text": "hi"}, "x"], "model": "m"}
+        for key in rng.sample(["input", "model", "extra"], rng.randint(1, 2)):
+            body[key] = rng.choice([*ODD_VALUES, [IMAGE], [{"type": "text", "text": None}]])
+        r = await http.post("/v1/moderations", content=json.dumps(body))
+        assert r.status_code < 500, (body, r.text)
+        assert set(r.json()["error"]) >= {"message", "type", "param", "code"}, r.text
