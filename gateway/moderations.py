@@ -11,30 +11,22 @@ import uuid
 from concurrent.futures import Executor
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from classifiers.taxonomy import OPENAI_CATEGORIES, to_openai
 from gateway.errors import InvalidRequestError, NotFoundError, ServiceUnavailableError
 from gateway.guards.classifier import PII, ClassifierGuard, Scores
+from gateway.protocol import ContentPart
 from gateway.requests import validation_error
 from gateway.settings import LimitsConfig
 
 DEFAULT_MODEL = "railguard-moderation"
 
 
-class ModerationPart(BaseModel):
+class ModerationPart(ContentPart):
     """A part of a multi-modal input: ``{"type": "text", "text": ...}`` or ``{"type": "image_url", ...}``."""
 
-    model_config = ConfigDict(extra="allow")
-
     type: Literal["text", "image_url"]
-    text: str | None = None
-
-    @model_validator(mode="after")
-    def _text_parts_have_text(self) -> ModerationPart:
-        if self.type == "text" and self.text is None:
-            raise ValueError("a part of type 'text' needs a 'text' string")
-        return self
 
 
 class ModerationRequest(BaseModel):
