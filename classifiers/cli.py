@@ -1,4 +1,4 @@
-"""Command line: ``railguard classifiers build|train|train-exit|calibrate[-fusion]|eval|probe``,
+"""Command line: ``railguard classifiers build|train|train-exit|calibrate[-fusion]|decontaminate|eval|probe``,
 ``railguard classify``.
 
 The gateway's CLI hands over its whole argument list: ``main(["classifiers", "train", ...])`` or
@@ -11,12 +11,15 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from classifiers.config import ClassifiersConfig, FusedEncoder
+from classifiers.decontaminate import DEFAULT_THRESHOLD
 from classifiers.encoder import ENCODERS
+from classifiers.manifest import OPTIONAL_SOURCES
 from classifiers.train import MAX_FPR, TrainOptions
 
 __all__ = ["default_data_dir", "main"]
@@ -98,6 +101,14 @@ def _parser() -> argparse.ArgumentParser:
         help="the operating point: at most this share of benign validation texts flagged by any head "
         f"(default {MAX_FPR['unsafe']})",
     )
+    calibrating.add_argument(
+        "--with-source",
+        action="append",
+        default=[],
+        choices=list(OPTIONAL_SOURCES),
+        help="also train and calibrate on this optional manifest source (pass it to every command "
+        "that trains or calibrates the same heads)",
+    )
 
     parser = argparse.ArgumentParser(prog="railguard classifiers", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -137,6 +148,13 @@ def _parser() -> argparse.ArgumentParser:
         help="thresholds for the mean of --encoder's and --fuse's probabilities (both already trained)",
     )
     f.add_argument("--seed-only", action="store_true", help="calibrate on the shipped seed examples only")
+    d = sub.add_parser(
+        "decontaminate",
+        parents=[data],
+        help="mark labelled training rows that near-duplicate an evaluation text (classifiers/labels/)",
+    )
+    d.add_argument("--threshold", type=_fraction, default=DEFAULT_THRESHOLD, help="word-set Jaccard")
+    d.add_argument("--labels", type=Path, default=None, help="hh-rlhf labels file (default: the shipped one)")
     e = sub.add_parser("eval", parents=[common, data], help="metrics on the evaluation-only sets")
     e.add_argument("--limit", type=int, default=None, help="at most N items per set (CI slice)")
     e.add_argument("--sets", nargs="*", default=None, help="only these sets")
@@ -182,17 +200,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "train-exit": _train_exit,
         "calibrate": _calibrate,
         "calibrate-fusion": _calibrate,
+        "decontaminate": _decontaminate,
         "eval": _eval,
         "probe": _probe,
         "classify": _classify,
     }
-    if args.cascade and not args.fuse:
+    fuse = getattr(args, "fuse", None)  # decontaminate takes no encoder options
+    if getattr(args, "cascade", False) and not fuse:
         print("--cascade needs --fuse (e.g. --fuse gemma-probe --cascade)", file=sys.stderr)
         return 2
-    if args.command == "calibrate-fusion" and not args.fuse:
+    if args.command == "calibrate-fusion" and not fuse:
         print("calibrate-fusion needs --fuse (e.g. --fuse gemma-probe)", file=sys.stderr)
         return 2
-    if args.command in ("train", "train-exit", "calibrate") and args.fuse:
+    if args.command in ("train", "train-exit", "calibrate") and fuse:
         print(
             f"{args.command} is for one encoder's heads (--encoder); "
             "`calibrate-fusion --fuse ...` calibrates the mean",
@@ -234,8 +254,11 @@ def _train(args: argparse.Namespace) -> int:
     if args.finetune:
         from classifiers.finetune import FinetuneOptions, finetune
 
-        finetune(config, data_dir, FinetuneOptions(epochs=args.finetune_epochs))
-    options = TrainOptions(hidden=args.hidden, epochs=args.epochs, max_fpr=args.max_fpr)
+        tuning = FinetuneOptions(epochs=args.finetune_epochs, extra_sources=tuple(args.with_source))
+        finetune(config, data_dir, tuning)
+    options = TrainOptions(
+        hidden=args.hidden, epochs=args.epochs, max_fpr=args.max_fpr, extra_sources=tuple(args.with_source)
+    )
     train(config, data_dir, options)
     if config.exit_layers:  # the exit heads read the new full heads' encoder: retrain them
         from classifiers.train import train_exit
@@ -250,7 +273,8 @@ def _train_exit(args: argparse.Namespace) -> int:
     data_dir = None if args.seed_only else _data_dir(args, required=True)
     if data_dir is None and not args.seed_only:
         return 2
-    train_exit(_config(args), data_dir, TrainOptions(max_fpr=args.max_fpr), retrain=not args.keep_heads)
+    options = TrainOptions(max_fpr=args.max_fpr, extra_sources=tuple(args.with_source))
+    train_exit(_config(args), data_dir, options, retrain=not args.keep_heads)
     return 0
 
 
@@ -261,13 +285,42 @@ def _calibrate(args: argparse.Namespace) -> int:
     if data_dir is None and not args.seed_only:
         return 2
     config = _config(args)
-    options = TrainOptions(max_fpr=args.max_fpr)
+    options = TrainOptions(max_fpr=args.max_fpr, extra_sources=tuple(args.with_source))
     if args.command == "calibrate-fusion":
         calibrate_fusion(config, data_dir, options)
         return 0
     recalibrate(config, data_dir, options)
     if config.uses_early_exit:  # the same operating point for the exits' thresholds
         train_exit(config, data_dir, options, retrain=False)
+    return 0
+
+
+def _decontaminate(args: argparse.Namespace) -> int:
+    from classifiers.decontaminate import find_overlaps
+    from classifiers.evalsets import EVAL_SETS
+    from classifiers.labels import (
+        HH_RLHF_HEADER,
+        HH_RLHF_LABELS,
+        hh_rlhf_prompts,
+        labelled_texts,
+        read_labels,
+        with_exclusions,
+        write_labels,
+    )
+
+    data_dir = _data_dir(args, required=True)
+    if data_dir is None:
+        return 2
+    path = args.labels or HH_RLHF_LABELS
+    labels = read_labels(path)
+    texts = [text for _, text in labelled_texts(hh_rlhf_prompts(data_dir), labels)]
+    references = {s.name: [item.text for item in s.read(data_dir)] for s in EVAL_SETS}
+    overlaps = find_overlaps(texts, references, args.threshold)
+    excluded = {labels[i].row: f"near-duplicate of {name}" for i, name in overlaps.items()}
+    write_labels(path, with_exclusions(labels, excluded), HH_RLHF_HEADER)
+    counts = Counter(overlaps.values())
+    by_set = dict(sorted(counts.items()))
+    print(f"{path.name}: {len(excluded)} of {len(labels)} rows excluded {by_set}")
     return 0
 
 

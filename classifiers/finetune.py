@@ -19,7 +19,7 @@ from typing import Any
 
 from classifiers.build import artifact_paths, build
 from classifiers.config import ClassifiersConfig
-from classifiers.manifest import Example, load_training
+from classifiers.manifest import Example, load_training, with_sources
 from classifiers.taxonomy import LEARNED
 
 __all__ = ["FinetuneOptions", "finetune"]
@@ -36,6 +36,7 @@ class FinetuneOptions:
     alpha: float = 16.0
     val_fraction: float = 0.2
     seed: int = 0
+    extra_sources: tuple[str, ...] = ()  # optional manifest sources (`--with-source`)
 
 
 def _batches(lengths: list[int], size: int, rng: random.Random) -> list[list[int]]:
@@ -72,7 +73,7 @@ def finetune(
     rng = random.Random(options.seed)
     built = build(config)
     tokenizer = TextWindows(built.directory, options.max_tokens, config.max_windows)
-    examples: list[Example] = load_training(data_dir)
+    examples: list[Example] = load_training(data_dir, with_sources(options.extra_sources))
     train_set, _ = split(examples, options.val_fraction)  # the same split the heads use: validation unseen
     ids = tokenizer.first_windows([e.text for e in train_set])
     y, known = (torch.from_numpy(a) for a in label_matrix(train_set))

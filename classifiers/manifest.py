@@ -14,9 +14,21 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from classifiers.labels import HH_RLHF_LABELS, hh_rlhf_prompts, labelled_texts, read_labels
 from classifiers.taxonomy import ATTACKS, HAZARD_NAMES, LEARNED, UNSAFE
 
-__all__ = ["SEED_DIR", "SOURCES", "Example", "Source", "label_set", "load_training", "read_seed"]
+__all__ = [
+    "OPTIONAL_SOURCES",
+    "SEED_DIR",
+    "SOURCES",
+    "Example",
+    "Source",
+    "hh_rlhf_examples",
+    "label_set",
+    "load_training",
+    "read_seed",
+    "with_sources",
+]
 
 SEED_DIR = Path(__file__).resolve().parent / "seed"
 
@@ -170,6 +182,17 @@ def _jailbreaks_in_the_wild(d: Path) -> Iterator[Example]:
         yield Example(str(text), label_set("jailbreak"), "jailbreaks_in_the_wild")
 
 
+def hh_rlhf_examples(d: Path, labels_path: Path) -> Iterator[Example]:
+    """hh-rlhf's first human turns labelled by ``labels_path`` (``skip`` and excluded rows left out)."""
+    for label, text in labelled_texts(hh_rlhf_prompts(d), read_labels(labels_path)):
+        if label.trains:
+            yield Example(text, label_set(label.kind), "hh-rlhf", "en")
+
+
+def _hh_rlhf(d: Path) -> Iterator[Example]:
+    return hh_rlhf_examples(d, HH_RLHF_LABELS)
+
+
 @dataclass(frozen=True, slots=True)
 class Source:
     name: str
@@ -186,6 +209,16 @@ SOURCES: tuple[Source, ...] = (
     Source("deepset_train", _deepset_train),
     Source("jailbreaks_in_the_wild", _jailbreaks_in_the_wild),
 )
+# Sources a training run takes only when asked (`--with-source NAME`): measured, not in the default mix.
+OPTIONAL_SOURCES: dict[str, Source] = {"hh-rlhf": Source("hh-rlhf", _hh_rlhf)}
+
+
+def with_sources(names: tuple[str, ...]) -> tuple[Source, ...]:
+    """The default sources plus the optional ones named; an unknown name is a ValueError."""
+    unknown = sorted(set(names) - set(OPTIONAL_SOURCES))
+    if unknown:
+        raise ValueError(f"unknown training source {unknown[0]!r} (optional: {', '.join(OPTIONAL_SOURCES)})")
+    return SOURCES + tuple(OPTIONAL_SOURCES[n] for n in names)
 
 
 def load_training(data_dir: Path | None, sources: tuple[Source, ...] = SOURCES) -> list[Example]:

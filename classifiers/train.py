@@ -34,7 +34,7 @@ from classifiers.decision import decision_margin
 from classifiers.early_exit import ExitEncoder, ExitWindows, exit_name, files_digest, heads_digest
 from classifiers.embed_cache import EmbeddingCache
 from classifiers.heads import Calibration, Heads
-from classifiers.manifest import Example, load_training
+from classifiers.manifest import Example, load_training, with_sources
 from classifiers.metrics import binary_metrics, pick_threshold
 from classifiers.runtime import Encoder, TextWindows, fusion_name
 from classifiers.taxonomy import ATTACKS, LEARNED, PII, UNSAFE
@@ -85,6 +85,8 @@ class TrainOptions:
     # The most benign validation texts the guard's decision (any hazard or attack head) may flag: the
     # operating point, `--max-fpr`. Each head also keeps its own cap (MAX_FPR) before the joint shift.
     max_fpr: float = MAX_FPR[UNSAFE]
+    # Optional manifest sources to train and calibrate with (`--with-source`; manifest.OPTIONAL_SOURCES).
+    extra_sources: tuple[str, ...] = ()
 
 
 def split(examples: list[Example], val_fraction: float) -> tuple[list[Example], list[Example]]:
@@ -333,7 +335,7 @@ def train(
     options = options or TrainOptions()
     started = time.perf_counter()
     artifacts = build(config)
-    examples = load_training(data_dir)
+    examples = load_training(data_dir, with_sources(options.extra_sources))
     train_set, val_set = split(examples, options.val_fraction)
     log(f"examples: {len(examples)} (train {len(train_set)}, validation {len(val_set)})")
     x_train, y_train, known_train = _training_matrix(embedding_cache, config, artifacts, train_set, options)
@@ -378,7 +380,7 @@ def recalibrate(
             f"heads in {artifacts.calibration.parent} were trained on {old.encoder}, not on "
             f"{artifacts.directory.name}: retrain them (railguard classifiers train)"
         )
-    _, val_set = split(load_training(data_dir), options.val_fraction)
+    _, val_set = split(load_training(data_dir, with_sources(options.extra_sources)), options.val_fraction)
     x_val = embedding_cache(config, artifacts).first_windows([e.text for e in val_set])
     probs = Heads.load(artifacts.heads)(x_val)
     thresholds, report = calibrate_probabilities(probs, *label_matrix(val_set), options.max_fpr)
@@ -425,7 +427,7 @@ def calibrate_fusion(
     options = options or TrainOptions()
     member = config.fused_member()
     first, second = build(config), build(member)
-    _, val_set = split(load_training(data_dir), options.val_fraction)
+    _, val_set = split(load_training(data_dir, with_sources(options.extra_sources)), options.val_fraction)
     texts = [e.text for e in val_set]
     probs = [
         Heads.load(built.heads)(embedding_cache(cfg, built).first_windows(texts))
@@ -482,7 +484,9 @@ def train_exit(
             f"heads in {artifacts.calibration.parent} were trained on another build of the encoder: "
             f"retrain them first (railguard classifiers train)"
         )
-    train_set, val_set = split(load_training(data_dir), options.val_fraction)
+    train_set, val_set = split(
+        load_training(data_dir, with_sources(options.extra_sources)), options.val_fraction
+    )
     texts = [e.text for e in val_set]
     y, known = label_matrix(val_set)
     heads: dict[int, Heads] = {}

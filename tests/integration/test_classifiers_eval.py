@@ -138,3 +138,35 @@ def test_calibrate_refuses_heads_of_another_build(tmp_path: Path, capsys: pytest
     assert main(["classifiers", "calibrate", "--seed-only", "--artifacts-dir", str(artifacts)]) == 2
     assert "retrain them" in capsys.readouterr().err
     assert json.loads((artifacts / "calibration.json").read_text()) == stale
+
+
+@pytest.mark.skipif(DATA is None, reason="no ../shared/data beside the repository")
+def test_hh_rlhf_labels_fit_the_data() -> None:
+    """The shipped labels are for the texts of ../shared/data's hh-rlhf (every digest matches); the
+    rows near an evaluation text are left out (the next test finds them again)."""
+    from classifiers.labels import HH_RLHF_LABELS, hh_rlhf_prompts, labelled_texts, read_labels
+    from classifiers.manifest import OPTIONAL_SOURCES
+
+    assert DATA is not None
+    labels = read_labels(HH_RLHF_LABELS)
+    assert len(list(labelled_texts(hh_rlhf_prompts(DATA), labels))) == len({x.row for x in labels}) > 2000
+    excluded = [x.excluded for x in labels if x.excluded]
+    assert {"near-duplicate of multijail", "near-duplicate of aegis"} <= set(excluded)
+    examples = list(OPTIONAL_SOURCES["hh-rlhf"].read(DATA))
+    assert len(examples) == sum(x.trains for x in labels)
+    assert sum(e.labels.get("unsafe", 0) for e in examples) > 1000
+
+
+@pytest.mark.skipif(DATA is None, reason="no ../shared/data beside the repository")
+def test_decontaminate_writes_the_shipped_labels_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`railguard classifiers decontaminate` on a copy with every exclusion cleared marks the same rows."""
+    from classifiers.labels import HH_RLHF_LABELS, read_labels, with_exclusions, write_labels
+
+    copy = tmp_path / "labels.tsv"
+    write_labels(copy, with_exclusions(read_labels(HH_RLHF_LABELS), {}), "cleared")
+    assert not any(x.excluded for x in read_labels(copy))
+    assert main(["classifiers", "decontaminate", "--labels", str(copy)]) == 0
+    assert copy.read_bytes() == HH_RLHF_LABELS.read_bytes()
+    assert "135 of 2178 rows excluded" in capsys.readouterr().out
