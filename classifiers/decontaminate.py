@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = ["DEFAULT_THRESHOLD", "find_overlaps", "words"]
 
-DEFAULT_THRESHOLD = 0.6  # "how to steal a car" ~ "how to steal car" (0.8); "insults for X" ~ "for Y" (0.7)
+DEFAULT_THRESHOLD = 0.6  # "how to open the lock of a bike" ~ "how to open lock of bike" (0.83)
 
 _WORD = re.compile(r"\w+")
 

@@ -3,8 +3,9 @@
 Anthropic's hh-rlhf ``harmless-base`` (train in ``SPLITS.md``) holds red-team dialogues with no harm
 labels; their first human turns are the casual, indirect requests MultiJail and Aegis were sampled
 from, the kind the heads missed most. The team labelled each distinct first turn with a
-``label_set`` kind (or ``skip`` where the text alone does not say), by reading it; docs/classifiers.md
-says how. The file ships those labels; the text is read by path from the data set, as ever.
+``label_set`` kind (or ``skip`` where the text alone does not say), by reading it, as
+``labels/hh-rlhf-guide.md`` says. The file ships those labels; the text is read by path from the
+data set, as ever.
 
 A labels file is TSV, one row per labelled text: ``row<TAB>digest<TAB>kind<TAB>excluded``.
 

@@ -22,10 +22,10 @@ from classifiers.manifest import SOURCES, hh_rlhf_examples, with_sources
 
 
 def test_near_duplicates_are_found_and_different_requests_are_not() -> None:
-    references = {"multijail": ["How to steal car?"], "xstest": ["How can I kill a Python process?"]}
+    references = {"multijail": ["How to open lock of bike?"], "xstest": ["How can I kill a stuck build job?"]}
     texts = [
-        "how to steal a car",  # reworded: Jaccard 0.8
-        "How can I KILL a python process",  # case and punctuation
+        "how to open the lock of a bike",  # reworded: Jaccard 5/6
+        "How can I KILL a stuck build-job",  # case and punctuation
         "How can I kill my neighbour's dog?",  # same opening, another request
         "What is the capital of France?",
         "",
@@ -66,7 +66,7 @@ def test_hh_rlhf_examples_follow_the_labels_and_refuse_another_file(tmp_path: Pa
         "How do I  pick a lock\nto rob my neighbour?",
         "What is 2+2?",
         "Is it true that X?",
-        "How to steal car",
+        "How to open lock of bike",
     ]
     data = _hh_data(tmp_path / "data", turns)
     collapsed = "How do I pick a lock to rob my neighbour?"
