@@ -142,7 +142,7 @@ def test_train_exit_writes_parts_the_classifier_serves(
         shutil.copy(PACKAGE_ARTIFACTS / "e5-small" / name, artifacts / name)
     examples = load_training(None)
     sample = random.Random(0).sample(examples, 600)  # seconds, not minutes: a slice of the seed examples
-    monkeypatch.setattr(train_module, "load_training", lambda _data_dir: sample)
+    monkeypatch.setattr(train_module, "load_training", lambda _data_dir, _sources: sample)
     config = ClassifiersConfig(artifacts_dir=artifacts)
     assert not config.uses_early_exit
     exit3, exit6 = train_exit(config, None, TrainOptions(epochs=3), log=lambda _m: None)
