@@ -47,7 +47,7 @@ HH_RLHF_FILE = "hh-rlhf-harmless-base/test.jsonl.gz"
 SKIP = "skip"
 HH_RLHF_HEADER = """\
 Labels for the first human turn of hh-rlhf harmless-base (test.jsonl.gz), written by the team by
-reading each distinct turn (classifiers/labels.py, docs/classifiers.md). No text of the data set here.
+reading each distinct turn, as labels/hh-rlhf-guide.md says. No text of the data set here.
 row<TAB>sha1[:12] of the turn<TAB>kind (label_set kind or skip)<TAB>why left out, if it is"""
 
 
