@@ -11,7 +11,6 @@ import argparse
 import json
 import sys
 import time
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -296,31 +295,16 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _decontaminate(args: argparse.Namespace) -> int:
-    from classifiers.decontaminate import find_overlaps
-    from classifiers.evalsets import EVAL_SETS
-    from classifiers.labels import (
-        HH_RLHF_HEADER,
-        HH_RLHF_LABELS,
-        hh_rlhf_prompts,
-        labelled_texts,
-        read_labels,
-        with_exclusions,
-        write_labels,
-    )
+    from classifiers.decontaminate import mark_hh_rlhf
+    from classifiers.labels import HH_RLHF_LABELS, read_labels
 
     data_dir = _data_dir(args, required=True)
     if data_dir is None:
         return 2
     path = args.labels or HH_RLHF_LABELS
-    labels = read_labels(path)
-    texts = [text for _, text in labelled_texts(hh_rlhf_prompts(data_dir), labels)]
-    references = {s.name: [item.text for item in s.read(data_dir)] for s in EVAL_SETS}
-    overlaps = find_overlaps(texts, references, args.threshold)
-    excluded = {labels[i].row: f"near-duplicate of {name}" for i, name in overlaps.items()}
-    write_labels(path, with_exclusions(labels, excluded), HH_RLHF_HEADER)
-    counts = Counter(overlaps.values())
+    counts = mark_hh_rlhf(path, data_dir, args.threshold)
     by_set = dict(sorted(counts.items()))
-    print(f"{path.name}: {len(excluded)} of {len(labels)} rows excluded {by_set}")
+    print(f"{path.name}: {counts.total()} of {len(read_labels(path))} rows excluded {by_set}")
     return 0
 
 

@@ -10,11 +10,13 @@ labels files; ``train`` never reads an evaluation set itself.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
-__all__ = ["DEFAULT_THRESHOLD", "find_overlaps", "words"]
+__all__ = ["DEFAULT_THRESHOLD", "find_overlaps", "mark_hh_rlhf", "words"]
 
-DEFAULT_THRESHOLD = 0.6  # "how to open the lock of a bike" ~ "how to open lock of bike" (0.83)
+DEFAULT_THRESHOLD = 0.6  # "how to open the lock of a bike" ~ "how to open lock of bike" (0.75)
 
 _WORD = re.compile(r"\w+")
 
@@ -55,3 +57,25 @@ def find_overlaps(
 def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     inter = len(a & b)
     return inter / (len(a) + len(b) - inter)
+
+
+def mark_hh_rlhf(labels_path: Path, data_dir: Path, threshold: float = DEFAULT_THRESHOLD) -> Counter[str]:
+    """Rewrite the hh-rlhf labels file with every row near an evaluation text (and only those) marked
+    excluded; returns how many rows each evaluation set excluded."""
+    from classifiers.evalsets import EVAL_SETS
+    from classifiers.labels import (
+        HH_RLHF_HEADER,
+        hh_rlhf_prompts,
+        labelled_texts,
+        read_labels,
+        with_exclusions,
+        write_labels,
+    )
+
+    labels = read_labels(labels_path)
+    texts = [text for _, text in labelled_texts(hh_rlhf_prompts(data_dir), labels)]
+    references = {s.name: [item.text for item in s.read(data_dir)] for s in EVAL_SETS}
+    overlaps = find_overlaps(texts, references, threshold)
+    excluded = {labels[i].row: f"near-duplicate of {name}" for i, name in overlaps.items()}
+    write_labels(labels_path, with_exclusions(labels, excluded), HH_RLHF_HEADER)
+    return Counter(overlaps.values())

@@ -24,7 +24,7 @@ from classifiers.manifest import SOURCES, hh_rlhf_examples, with_sources
 def test_near_duplicates_are_found_and_different_requests_are_not() -> None:
     references = {"multijail": ["How to open lock of bike?"], "xstest": ["How can I kill a stuck build job?"]}
     texts = [
-        "how to open the lock of a bike",  # reworded: Jaccard 5/6
+        "how to open the lock of a bike",  # reworded: Jaccard 0.75
         "How can I KILL a stuck build-job",  # case and punctuation
         "How can I kill my neighbour's dog?",  # same opening, another request
         "What is the capital of France?",
