@@ -16,6 +16,9 @@ from gateway.errors import InvalidRequestError, PayloadTooLargeError
 from gateway.protocol import ChatCompletionRequest
 from gateway.settings import LimitsConfig
 
+# OpenAI's roles whose messages must carry content (an assistant's may hold only tool calls)
+CONTENT_REQUIRED = frozenset({"system", "developer", "user", "tool"})
+
 
 async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
@@ -87,7 +90,25 @@ def parse_chat_request(data: dict[str, Any], limits: LimitsConfig) -> ChatComple
             param="messages",
             code="array_above_max_length",
         )
+    if request.stream_options is not None and not request.stream:
+        raise InvalidRequestError(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            param="stream_options",
+            code="invalid_value",
+        )
     for i, message in enumerate(request.messages):
+        if message.content is None and message.role in CONTENT_REQUIRED:
+            param = f"messages[{i}].content"
+            if "content" not in message.model_fields_set:
+                raise InvalidRequestError(
+                    f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
+                )
+            raise InvalidRequestError(
+                f"Invalid type for '{param}': expected a string or an array of content parts, but got "
+                "null instead.",
+                param=param,
+                code="invalid_type",
+            )
         if len(message.text()) > limits.max_message_chars:
             raise InvalidRequestError(
                 f"Message {i} is longer than the limit of {limits.max_message_chars} characters.",

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response, StreamingResponse
 
+from gateway.disconnect import ClientDisconnected, cancel_on_disconnect
 from gateway.errors import (
     InvalidRequestError,
     MethodNotAllowedError,
@@ -61,7 +62,10 @@ async def chat_completions(request: Request) -> Response:
         services.chat.record_rejection(ctx, model, error)
         raise
     try:
-        result = await services.chat.create(chat_request, body, ctx)
+        result = await cancel_on_disconnect(request, services.chat.create(chat_request, body, ctx))
+    except ClientDisconnected:  # recorded as 499 by `create`; nobody reads this response
+        services.limiter.release(slot)
+        return Response(status_code=499)
     except BaseException:
         services.limiter.release(slot)
         raise

@@ -148,6 +148,9 @@ class ChatService:
                 self._count_upstream_error(request.model, error)
                 self.finish(trace, status=error.status, error_code=error.code)
                 raise
+            except asyncio.CancelledError:  # the client went away (gateway.disconnect)
+                self.finish(trace, status=499, error_code="client_closed")
+                raise
             finally:
                 if trace.record is not None:
                     self.tracing.annotate(span, trace.record)

@@ -127,3 +127,41 @@ async def test_mutated_moderation_bodies_never_get_a_500(http: httpx.AsyncClient
         r = await http.post("/v1/moderations", content=json.dumps(body))
         assert r.status_code < 500, (body, r.text)
         assert set(r.json()["error"]) >= {"message", "type", "param", "code"}, r.text
+
+
+@pytest.mark.parametrize(
+    ("change", "param", "code"),
+    [
+        ({"messages": [{"role": "user"}]}, "messages[0].content", "missing_required_parameter"),
+        ({"messages": [{"role": "user", "content": None}]}, "messages[0].content", "invalid_type"),
+        (
+            {"messages": [{"role": "system", "content": "Be brief."}, {"role": "developer"}]},
+            "messages[1].content",
+            "missing_required_parameter",
+        ),
+        ({"stream_options": {"include_usage": True}}, "stream_options", "invalid_value"),
+        ({"stream": False, "stream_options": {}}, "stream_options", "invalid_value"),
+    ],
+)
+async def test_chat_bodies_openai_refuses_get_its_400(
+    http: httpx.AsyncClient, change: dict[str, Any], param: str, code: str
+) -> None:
+    r = await http.post("/v1/chat/completions", json={**VALID, **change})
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert (error["type"], error["param"], error["code"]) == ("invalid_request_error", param, code), error
+
+
+async def test_an_assistant_message_may_hold_only_tool_calls(http: httpx.AsyncClient) -> None:
+    call = {"id": "call_1", "type": "function", "function": {"name": "clock", "arguments": "{}"}}
+    messages = [
+        {"role": "user", "content": "What time is it?"},
+        {"role": "assistant", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "12:00"},
+    ]
+    r = await http.post("/v1/chat/completions", json={**VALID, "messages": messages})
+    assert r.status_code == 200, r.text
+    r = await http.post(
+        "/v1/chat/completions", json={**VALID, "stream": True, "stream_options": {"include_usage": True}}
+    )
+    assert r.status_code == 200 and r.text.rstrip().endswith("data: [DONE]"), r.text
