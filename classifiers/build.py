@@ -28,6 +28,9 @@ class BuiltArtifacts:
     encoder_meta: Path
     onnx_fp32: Path
     onnx_int8: Path
+    # SmoothQuant's channel maxima, measured once per build directory: every int8 file in it (the whole
+    # encoder, each exit configuration's parts) is smoothed from these, whichever process builds it
+    smoothing_peaks: Path
     heads: Path
     calibration: Path
     lora: Path
@@ -59,7 +62,14 @@ class BuiltArtifacts:
 
     @property
     def complete(self) -> bool:
-        files = (self.tokenizer, self.encoder_meta, self.onnx_fp32, self.onnx_int8, *self.exit_parts)
+        files = (
+            self.tokenizer,
+            self.encoder_meta,
+            self.onnx_fp32,
+            self.onnx_int8,
+            self.smoothing_peaks,
+            *self.exit_parts,
+        )
         return all(p.exists() for p in files)
 
 
@@ -73,6 +83,7 @@ def artifact_paths(config: ClassifiersConfig) -> BuiltArtifacts:
         encoder_meta=directory / "encoder.json",
         onnx_fp32=directory / "encoder.fp32.onnx",
         onnx_int8=directory / f"encoder.int8-{INT8_RECIPE}.onnx",
+        smoothing_peaks=directory / f"smoothing-peaks.{INT8_RECIPE}.safetensors",
         heads=config.trained_dir / "heads.npz",
         calibration=config.trained_dir / "calibration.json",
         lora=lora,
@@ -102,15 +113,20 @@ def _build(config: ClassifiersConfig, paths: BuiltArtifacts, *, force: bool) -> 
     from classifiers.early_exit import export_parts
     from classifiers.encoder import export_module, load_torch, quantize, write_tokenizer
     from classifiers.runtime import TextWindows
-    from classifiers.smoothing import calibration_texts, smooth
+    from classifiers.smoothing import calibration_texts, channel_peaks, load_peaks, save_peaks, smooth_with
 
     def missing(*files: Path) -> bool:
         return force or not all(f.is_file() for f in files)
 
     layers = paths.exit_layers
-    parts = paths.exit_parts  # at the serving precision
     for stale in paths.directory.glob("exit*-*.onnx"):  # parts as builds before 2026-12-03 named them
         stale.unlink()
+    if missing(paths.smoothing_peaks):
+        # int8 files smoothed from maxima nobody kept (builds made before they were) may not match
+        # what is built from new ones: they are all built again
+        for stale in paths.directory.glob(f"*.{paths.variant('int8')}.onnx"):
+            stale.unlink()
+    parts = paths.exit_parts  # at the serving precision
     write_tokenizer(config.encoder, config.encoder_source, paths.directory)
     module = load_torch(config.encoder, config.encoder_source, paths.lora if paths.lora.is_file() else None)
     if missing(paths.onnx_fp32):
@@ -118,10 +134,13 @@ def _build(config: ClassifiersConfig, paths: BuiltArtifacts, *, force: bool) -> 
     if layers and paths.exit_precision == "fp32" and missing(*parts):
         export_parts(module, layers, parts)
     int8_parts = bool(layers) and paths.exit_precision == "int8" and missing(*parts)
-    if not (missing(paths.onnx_int8) or int8_parts):
+    if not (missing(paths.onnx_int8) or int8_parts or missing(paths.smoothing_peaks)):
         return
     # int8: the same module smoothed in place (classifiers/smoothing.py), exported again, quantized
-    smooth(module, TextWindows(paths.directory, config.max_tokens, 1).first_windows(calibration_texts()))
+    if missing(paths.smoothing_peaks):
+        windows = TextWindows(paths.directory, config.max_tokens, 1).first_windows(calibration_texts())
+        save_peaks(channel_peaks(module, windows), paths.smoothing_peaks)
+    smooth_with(module, load_peaks(paths.smoothing_peaks))
     names = ["encoder", *(p.name.split(".")[0] for p in parts)]
     smoothed = [paths.directory / f"smoothed-{name}.tmp.onnx" for name in names]
     try:

@@ -112,13 +112,27 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str], float, _Check], ...] = (
     ("ES_DNI", re.compile(r"\b[XYZ]?\d{7,8}[A-Z]\b"), 0.9, _dni_valid),
     ("BR_CPF", re.compile(r"\b\d{3}\.\d{3}\.\d{3}-\d{2}\b"), 0.9, _cpf_valid),
     ("CN_ID", re.compile(r"\b\d{17}[\dXx]\b"), 0.9, _cn_id_valid),
-    (
+    (  # written as a phone number: a country code, an area code in brackets, or grouped digits
         "PHONE",
         re.compile(
             r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]?\d{2,4}){2,4}(?!\w)"
         ),
         0.7,
-        lambda m: 8 <= len(re.sub(r"\D", "", m)) <= 15 and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", m),
+        lambda m: (
+            8 <= len(re.sub(r"\D", "", m)) <= 15
+            and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", m)
+            and re.search(r"[ .()+-]", m) is not None  # bare digits are any number: a count, an id, a time
+        ),
+    ),
+    (  # bare digits, where the text says they are a phone number
+        "PHONE",
+        re.compile(
+            r"(?i:\b(?:phone|tel|telephone|mobile|cell|call|fax|whatsapp|sms|telefon|t[ée]l[ée]phone|"
+            r"tel[ée]fono|handy|portable|m[óo]vil|celular|cellulare)s?\b)"
+            r"[^\d\n]{0,24}(?<![\w+])(\d{8,15})(?!\w)"
+        ),
+        0.7,
+        None,
     ),
     (
         "NAME",

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from classifiers.manifest import read_seed
 
-__all__ = ["ALPHA", "calibration_texts", "smooth"]
+__all__ = ["ALPHA", "calibration_texts", "channel_peaks", "load_peaks", "save_peaks", "smooth", "smooth_with"]
 
 ALPHA = 0.8  # part of the int8 file's name (encoder.INT8_RECIPE): a new recipe, a new build
 
@@ -42,6 +43,15 @@ def smooth(module: Any, windows: Iterable[Sequence[int]], alpha: float = ALPHA) 
     """Rewrite every ``nn.Linear`` of ``module`` (called as ``module(input_ids, attention_mask)``) in
     place as its smoothed equivalent, from the channel maxima seen on ``windows`` (one at a time, so
     padding never counts). Returns the module."""
+    return smooth_with(module, channel_peaks(module, windows), alpha)
+
+
+def channel_peaks(module: Any, windows: Iterable[Sequence[int]]) -> dict[str, Any]:
+    """Each ``nn.Linear``'s largest absolute input per channel over ``windows``, by module name.
+
+    They are fp32 sums whose last bits depend on the kernels torch picks (its thread count among
+    them), so a build keeps them (`save_peaks`): every int8 file of one build directory is smoothed
+    with the same scales, and its parts compose exactly."""
     import torch
 
     linears = {name: m for name, m in module.named_modules() if isinstance(m, torch.nn.Linear)}
@@ -63,6 +73,16 @@ def smooth(module: Any, windows: Iterable[Sequence[int]], alpha: float = ALPHA) 
     finally:
         for hook in hooks:
             hook.remove()
+    return peaks
+
+
+def smooth_with(module: Any, peaks: Mapping[str, Any], alpha: float = ALPHA) -> Any:
+    """:func:`smooth` from channel maxima measured before (:func:`channel_peaks`)."""
+    import torch
+
+    linears = {name: m for name, m in module.named_modules() if isinstance(m, torch.nn.Linear)}
+    if set(peaks) != set(linears):
+        raise ValueError("the channel maxima are not this module's: its linear layers differ")
     modules = dict(module.named_modules())
     for name, linear in linears.items():
         weight_peak = linear.weight.detach().abs().amax(0).float().clamp(min=1e-5)
@@ -70,6 +90,20 @@ def smooth(module: Any, windows: Iterable[Sequence[int]], alpha: float = ALPHA) 
         parent, _, attr = name.rpartition(".")
         setattr(modules[parent], attr, smoothed_linear(linear, scale))
     return module
+
+
+def save_peaks(peaks: Mapping[str, Any], path: Path) -> None:
+    from safetensors.torch import save_file
+
+    tmp = path.with_suffix(".tmp")
+    save_file({name: t.contiguous() for name, t in peaks.items()}, str(tmp))
+    tmp.replace(path)
+
+
+def load_peaks(path: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    return dict(load_file(str(path)))
 
 
 @functools.cache

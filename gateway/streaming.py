@@ -6,6 +6,8 @@ everything held; only if it passes are chunks released: up to the last sentence 
 beyond the window. A violation ends that choice with a refusal chunk (`finish_reason: "content_filter"`)
 and nothing held is released, so a violating sentence never reaches the client. Chunks without content
 (the role chunk, tool-call deltas) travel with their neighbours, and go out at once when nothing is held.
+A span to redact that reaches the end of the text checked holds everything back until a later check,
+when what follows has settled it: the stream then redacts what the whole answer would have.
 """
 
 from __future__ import annotations
@@ -128,6 +130,8 @@ class StreamGuard:
             yield self._refusal(template, index, verdict, bool(state.released))
             return
         if verdict.action is Action.REDACT:
+            if not final and _open_span(state.released + held_text, verdict):
+                return  # the next tokens may still change it (a longer number): decide when it ends
             self._redact_held(state, verdict)
             self.stats.verdict = verdict
         count = len(state.held) if final else self._releasable(state)
@@ -176,3 +180,13 @@ class StreamGuard:
         choice["delta"] = {**choice.get("delta", {}), "content": text}
         rewritten = _Held({**first.chunk, "choices": [choice]}, text, first.arrived)
         state.held = [rewritten if h is first else h for h in state.held if h is first or not h.text]
+
+
+def _open_span(text: str, verdict: Verdict) -> bool:
+    """Whether a span to redact reaches the end of the text checked (trailing spaces aside): what
+    follows may extend it or undo it ("+1 555 0100" in "+1 555 0100 22"; digits that a phone number's
+    pattern matches, in a longer number that no PII pattern does)."""
+    end = len(text.rstrip())
+    return any(
+        f.span is not None and f.span[1] >= end and f.category in verdict.categories for f in verdict.findings
+    )

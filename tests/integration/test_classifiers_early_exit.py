@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,6 +102,32 @@ def test_the_block_6_exit_alone_serves_as_the_eighth_round_did(
         at6 = max_by_owner(stage6.heads(six.early_exit.encoder.first(windows)[0]), owners, len(TEXTS))
         expected, _ = fuse(at6, full.probabilities(TEXTS).__getitem__, stage6.cascade)
         np.testing.assert_allclose(six.probabilities(TEXTS), expected, atol=1e-5)
+
+
+def test_another_exit_configuration_builds_the_parts_they_share_as_the_default_did(
+    tmp_path: Path, early: SafetyClassifier
+) -> None:
+    """``exit_blocks: [6]`` shares ``blocks7-last`` with the default. Built in another process whose
+    torch runs one thread, it is smoothed from the maxima the directory keeps, so the file comes out
+    the same and the default's parts still compose (before, it was smoothed from maxima measured
+    again, whose last bits depend on the thread count, and overwrote the default's)."""
+    built = early.artifacts
+    directory = tmp_path / "classifiers" / built.directory.name
+    directory.mkdir(parents=True)
+    for name in ("tokenizer.json", "encoder.json", built.onnx_fp32.name, built.onnx_int8.name):
+        (directory / name).symlink_to(built.directory / name)
+    shutil.copy(built.smoothing_peaks, directory)
+    script = (
+        "import sys, torch; torch.set_num_threads(1)\n"
+        "from pathlib import Path\n"
+        "from classifiers import ClassifiersConfig\n"
+        "from classifiers.build import build\n"
+        "build(ClassifiersConfig(cache_dir=Path(sys.argv[1]), exit_blocks=(6,)))\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "classifiers")], check=True, timeout=600)
+    shared = "blocks7-last.int8-smooth0.8.onnx"
+    assert (directory / shared).read_bytes() == (built.directory / shared).read_bytes()
+    assert (directory / "blocks1-6.int8-smooth0.8.onnx").is_file()
 
 
 def test_the_cli_chooses_the_exits(capsys: pytest.CaptureFixture[str]) -> None:

@@ -227,6 +227,7 @@ def trained_exits(tmp_path: Path) -> tuple[ClassifiersConfig, BuiltArtifacts, He
     artifacts = BuiltArtifacts(
         built,
         *(built / n for n in ("tokenizer.json", "encoder.json", "encoder.fp32.onnx", "encoder.int8.onnx")),
+        smoothing_peaks=built / "smoothing-peaks.safetensors",
         heads=tmp_path / "heads.npz",
         calibration=tmp_path / "calibration.json",
         lora=tmp_path / "lora.safetensors",

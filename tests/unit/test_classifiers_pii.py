@@ -84,3 +84,12 @@ def test_redact_with_given_spans_and_overlaps() -> None:
 
     spans = (PiiSpan("EMAIL", 0, 5, 0.9), PiiSpan("NAME", 3, 8, 0.5))
     assert redact("abcdefghij", spans) == "[EMAIL]fghij"
+
+
+def test_bare_digits_are_a_phone_number_only_where_the_text_says_so() -> None:
+    for text in ('{"population": 100000000}', "order 1733222400 shipped", "I called 12345678 people"):
+        assert kinds(text) == [], text
+    assert kinds("call me on 5551234567") == [("PHONE", "5551234567")]
+    assert kinds('{"phone": "4155550132"}') == [("PHONE", "4155550132")]
+    assert kinds("Mon téléphone : 0612345678") == [("PHONE", "0612345678")]
+    assert kinds("ring 555 123 4567") == [("PHONE", "555 123 4567")]  # grouped: a phone's shape

@@ -7,6 +7,7 @@ import pytest
 
 from gateway.guards.base import Action, Finding, Stage, Verdict
 from gateway.policy.model import StreamPolicy
+from gateway.redaction import redact_spans
 from gateway.streaming import StreamGuard
 
 pytestmark = pytest.mark.anyio
@@ -122,3 +123,45 @@ async def test_usage_chunk_goes_last() -> None:
     usage = {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
     out = await _run(guard, [*chunks[:-1], usage, chunks[-1]])
     assert out[-1] is usage
+
+
+def _pii_guard(policy: StreamPolicy) -> StreamGuard:
+    """Redacts what the gateway's PII patterns find (the classifier guard's spans, without a model)."""
+    from classifiers.pii import find_pii
+
+    async def check(text: str) -> Verdict:
+        spans = find_pii(text)
+        if not spans:
+            return Verdict(Stage.OUTPUT, Action.ALLOW)
+        findings = tuple(Finding("pii", s.score, f"pii:{s.kind}", (s.start, s.end)) for s in spans)
+        return Verdict(Stage.OUTPUT, Action.REDACT, ("pii",), findings)
+
+    def refusal(template: dict[str, Any], index: int, verdict: Verdict, after: bool) -> dict[str, Any]:
+        raise AssertionError("nothing here is refused")
+
+    return StreamGuard(check, policy, refusal)
+
+
+def _whole(text: str) -> str:
+    from classifiers.pii import find_pii
+
+    return redact_spans(text, [(s.start, s.end, "pii") for s in find_pii(text)])
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        # a count whose first digits, checked alone, look like a phone number
+        ['{"city": "Paris", "population": 1', *["0"] * 33, ', "coastal": false}'],
+        # a phone number that grows by a group after the window is first checked
+        ["Call", " me", " on", " +44", " 20", " 7946", " 0958", " 12", " today", "."],
+        ["Mail", " jane", "@example", ".org", " or", " call", " +1", " 415", " 555", " 0132", "."],
+    ],
+)
+async def test_a_stream_redacts_what_the_whole_answer_would(pieces: list[str]) -> None:
+    for policy in (
+        StreamPolicy(holdback_tokens=3, sentence_release=False),
+        StreamPolicy(holdback_tokens=3, sentence_release=True),
+    ):
+        out = await _run(_pii_guard(policy), _chunks(pieces))
+        assert _text(out) == _whole("".join(pieces)), policy
