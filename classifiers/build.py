@@ -44,7 +44,7 @@ class BuiltArtifacts:
         return self.onnx_int8 if precision == "int8" else self.onnx_fp32
 
     def variant(self, precision: str) -> str:
-        """``fp32`` or the int8 recipe (``int8-smooth0.8``): what cached embeddings are named by."""
+        """``fp32`` or the int8 recipe (``int8-smooth0.8-u8``): what cached embeddings are named by."""
         return self.onnx(precision).name.removeprefix("encoder.").removesuffix(".onnx")
 
     def exit_parts_at(self, precision: str) -> tuple[Path, ...]:

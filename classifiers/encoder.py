@@ -45,7 +45,8 @@ __all__ = [
 ]
 
 EXPORT_VERSION = 2
-INT8_RECIPE = f"smooth{SMOOTHING_ALPHA}"  # names the int8 file: dynamic int8 after SmoothQuant
+# names the int8 files: dynamic int8 after SmoothQuant, with unsigned (asymmetric) weights
+INT8_RECIPE = f"smooth{SMOOTHING_ALPHA}-u8"
 OPSET = 18
 EncoderName = Literal["e5-small", "e5-small-6", "minilm-l6", "gemma-probe"]
 LOCAL_MODEL_DIR = "gemma-3-270m"  # where `railguard prepare` converts the local model, under models/
@@ -244,7 +245,12 @@ def export_graph(
 def quantize(source: Path, target: Path) -> None:
     """Dynamic int8: MatMul weights per channel (closer to fp32 than per tensor) and the embedding
     table (a Gather), which is most of a 250k-token vocabulary's size. The build quantizes a smoothed
-    export (:mod:`classifiers.smoothing`), whose activations survive one scale per tensor."""
+    export (:mod:`classifiers.smoothing`), whose activations survive one scale per tensor.
+
+    The weights are unsigned (``QUInt8``, a zero point per channel): ONNX Runtime multiplies uint8
+    activations by int8 weights on CPUs without VNNI with an instruction that saturates its 16-bit
+    sums (``vpmaddubsw``), so signed weights gave other scores there than on VNNI CPUs, and further
+    from fp32 (docs/classifiers.md, eleventh round). uint8 by uint8 is exact on every x86 CPU."""
     from onnxruntime.quantization import (  # type: ignore[import-untyped]
         QuantType,
         quantize_dynamic,
@@ -255,7 +261,7 @@ def quantize(source: Path, target: Path) -> None:
         str(source),
         str(tmp),
         per_channel=True,
-        weight_type=QuantType.QInt8,
+        weight_type=QuantType.QUInt8,
         op_types_to_quantize=["MatMul", "Gather"],
     )
     tmp.replace(target)

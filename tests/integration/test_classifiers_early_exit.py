@@ -50,8 +50,8 @@ def full() -> Iterator[SafetyClassifier]:
 def test_the_default_scores_through_the_exit(early: SafetyClassifier, full: SafetyClassifier) -> None:
     assert early.early_exit is not None and full.early_exit is None
     key = early.artifacts.directory.name
-    assert early.version.startswith(f"{key}+exit3+exit6@int8-smooth0.8+cascade")
-    assert full.version.startswith(f"{key}@int8-smooth0.8#")
+    assert early.version.startswith(f"{key}+exit3+exit6@int8-smooth0.8-u8+cascade")
+    assert full.version.startswith(f"{key}@int8-smooth0.8-u8#")
     assert dict(early.thresholds) != dict(full.thresholds)  # the mean's thresholds judge
     harmful, benign = early.score(TEXTS[:2])
     assert harmful.harmful and harmful.scores["unsafe"] > 0.5, harmful.scores
@@ -95,7 +95,7 @@ def test_the_block_6_exit_alone_serves_as_the_eighth_round_did(
     with SafetyClassifier.load(ClassifiersConfig(exit_blocks=(6,))) as six:
         assert six.early_exit is not None
         key = early.artifacts.directory.name
-        assert six.version.startswith(f"{key}+exit6@int8-smooth0.8+cascade3#")
+        assert six.version.startswith(f"{key}+exit6@int8-smooth0.8-u8+cascade3#")
         assert dict(six.thresholds) == dict(early.thresholds)  # the block-6 exit's mean judges both
         [stage6] = six.early_exit.trained.stages
         windows, owners = six.encoder.windows(TEXTS)
@@ -125,9 +125,9 @@ def test_another_exit_configuration_builds_the_parts_they_share_as_the_default_d
         "build(ClassifiersConfig(cache_dir=Path(sys.argv[1]), exit_blocks=(6,)))\n"
     )
     subprocess.run([sys.executable, "-c", script, str(tmp_path / "classifiers")], check=True, timeout=600)
-    shared = "blocks7-last.int8-smooth0.8.onnx"
+    shared = "blocks7-last.int8-smooth0.8-u8.onnx"
     assert (directory / shared).read_bytes() == (built.directory / shared).read_bytes()
-    assert (directory / "blocks1-6.int8-smooth0.8.onnx").is_file()
+    assert (directory / "blocks1-6.int8-smooth0.8-u8.onnx").is_file()
 
 
 def test_the_cli_chooses_the_exits(capsys: pytest.CaptureFixture[str]) -> None:

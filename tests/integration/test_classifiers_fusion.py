@@ -74,7 +74,7 @@ def test_fused_scores_are_the_mean_of_the_two_models(fused_config: ClassifiersCo
         assert dict(fused.thresholds) == {h: calibrated.thresholds[h] for h in fused.thresholds}
         assert calibrated.encoder == f"{first.artifacts.directory.name}+{second.artifacts.directory.name}"
         # the version names both encoder builds and changes with any trained part
-        assert fused.version.startswith(f"{calibrated.encoder}@int8-smooth0.8#")  # builds, precision
+        assert fused.version.startswith(f"{calibrated.encoder}@int8-smooth0.8-u8#")  # builds, precision
         assert len({fused.version, first.version, second.version}) == 3
         results = fused.score(TEXTS)
         assert [r.flagged_categories for r in results] == [

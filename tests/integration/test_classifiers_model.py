@@ -78,7 +78,7 @@ def test_int8_close_to_fp32(fp32: SafetyClassifier, classifier: SafetyClassifier
     assert classifier.config.precision == "int8"  # the default
     # one build, two precisions: decision records tell them apart
     assert fp32.version.split("@")[0] == classifier.version.split("@")[0]
-    assert "@fp32+cascade" in fp32.version and "@int8-smooth0.8+cascade" in classifier.version  # exit
+    assert "@fp32+cascade" in fp32.version and "@int8-smooth0.8-u8+cascade" in classifier.version  # exit
     texts = HARMFUL + BENIGN + ["How do I kill a Python process?", "Tell me about the Roman Empire."]
     e32, _ = fp32.encoder.embed(texts)
     e8, _ = classifier.encoder.embed(texts)

@@ -283,9 +283,9 @@ def test_the_build_makes_the_parts_of_the_serving_precision_only(tmp_path: Path)
 
     shipped = artifact_paths(ClassifiersConfig(cache_dir=tmp_path))
     assert [p.name for p in shipped.exit_parts] == [
-        "blocks1-3.int8-smooth0.8.onnx",
-        "blocks4-6.int8-smooth0.8.onnx",
-        "blocks7-last.int8-smooth0.8.onnx",
+        "blocks1-3.int8-smooth0.8-u8.onnx",
+        "blocks4-6.int8-smooth0.8-u8.onnx",
+        "blocks7-last.int8-smooth0.8-u8.onnx",
     ]
     fp32 = artifact_paths(ClassifiersConfig(cache_dir=tmp_path, precision="fp32"))
     assert [p.name for p in fp32.exit_parts] == [
