@@ -313,7 +313,7 @@ class SafetyClassifier:
         digest = hashlib.sha256(b"".join(p.read_bytes() for p in trained)).hexdigest()[:12]
         # which encoder build(s) at which precision, heads and thresholds judged: for decision records
         variant = artifacts.variant(config.precision)
-        if early is not None:  # e5-small-…+exit3+exit6@int8-smooth0.8-u8+cascade6,3#…
+        if early is not None:  # e5-small-…+exit3+exit6@int8-smooth0.8-u8+cascade6,2.5#…
             exits, margins = early.trained.exits, early.trained.margins
             self.version = f"{artifacts.directory.name}{exits}@{variant}+cascade{margins}#{digest}"
         else:
