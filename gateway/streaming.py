@@ -166,11 +166,7 @@ class StreamGuard:
     def _redact_held(self, state: _Choice, verdict: Verdict) -> None:
         """Rewrite the held text with redactions; spans in released text can no longer change."""
         start = len(state.released)
-        spans = [
-            (f.span[0] - start, f.span[1] - start, f.category)
-            for f in verdict.findings
-            if f.span is not None and f.span[0] >= start and f.category in verdict.categories
-        ]
+        spans = [(a - start, b - start, category) for a, b, category in _spans(verdict) if a >= start]
         if not spans:
             return
         text = redact_spans(state.held_text, spans)
@@ -182,11 +178,18 @@ class StreamGuard:
         state.held = [rewritten if h is first else h for h in state.held if h is first or not h.text]
 
 
+def _spans(verdict: Verdict) -> list[tuple[int, int, str]]:
+    """The spans a redacting verdict rewrites: its findings' spans in the categories it acts on."""
+    return [
+        (*f.span, f.category)
+        for f in verdict.findings
+        if f.span is not None and f.category in verdict.categories
+    ]
+
+
 def _open_span(text: str, verdict: Verdict) -> bool:
     """Whether a span to redact reaches the end of the text checked (trailing spaces aside): what
     follows may extend it or undo it ("+1 555 0100" in "+1 555 0100 22"; digits that a phone number's
     pattern matches, in a longer number that no PII pattern does)."""
     end = len(text.rstrip())
-    return any(
-        f.span is not None and f.span[1] >= end and f.category in verdict.categories for f in verdict.findings
-    )
+    return any(b >= end for _, b, _ in _spans(verdict))
