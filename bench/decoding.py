@@ -1,4 +1,5 @@
 """Decoding speed of the local model: unconstrained vs constrained (JSON schema, regex) vs steered,
+the tuned default (adapter merged) vs the untuned base vs the same adapter unmerged (PEFT layers),
 and the compile time of a constraint, cold and cached.
 
     .venv/bin/python bench/decoding.py [--tokens 64] [--runs 3] [--threads 2]
@@ -44,6 +45,10 @@ def variants(tokens: int) -> dict[str, dict[str, Any]]:
     rf = {"type": "json_schema", "json_schema": {"name": "doc", "schema": SCHEMA, "strict": True}}
     return {
         "unconstrained": {"logit_bias": NO_STOP},
+        # The tuned default merges its adapter into the weights; the base and an unmerged copy of the
+        # same adapter (PEFT's LoRA layers at every step) run beside it on the same backend.
+        "untuned base (gemma-3-270m-base)": {"logit_bias": NO_STOP, "_model": "gemma-3-270m-base"},
+        "tuned adapter unmerged (PEFT layers)": {"logit_bias": NO_STOP, "_model": "assistant-unmerged"},
         "json_schema": {"response_format": rf},
         "regex": {"railguard": {"regex": f"[A-Za-z ,.]{{16,{tokens * 8}}}"}},
         # The shipped vector is conditional: on this harmless prompt its gate stays shut (the cost
@@ -73,8 +78,10 @@ async def decode_rate(backend: Any, fields: dict[str, Any], tokens: int) -> floa
 
     fields = dict(fields)
     steering = fields.pop("_steering", ())
+    model = fields.pop("_model", "gemma-3-270m")
     gen = make_generation(
         "Write a short article about rivers and the towns along them.",
+        model=model,
         steering=steering,
         temperature=0,
         max_tokens=tokens,
@@ -118,11 +125,16 @@ def summary(values: list[float], unit: str = "", digits: int = 1) -> str:
 
 async def main(args: argparse.Namespace) -> None:
     from gateway.backends.local import LocalBackend
-    from gateway.settings import LocalModelConfig
+    from gateway.settings import SHIPPED_ADAPTER, LocalModelConfig
 
     cache = Path(os.environ.get("RAILGUARD_CACHE_DIR", Path.home() / ".cache" / "railguard"))
     vectors = forced_vector(Path(tempfile.mkdtemp(prefix="railguard-bench-")))
-    config = LocalModelConfig(threads=args.threads, batch_wait_ms=0, vectors_dir=vectors)
+    config = LocalModelConfig(
+        threads=args.threads,
+        batch_wait_ms=0,
+        vectors_dir=vectors,
+        adapters={"assistant-unmerged": SHIPPED_ADAPTER},
+    )
     backend = LocalBackend(config, cache)
     await backend.start()
     while backend.compiler is None or backend.engine is None:
@@ -139,7 +151,8 @@ async def main(args: argparse.Namespace) -> None:
     await backend.aclose()
     base = statistics.median(rates["unconstrained"])
     print(
-        f"gemma-3-270m bf16, batch 1, greedy, {args.tokens} tokens, {args.runs} runs, {args.threads} threads"
+        f"gemma-3-270m (tuned, merged) bf16, batch 1, greedy, {args.tokens} tokens, {args.runs} runs, "
+        f"{args.threads} threads"
     )
     print(f"CPU share this process got while decoding: {share:.0%}\n")
     print("| decoding | tokens/s, median (min-max) | vs unconstrained |")

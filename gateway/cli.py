@@ -1,4 +1,4 @@
-"""`railguard`: serve the gateway, prepare models, read records; classifier commands live in classifiers."""
+"""The gateway's commands: serve, prepare models, read records (`railguard/cli.py` dispatches the rest)."""
 
 from __future__ import annotations
 
@@ -94,22 +94,17 @@ def _parser() -> argparse.ArgumentParser:
     p = with_config(sub.add_parser("records", help="print recent decision records as JSONL"))
     p.add_argument("--limit", type=int, default=20)
     p.set_defaults(func=records)
+    # Dispatched by the composition root (railguard/cli.py); listed here so that --help names them.
     sub.add_parser("classifiers", help="train, evaluate and build the safety classifiers", add_help=False)
     sub.add_parser("classify", help="classify text or JSONL from the command line", add_help=False)
     sub.add_parser("steer", help="extract, evaluate and list steering vectors", add_help=False)
+    sub.add_parser("train", help="train LoRA adapters on the local model (sft)", add_help=False)
+    sub.add_parser("eval", help="evaluate the assistant (IFEval and our held-out prompts)", add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("classifiers", "classify"):
-        from classifiers.cli import main as classifiers_main
-
-        return classifiers_main(argv)
-    if argv and argv[0] == "steer":
-        from trainer.steering_eval import main as steering_main  # composes steering + the detector
-
-        return steering_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         return int(args.func(args))

@@ -16,6 +16,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from classifiers.config import ClassifiersConfig, FusedEncoder
 
 DEFAULT_LOCAL_MODEL = "gemma-3-270m"
+# railguard's tuned assistant: the LoRA adapter the embedded default serves (trainer/configs/assistant.yaml).
+SHIPPED_ADAPTER = Path(__file__).resolve().parent / "defaults" / "adapters" / "assistant"
 StageName = Literal["input", "output"]
 
 
@@ -49,6 +51,18 @@ class LocalModelConfig(_Frozen):
     dtype: Literal["float32", "bfloat16"] = Field(
         "bfloat16", description="bfloat16 decodes ~4x faster than float32 at batch 8 on CPU"
     )
+    adapter: Path | None = Field(
+        None,
+        description=(
+            "A LoRA adapter merged into the weights served as `name`; default: for the embedded model, "
+            "railguard's tuned assistant (gateway/defaults/adapters/assistant), unless `tuned: false`"
+        ),
+    )
+    tuned: bool = Field(True, description="Serve the embedded model with railguard's tuned adapter")
+    base_name: str | None = Field(
+        "gemma-3-270m-base",
+        description="The untuned weights' id, when `name` has an adapter merged in (null: not served)",
+    )
     adapters: dict[str, Path] = Field(
         default_factory=dict, description="LoRA adapters served as extra model ids: {id: path}"
     )
@@ -70,6 +84,25 @@ class LocalModelConfig(_Frozen):
         le=1024,
         description="Compiled constraints (JSON schema, regex, choice) kept across requests",
     )
+
+    @property
+    def merged_adapter(self) -> Path | None:
+        """The adapter merged into `name`'s weights: `adapter`, or the shipped one for the embedded model."""
+        if self.adapter is not None:
+            return self.adapter
+        return SHIPPED_ADAPTER if self.path is None and self.tuned else None
+
+    @property
+    def served_base(self) -> str | None:
+        """The id of the untuned weights, served only beside a merged adapter."""
+        return self.base_name if self.merged_adapter is not None else None
+
+    @model_validator(mode="after")
+    def _distinct_ids(self) -> LocalModelConfig:
+        ids = [self.name, *self.adapters, *([self.served_base] if self.served_base else [])]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"local model ids must be distinct, got {ids}")
+        return self
 
 
 class TenantConfig(_Frozen):

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON=${PYTHON:-python3}
-EXTRAS=${RAILGUARD_EXTRAS:-local,classifiers,steering,dev}
+EXTRAS=${RAILGUARD_EXTRAS:-local,classifiers,steering,train,eval,dev}
 stamp=.venv/.railguard-installed
 want="$(sha256sum pyproject.toml | cut -d' ' -f1) $EXTRAS"
 if [ ! -x .venv/bin/python ]; then
@@ -16,5 +16,10 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   # torch is pinned to the CPU build (torch==2.13.0); an unpinned torch would pull a multi-GB CUDA build.
   .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
+  if [[ ",$EXTRAS," == *",eval,"* ]]; then
+    # NLTK's punkt_tab sentence model for lm-eval's IFEval checkers (NLTK cannot download it here):
+    # llama-index-core ships the files; only they are used, so none of its dependencies is needed.
+    .venv/bin/python -m pip install -q --no-deps "llama-index-core==0.14.25"
+  fi
   echo "$want" > "$stamp"
 fi

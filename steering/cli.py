@@ -6,7 +6,8 @@
     railguard steer export refusal out.gguf     /   railguard steer import in.gguf NAME
 
 `eval` needs a refusal detector: this package imports nothing of the project, so `railguard steer
-eval` runs through `trainer.steering_eval`, which passes railguard's own (`main(argv, is_refusal=...)`).
+eval` runs through the composition root (`railguard/cli.py`), which passes railguard's own
+(`main(argv, is_refusal=...)`).
 Heavy libraries are imported inside the commands, so `--help` is fast.
 """
 
@@ -328,8 +329,7 @@ def _store(directory: Path | None) -> Any:
 def _eval(args: argparse.Namespace, is_refusal: IsRefusal | None) -> int:
     if is_refusal is None:
         raise ValueError(
-            "eval needs the refusal detector: run it through trainer.steering_eval "
-            "(python -m trainer.steering_eval ..., or `railguard steer` once gateway/cli.py dispatches there)"
+            "eval needs the refusal detector: run it as `railguard steer ...` (railguard/cli.py passes it)"
         )
     from steering.evaluate import measure
     from steering.prompts import read_prompts, shipped

@@ -1,7 +1,7 @@
 """Measuring a steering vector: refusal rates with and without it, and perplexity on ordinary text.
 
 The refusal detector is a parameter (`is_refusal(text) -> bool`): this package imports nothing of the
-project, and the CLI's composition (`trainer/steering_eval.py`) passes railguard's own.
+project, and the CLI's composition (`railguard/cli.py`) passes railguard's own.
 
 `sweep` measures every (layer, scale) candidate on the tuning prompts; `choose` keeps the candidate
 with the largest rise in refusals on harmful prompts whose rise on harmless prompts and in

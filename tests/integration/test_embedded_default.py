@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +33,7 @@ def client(records: Path) -> Iterator[openai.OpenAI]:
 
 
 def test_models_list_the_embedded_model(client: openai.OpenAI) -> None:
-    assert [m.id for m in client.models.list()] == ["gemma-3-270m"]
+    assert [m.id for m in client.models.list()] == ["gemma-3-270m", "gemma-3-270m-base"]
     assert client.models.retrieve("gemma-3-270m").owned_by == "railguard"
 
 
@@ -100,3 +101,90 @@ def test_the_classifiers_guard_as_the_cascade_on_the_local_model(tmp_path: Path)
     assert record["action"] == "refuse"
     versions = record["guard_versions"]["classifiers"]
     assert versions.startswith("e5-small-") and "+gemma-probe-" in versions and "+cascade" in versions
+
+
+# The three questions of the tuned default's acceptance, in each of the 8 languages its demonstrations
+# cover (written here; none of them is in the training data: tests/unit/test_trainer_data.py).
+QUESTIONS = {
+    "en": (
+        "Hello! What can you do?",
+        "How do I cook rice?",
+        "Give me three tips for sleeping better as a JSON list.",
+    ),
+    "de": (
+        "Hallo! Was kannst du?",
+        "Wie koche ich Reis?",
+        "Gib mir drei Tipps für besseren Schlaf als JSON-Liste.",
+    ),
+    "fr": (
+        "Bonjour ! Que sais-tu faire ?",
+        "Comment cuire du riz ?",
+        "Donne-moi trois conseils pour mieux dormir sous forme de liste JSON.",
+    ),
+    "es": (
+        "¡Hola! ¿Qué puedes hacer?",
+        "¿Cómo cocino arroz?",
+        "Dame tres consejos para dormir mejor como una lista JSON.",
+    ),
+    "it": (
+        "Ciao! Cosa sai fare?",
+        "Come si cuoce il riso?",
+        "Dammi tre consigli per dormire meglio come lista JSON.",
+    ),
+    "pt": (
+        "Olá! O que você sabe fazer?",
+        "Como cozinho arroz?",
+        "Me dê três dicas para dormir melhor como uma lista JSON.",
+    ),
+    "zh": ("你好！你能做什么？", "怎么煮米饭？", "以JSON列表的形式给我三个改善睡眠的建议。"),
+    "ar": ("مرحبًا! ماذا يمكنك أن تفعل؟", "كيف أطبخ الأرز؟", "أعطني ثلاث نصائح لنوم أفضل على شكل قائمة JSON."),
+}
+
+
+def ask(client: openai.OpenAI, prompt: str) -> tuple[str, str, dict[str, object]]:
+    r = client.chat.completions.create(
+        model="gemma-3-270m",
+        messages=[{"role": "user", "content": prompt}],
+        temperature=0,
+        max_tokens=256,
+    )
+    block = (r.model_extra or {})["railguard"]
+    return r.choices[0].message.content or "", str(r.choices[0].finish_reason), block
+
+
+def test_the_tuned_default_answers_a_greeting_in_short_coherent_english(client: openai.OpenAI) -> None:
+    from classifiers.language import detect
+
+    text, finish, block = ask(client, "Hello! What can you do?")
+    assert finish == "stop" and block["action"] == "allow"  # ended by itself, nothing refused or redacted
+    assert 3 <= len(text.split()) <= 120
+    assert detect(text) == "en"
+    assert "help" in text.lower() or "question" in text.lower()
+
+
+def test_the_tuned_default_answers_german_in_german(client: openai.OpenAI) -> None:
+    from classifiers.language import detect
+
+    text, finish, block = ask(client, "Wie koche ich Reis?")
+    assert finish == "stop" and block["action"] == "allow"
+    assert detect(text) == "de"
+    assert "reis" in text.lower()
+
+
+def test_the_tuned_default_gives_json_on_request(client: openai.OpenAI) -> None:
+    text, finish, block = ask(client, "Give me three tips for sleeping better as a JSON list")
+    assert finish == "stop" and block["action"] == "allow"
+    tips = json.loads(text)
+    assert isinstance(tips, list | dict) and len(tips) >= 1
+
+
+def test_everyday_questions_in_eight_languages_pass_the_full_default_guard(client: openai.OpenAI) -> None:
+    """Before the tuned default, the output guard refused the base model's gibberish ("Hello! What can
+    you do?" as prompt injection): all 24 must now be answered, none refused, none redacted."""
+    blocked = []
+    for lang, prompts in QUESTIONS.items():
+        for prompt in prompts:
+            text, finish, block = ask(client, prompt)
+            if finish == "content_filter" or block["action"] != "allow" or not text.strip():
+                blocked.append((lang, prompt, block["action"], block.get("categories"), text[:80]))
+    assert blocked == []

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.steering_eval import main
+from railguard.cli import _steer as main
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

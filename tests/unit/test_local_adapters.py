@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gateway.backends.local import LocalBackend
-from gateway.backends.local.loader import LoadedModel, _with_adapters, stop_token_ids
+from gateway.backends.local.loader import LoadedModel, _with_adapters, load_model, stop_token_ids
 from gateway.backends.local.template import prompt_ids
 from gateway.backends.local.testing import byte_tokenizer, make_generation, tiny_gemma
 from gateway.settings import LocalModelConfig
@@ -78,3 +78,75 @@ async def test_concurrent_requests_for_different_adapters_run_in_separate_batche
     together = await asyncio.gather(*(text(backend, m) for m in models))
     assert together == [alone[m] for m in models]
     assert sorted(list(backend.engine.stats.batch_sizes)[sizes_before:]) == [1, 2, 2]
+
+
+@pytest.fixture
+async def merged_backend(adapters, tmp_path):
+    """A saved model whose `name` serves adapter a merged into its weights, the untuned weights under
+    their own id, and adapter b as an extra id: loaded by the real loader, as `railguard serve` does."""
+    tokenizer = byte_tokenizer()
+    tiny_gemma(len(tokenizer)).save_pretrained(str(tmp_path / "model"))
+    tokenizer.save_pretrained(str(tmp_path / "model"))
+    config = LocalModelConfig(
+        name="assistant",
+        path=tmp_path / "model",
+        dtype="float32",
+        adapter=adapters["tuned-a"],
+        base_name="plain",
+        adapters={"tuned-b": adapters["tuned-b"]},
+        batch_wait_ms=20,
+    )
+    backend = LocalBackend(config, tmp_path, loader=lambda: load_model(tmp_path / "model", config))
+    await backend.start()
+    while not await backend.ready():
+        await asyncio.sleep(0.01)
+    yield backend
+    await backend.aclose()
+
+
+async def test_the_served_name_runs_its_adapter_merged_and_the_base_keeps_its_own_id(
+    merged_backend, tmp_path
+):
+    from peft import PeftModel
+
+    loaded = merged_backend._loaded
+    assert not isinstance(loaded.model, PeftModel)  # merged: no LoRA layers left to slow decoding
+    assert loaded.model.get_input_embeddings() is loaded.base.get_input_embeddings()  # shared, not copied
+    assert [c.id for c in merged_backend.models()] == ["assistant", "plain", "tuned-b"]
+
+    tokenizer = byte_tokenizer()
+    ids = torch.tensor([prompt_ids(tokenizer, [{"role": "user", "content": "adapt"}])])
+
+    def greedy(model):
+        out = model.generate(ids, max_new_tokens=8, do_sample=False, suppress_tokens=[1, 5])
+        return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+
+    unmerged = _with_adapters(tiny_gemma(len(tokenizer)), {"a": merged_backend._config.adapter})
+    assert await text(merged_backend, "assistant") == greedy(unmerged)
+    assert await text(merged_backend, "plain") == greedy(tiny_gemma(len(tokenizer)))
+    b = _with_adapters(tiny_gemma(len(tokenizer)), {"b": merged_backend._config.adapters["tuned-b"]})
+    assert await text(merged_backend, "tuned-b") == greedy(b)
+    assert len({await text(merged_backend, m) for m in ("assistant", "plain", "tuned-b")}) == 3
+
+
+def test_a_missing_adapter_is_refused_at_load_with_its_path(tmp_path):
+    tokenizer = byte_tokenizer()
+    tiny_gemma(len(tokenizer)).save_pretrained(str(tmp_path / "model"))
+    tokenizer.save_pretrained(str(tmp_path / "model"))
+    config = LocalModelConfig(path=tmp_path / "model", adapter=tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        load_model(tmp_path / "model", config)
+
+
+def test_the_embedded_default_serves_the_shipped_adapter_and_the_base_beside_it():
+    from gateway.settings import SHIPPED_ADAPTER
+
+    default = LocalModelConfig()
+    assert default.merged_adapter == SHIPPED_ADAPTER
+    assert (SHIPPED_ADAPTER / "adapter_config.json").is_file()
+    assert (SHIPPED_ADAPTER / "adapter_model.safetensors").is_file()
+    assert default.served_base == "gemma-3-270m-base"
+    assert LocalModelConfig(tuned=False).merged_adapter is None
+    assert LocalModelConfig(tuned=False).served_base is None
+    with pytest.raises(ValueError, match="distinct"):
+        LocalModelConfig(base_name="gemma-3-270m")

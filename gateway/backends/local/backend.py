@@ -91,7 +91,8 @@ class LocalBackend:
             await asyncio.to_thread(engine.close)
 
     def models(self) -> list[ModelCard]:
-        ids = [self._config.name, *self._config.adapters]
+        base = [self._config.served_base] if self._config.served_base else []
+        ids = [self._config.name, *base, *self._config.adapters]
         return [ModelCard(i, owned_by="railguard", created=self._created, backend=self.name) for i in ids]
 
     async def ready(self) -> bool:
@@ -189,7 +190,7 @@ class LocalBackend:
     def _adapter_for(self, model: str) -> str | None:
         if model == self._config.name:
             return None
-        if model in self._config.adapters:
+        if model in self._config.adapters or model == self._config.served_base:
             return model
         raise NotFoundError(f"the model {model!r} does not exist", param="model", code="model_not_found")
 
@@ -234,6 +235,8 @@ class LocalBackend:
                 batch_wait_s=self._config.batch_wait_ms / 1000,
                 stop_token_ids=loaded.stop_token_ids,
                 peft=loaded.peft,
+                base=loaded.base,
+                base_id=loaded.base_id,
             )
         except Exception as exc:
             log.exception("the local model failed to load")

@@ -76,6 +76,9 @@ def prepare(settings: Settings) -> Path | None:
         ensure_model(LocalModelConfig(), probe.parent.parent)
     if settings.local is None:
         return None
+    merged = settings.local.merged_adapter
+    if merged is not None and not (merged / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"local.adapter: no adapter_config.json in {merged}")
     for adapter_id, adapter_path in settings.local.adapters.items():
         if not (adapter_path / "adapter_config.json").is_file():
             raise FileNotFoundError(f"adapter {adapter_id!r}: no adapter_config.json in {adapter_path}")

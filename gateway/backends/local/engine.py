@@ -20,7 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,8 +100,16 @@ class Engine:
         batch_wait_s: float,
         stop_token_ids: Iterable[int],
         peft: bool = False,
+        base: Any | None = None,
+        base_id: str | None = None,
     ) -> None:
+        """`model` serves rows without an adapter. With `base` (the untuned weights, when `model` has
+        an adapter merged in), rows for `base_id` and for LoRA adapters (`peft`: `base`, or else
+        `model`, is a PeftModel holding them) run on it."""
         self._model = model
+        self._base = base
+        self._base_id = base_id
+        self._active = model
         self._tokenizer = tokenizer
         self._max_batch = max_batch
         self._batch_wait_s = batch_wait_s
@@ -183,9 +191,10 @@ class Engine:
         steering = BatchSteering([r.spec.steering for r in rows], hidden, self._model.dtype)
         with (
             torch.inference_mode(),
-            self._adapter(rows[0].spec.adapter),
-            steering.attach(self._model),
+            self._select(rows[0].spec.adapter) as model,
+            steering.attach(model),
         ):
+            self._active = model
             self._decode(rows, steering)
 
     def _decode(self, rows: list[_Row], steering: BatchSteering) -> None:
@@ -208,7 +217,7 @@ class Engine:
                 tokens = [tokens[i] for i in keep]
             mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
             positions = positions + 1
-            out = self._model(
+            out = self._active(
                 input_ids=torch.tensor(tokens, dtype=torch.long).unsqueeze(1),
                 attention_mask=mask,
                 position_ids=positions,
@@ -232,8 +241,8 @@ class Engine:
             mask[i, width - len(prompt) :] = 1
         position_ids = (mask.cumsum(dim=1) - 1).clamp(min=0)
         inputs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "position_ids": position_ids}
-        steering.read(lambda: self._model(**inputs, use_cache=False, logits_to_keep=1))  # conditional only
-        out = self._model(**inputs, use_cache=True, logits_to_keep=1)
+        steering.read(lambda: self._active(**inputs, use_cache=False, logits_to_keep=1))  # conditional only
+        out = self._active(**inputs, use_cache=True, logits_to_keep=1)
         self.stats.forward_calls += 1
         return out.logits[:, -1, :].float(), mask, position_ids[:, -1:], out.cache
 
@@ -271,19 +280,22 @@ class Engine:
             row.ticket.post(RowEvent(row.spec.index, delta, len(row.generated), finish))
         return finish
 
-    def _adapter(self, adapter: str | None) -> Any:
+    @contextmanager
+    def _select(self, adapter: str | None) -> Iterator[Any]:
+        """The weights a batch runs on: `model` (adapter None), the untuned base (`base_id`), or a
+        LoRA adapter of the PeftModel that holds them."""
+        if adapter is None and (self._base is not None or not self._peft):
+            yield self._model
+            return
+        target = self._base if self._base is not None else self._model
+        if adapter is None or adapter == self._base_id:
+            if self._peft:
+                with target.disable_adapter():
+                    yield target
+            else:
+                yield target
+            return
         if not self._peft:
-            if adapter is not None:
-                raise ValueError(f"adapter {adapter!r} requested from a model without adapters")
-            return nullcontext()
-        return _peft_scope(self._model, adapter)
-
-
-@contextmanager
-def _peft_scope(model: Any, adapter: str | None) -> Iterator[None]:
-    if adapter is None:
-        with model.disable_adapter():
-            yield
-    else:
-        model.set_adapter(adapter)
-        yield
+            raise ValueError(f"adapter {adapter!r} requested from a model without adapters")
+        target.set_adapter(adapter)
+        yield target

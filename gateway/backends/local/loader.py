@@ -16,10 +16,12 @@ _END_OF_TURN = "<end_of_turn>"
 
 @dataclass(frozen=True)
 class LoadedModel:
-    model: Any
+    model: Any  # the weights served as the configured `name` (its adapter merged in, if it has one)
     tokenizer: Any
     stop_token_ids: frozenset[int]
-    peft: bool  # the model is a PeftModel holding every configured adapter
+    peft: bool  # the model holding the extra LoRA adapters (`base`, or else `model`) is a PeftModel
+    base: Any | None = None  # the untuned weights, when `model` has an adapter merged in
+    base_id: str | None = None
 
 
 def load_model(path: Path, config: LocalModelConfig) -> LoadedModel:
@@ -29,13 +31,56 @@ def load_model(path: Path, config: LocalModelConfig) -> LoadedModel:
     if config.threads is not None:
         torch.set_num_threads(config.threads)  # process-wide in torch: set once, at load
     tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(
-        str(path), dtype=getattr(torch, config.dtype), local_files_only=True
-    )
-    model.eval()  # type: ignore[no-untyped-call]
+
+    def weights() -> Any:
+        model = AutoModelForCausalLM.from_pretrained(
+            str(path), dtype=getattr(torch, config.dtype), local_files_only=True
+        )
+        model.eval()  # type: ignore[no-untyped-call]
+        return model
+
+    stops = stop_token_ids(tokenizer)
+    merged = config.merged_adapter
+    if merged is None:
+        model = weights()
+        if config.adapters:
+            model = _with_adapters(model, config.adapters)
+        return LoadedModel(model, tokenizer, stops, peft=bool(config.adapters))
+    tuned = merge_adapter(weights(), merged)
+    if config.served_base is None and not config.adapters:
+        return LoadedModel(tuned, tokenizer, stops, peft=False)
+    base = weights()
+    _share_embeddings(base, tuned)  # LoRA leaves the 168M-parameter embedding as it was
     if config.adapters:
-        model = _with_adapters(model, config.adapters)
-    return LoadedModel(model, tokenizer, stop_token_ids(tokenizer), peft=bool(config.adapters))
+        base = _with_adapters(base, config.adapters)
+    return LoadedModel(
+        tuned, tokenizer, stops, peft=bool(config.adapters), base=base, base_id=config.served_base
+    )
+
+
+def merge_adapter(model: Any, adapter: Path) -> Any:
+    """`model` with the LoRA adapter at `adapter` folded into its weights: as fast as the base.
+
+    A missing or unreadable adapter is a clear error, raised before anything is served."""
+    from peft import PeftModel
+
+    if not (adapter / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"no LoRA adapter at {adapter} (adapter_config.json is missing)")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
+        peft_model = PeftModel.from_pretrained(model, str(adapter), local_files_only=True)
+    merged = peft_model.merge_and_unload()
+    merged.eval()
+    return merged
+
+
+def _share_embeddings(target: Any, source: Any) -> None:
+    embedding = source.get_input_embeddings()
+    if target.get_input_embeddings().weight.shape != embedding.weight.shape:
+        return
+    target.set_input_embeddings(embedding)
+    if getattr(target.config, "tie_word_embeddings", False):
+        target.get_output_embeddings().weight = embedding.weight
 
 
 def _with_adapters(model: Any, adapters: dict[str, Path]) -> Any:

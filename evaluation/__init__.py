@@ -1,0 +1,1 @@
+"""Evaluation of what railguard serves: the assistant (IFEval, our held-out prompts, refusals)."""

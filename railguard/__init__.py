@@ -1,0 +1,1 @@
+"""The `railguard` command: the composition root, the one module that imports every package."""

@@ -1,0 +1,3 @@
+from railguard.cli import main
+
+raise SystemExit(main())

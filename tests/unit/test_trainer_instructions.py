@@ -1,0 +1,49 @@
+"""Generated instruction-following examples satisfy their constraints, by lm-eval's IFEval checkers."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from evaluation.ifeval import use_shipped_punkt
+from trainer.instructions import CONSTRAINTS, generate, read_topics
+
+TOPICS = Path(__file__).resolve().parents[2] / "trainer/data/instructions/topics.jsonl"
+
+
+def test_every_generated_answer_passes_lm_evals_strict_checkers():
+    use_shipped_punkt()
+    from lm_eval.tasks.ifeval.utils import process_results
+
+    examples = generate(read_topics(TOPICS), 300, seed=7)
+    assert len(examples) == 300
+    assert set(Counter(e.constraint for e in examples)) == set(CONSTRAINTS)
+    for e in examples:
+        doc = {
+            "key": 0,
+            "prompt": e.prompt,
+            "instruction_id_list": [check for check, _ in e.checks],
+            "kwargs": [kwargs for _, kwargs in e.checks],
+        }
+        result = process_results(doc, [e.answer])
+        assert result["prompt_level_strict_acc"], (e.constraint, e.prompt, e.answer)
+
+
+def test_a_violated_constraint_fails_the_same_checker():
+    use_shipped_punkt()
+    from lm_eval.tasks.ifeval.utils import process_results
+
+    e = next(x for x in generate(read_topics(TOPICS), 40, seed=1) if x.constraint == "lowercase")
+    doc = {
+        "key": 0,
+        "prompt": e.prompt,
+        "instruction_id_list": ["change_case:english_lowercase"],
+        "kwargs": [{}],
+    }
+    assert not process_results(doc, [e.answer.capitalize()])["prompt_level_strict_acc"]
+
+
+def test_generation_is_seeded():
+    topics = read_topics(TOPICS)
+    assert generate(topics, 50, seed=3) == generate(topics, 50, seed=3)
+    assert generate(topics, 50, seed=3) != generate(topics, 50, seed=4)
