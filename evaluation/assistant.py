@@ -103,14 +103,16 @@ def ifeval_prompts(data_dir: Path, limit: int | None) -> tuple[list[Prompt], lis
 _TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]|\w+", re.UNICODE)
 
 
-def degenerate(text: str, n: int = 4, times: int = 3) -> bool:
-    """Whether some n-gram of words (CJK: characters) occurs `times` or more times in a row."""
+def degenerate(text: str, n: int = 4, times: int = 3, longest: int = 64) -> bool:
+    """Whether a run of `n` or more words (CJK: characters) comes `times` or more times back to back:
+    a 4-gram repeated three times in a row, or a longer phrase looping the same way."""
     tokens = _TOKEN.findall(text.lower())
-    span = n * times
-    for start in range(len(tokens) - span + 1):
-        gram = tokens[start : start + n]
-        if all(tokens[start + k * n : start + (k + 1) * n] == gram for k in range(1, times)):
-            return True
+    for period in range(n, min(longest, len(tokens) // times) + 1):
+        run = 0  # positions in a row where the token equals the one `period` before it
+        for i in range(period, len(tokens)):
+            run = run + 1 if tokens[i] == tokens[i - period] else 0
+            if run >= period * (times - 1):
+                return True
     return False
 
 

@@ -21,6 +21,18 @@ from gateway.requests import validation_error
 from gateway.settings import LimitsConfig
 
 DEFAULT_MODEL = "railguard-moderation"
+# The ids OpenAI's moderation endpoint takes, all served by railguard's classifiers; any other is a 404,
+# as OpenAI answers an unknown moderation model.
+MODELS = frozenset(
+    {
+        DEFAULT_MODEL,
+        "omni-moderation-latest",
+        "omni-moderation-2024-09-26",
+        "text-moderation-latest",
+        "text-moderation-stable",
+        "text-moderation-007",
+    }
+)
 
 
 class ModerationPart(ContentPart):
@@ -96,6 +108,13 @@ class ModerationService:
             request = ModerationRequest.model_validate(body)
         except ValidationError as exc:
             raise validation_error(exc) from None
+        if request.model is not None and request.model not in MODELS:
+            raise NotFoundError(
+                f"The model `{request.model}` does not exist; moderation models: "
+                f"{', '.join(sorted(MODELS))}.",
+                param="model",
+                code="model_not_found",
+            )
         texts = request.texts()
         if len(texts) > limits.max_messages:
             raise InvalidRequestError(

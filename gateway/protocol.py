@@ -48,7 +48,7 @@ class ChatMessage(BaseModel):
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    include_usage: bool = False
+    include_usage: bool = Field(False, strict=True)
 
 
 class SteeringRequest(BaseModel):
@@ -79,15 +79,15 @@ class ChatCompletionRequest(BaseModel):
     model: str = Field(min_length=1)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     logit_bias: dict[str, float] | None = None
-    logprobs: bool | None = None
+    logprobs: bool | None = Field(None, strict=True)
     max_completion_tokens: PositiveInt | None = None
     max_tokens: PositiveInt | None = None
-    n: int = Field(1, ge=1, le=16)
+    n: int = Field(1, ge=1, le=16, strict=True)
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     response_format: dict[str, Any] | None = None
     seed: int | None = None
     stop: str | list[str] | None = None
-    stream: bool = False
+    stream: bool = Field(False, strict=True)
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(None, ge=0, le=2)
     tool_choice: str | dict[str, Any] | None = None
@@ -97,6 +97,14 @@ class ChatCompletionRequest(BaseModel):
     user: str | None = None
     # railguard's own block
     railguard: RailguardOptions | None = None
+
+    @field_validator("n", "stream", mode="before")
+    @classmethod
+    def _null_is_the_default(cls, value: Any, info: Any) -> Any:
+        """OpenAI accepts null for these and reads it as the default (1 choice, no stream)."""
+        if value is None:
+            return {"n": 1, "stream": False}[info.field_name]
+        return value
 
     @field_validator("stop")
     @classmethod

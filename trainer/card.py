@@ -1,9 +1,13 @@
 """The model card of a trained adapter, written by the run that made it (`README.md` beside the weights).
 
-`railguard eval assistant` fills in the evaluation section between the `EVAL` markers."""
+A run that starts from another adapter (`init_adapter`, a second stage) lists the stage before it too,
+from the `run-summary.json` and `dataset-manifest.json` that stage wrote. `railguard eval assistant`
+fills in the evaluation section between the `EVAL` markers.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from pathlib import Path
@@ -11,50 +15,83 @@ from typing import Any
 
 from evaluation.assistant import EVAL_BEGIN, EVAL_END
 
-__all__ = ["write_card"]
+__all__ = ["stages", "write_card"]
+
+_SOURCES = {
+    "demos": "our demonstrations (`trainer/data/assistant/demos`), written in this repository in 8 languages",
+    "instructions": "instruction following generated from our own texts (`trainer/instructions.py`)",
+    "alpaca": "AlpacaEval instructions (`alpaca-eval-outputs`, research use), answers cut at a paragraph",
+    "hh-rlhf": "hh-rlhf harmless-base (MIT): first turns our labels call harmful whose chosen reply refuses",
+}
+
+
+def stages(
+    config: dict[str, Any], summary: dict[str, Any], manifest: dict[str, Any], config_file: str | None = None
+) -> list[dict[str, Any]]:
+    """This run and, through `init_adapter`, the runs before it (oldest first)."""
+    chain = [{"config": config, "summary": summary, "manifest": manifest, "file": config_file}]
+    previous = config.get("init_adapter")
+    while previous and previous != "None":
+        directory = Path(str(previous)).expanduser()
+        try:
+            run = json.loads((directory / "run-summary.json").read_text(encoding="utf-8"))
+            data = json.loads((directory / "dataset-manifest.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            break
+        chain.insert(
+            0,
+            {
+                "config": run["config"],
+                "summary": run["summary"],
+                "manifest": data,
+                "file": run.get("config_file"),
+            },
+        )
+        previous = run["config"].get("init_adapter")
+    return chain
 
 
 def write_card(
-    output: Path, config: dict[str, Any], summary: dict[str, Any], manifest: dict[str, Any]
+    output: Path,
+    config: dict[str, Any],
+    summary: dict[str, Any],
+    manifest: dict[str, Any],
+    config_file: str | None = None,
 ) -> None:
-    train = manifest["train"]
-    sources = manifest["sources"]
-    languages = ", ".join(f"{k} {v}" for k, v in train["by_language"].items())
+    chain = stages(config, summary, manifest, config_file)
     previous = output / "README.md"
     evaluation = _evaluation_block(previous.read_text(encoding="utf-8")) if previous.is_file() else None
-    settings = "\n".join(f"{k}: {v}" for k, v in config.items())
-    rows = [
-        (
-            "our demonstrations (`trainer/data/assistant/demos`)",
-            f"{sources['demos']['conversations']} (each seen {manifest['demo_repeats']}× per epoch)",
-            "written in this repository in 8 languages: greetings, facts, how-to steps, rewriting and "
-            "summarising a given text, lists, JSON and tables on request, multi-turn follow-ups, prompts "
-            "that only sound unsafe, principled refusals",
-        ),
-        (
-            "instruction following (`trainer/instructions.py`)",
-            str(sources["instructions"]["conversations"]),
-            "generated from our own texts (`trainer/data/instructions/topics.jsonl`): verifiable "
-            "constraints (casing, counts, titles, JSON, end phrases, bullets, forbidden words, ...)",
-        ),
-        (
-            "AlpacaEval instructions (`alpaca-eval-outputs`, research use)",
-            str(sources["alpaca"]["conversations"]),
-            "the shorter of two open models' answers, cut at a paragraph boundary to at most "
-            f"{config.get('alpaca_max_words')} words",
-        ),
-        (
-            "hh-rlhf harmless-base (MIT)",
-            str(sources["hh-rlhf"]["conversations"]),
-            "first turns our labels call harmful whose chosen reply refuses",
-        ),
-    ]
-    table = "| source | conversations | what |\n|---|---|---|\n" + "\n".join(
-        f"| {a} | {b} | {c} |" for a, b, c in rows
-    )
     cpu = f"{os.cpu_count()}-core CPU ({platform.machine()}, no GPU)"
-    minutes = summary["wall_time_s"] / 60
-    peak = summary["peak_rss_mb"] / 1024
+    rows = []
+    for number, stage in enumerate(chain, 1):
+        s, m, c = stage["summary"], stage["manifest"], stage["config"]
+        data = ", ".join(
+            f"{source} {info['conversations']}"
+            for source, info in m["sources"].items()
+            if info["conversations"]
+        )
+        rows.append(
+            f"| {number} | {data} (our demonstrations seen {m['demo_repeats']}× per epoch) | {c['epochs']} | "
+            f"{s['steps']} | {s['train_examples']} / {m['train_tokens']:,} | {c['learning_rate']} | "
+            f"{_num(s['first_loss'])} → {_num(s['last_loss'])} | {_num(s['validation_loss'])} | "
+            f"{s['wall_time_s'] / 60:.0f} min | {s['peak_rss_mb'] / 1024:.1f} GB |"
+        )
+    total = sum(stage["summary"]["wall_time_s"] for stage in chain) / 60
+    header = (
+        "| stage | data (conversations) | epochs | optimizer steps | training conversations / tokens | "
+        "peak LR | training loss, first → last | validation loss | wall time | peak RSS |\n"
+        + "|---" * 10
+        + "|"
+    )
+    languages = ", ".join(f"{k} {v}" for k, v in manifest["train"]["by_language"].items())
+    commands = "\n".join(
+        f".venv/bin/railguard train sft --config {stage['file']} --threads 2"
+        if stage["file"]
+        else "# stage with settings given as flags: see its run-summary.json"
+        for stage in chain
+    )
+    sources = "\n".join(f"- **{name}**: {text}" for name, text in _SOURCES.items())
+    settings = "\n".join(f"{k}: {v}" for k, v in config.items())
     text = f"""# railguard assistant: a LoRA adapter for gemma-3-270m
 
 The embedded default model of railguard: google/gemma-3-270m (the base model, from the PyPI package
@@ -63,25 +100,22 @@ serves it as `gemma-3-270m`; the untuned base stays available as `gemma-3-270m-b
 
 ## How it was made
 
-`railguard train sft --config trainer/configs/assistant.yaml` (TRL `SFTTrainer`, PEFT LoRA), on a
-{cpu}, in **{minutes:.0f} min** wall time with a peak RSS of **{peak:.1f} GB**:
-{summary["steps"]} optimizer steps over {summary["train_examples"]} conversations
-({manifest["train_tokens"]:,} tokens, {manifest["train_assistant_tokens"]:,} of them assistant tokens,
-the only ones with loss); the prompt format is the gateway's chat template, byte for
-byte (`gateway/defaults/chat_template.jinja`). Training loss {_num(summary["first_loss"])} at the first
-logged step, {_num(summary["last_loss"])} at the last; validation loss {_num(summary["validation_loss"])}
-on {summary["validation_examples"]} held-out conversations.
+`railguard train sft` (TRL `SFTTrainer`, PEFT LoRA r={config["lora_r"]} on every linear layer of every block),
+in {len(chain)} stage{"s" if len(chain) > 1 else ""}, on a {cpu}: **{total:.0f} min** of training in all. The
+prompt format is the gateway's chat template, byte for byte (`gateway/defaults/chat_template.jinja`); the
+loss covers the assistant's tokens only.
 
-![training loss](loss.png)
+{header}
+{chr(10).join(rows)}
 
-Data (read by path, never copied; `dataset-manifest.json` has the counts, the file hashes and one hash
+![training loss of the last stage](loss.png)
+
+Sources (read by path, never copied; `dataset-manifest.json` has the counts, the file hashes and one hash
 over every conversation):
 
-{table}
+{sources}
 
-Training conversations by language: {languages}.
-
-Settings:
+The last stage's training conversations by language: {languages}. Its settings:
 
 ```yaml
 {settings}
@@ -91,14 +125,14 @@ Settings:
 
 ```bash
 ./scripts/setup.sh
-MALLOC_MMAP_THRESHOLD_=17179869184 MALLOC_TRIM_THRESHOLD_=17179869184 \\
-  .venv/bin/railguard train sft --config trainer/configs/assistant.yaml --threads 2
+export MALLOC_MMAP_THRESHOLD_=17179869184 MALLOC_TRIM_THRESHOLD_=17179869184
+{commands}
 ```
 
 The same data and seed give the same adapter on the same machine (a CI-sized run checks it:
-`tests/integration/test_train_sft.py`). A stopped run resumes from its last checkpoint in
-`~/.cache/railguard/runs/assistant` when started again. The two `MALLOC_*` variables keep glibc from
-returning memory to the kernel between steps (up to 1.9× faster with a 262k vocabulary on CPU).
+`tests/integration/test_train_sft.py`). A stopped run resumes from its last checkpoint under
+`~/.cache/railguard/runs/` when started again. The two `MALLOC_*` variables keep glibc from returning
+memory to the kernel between steps (up to 1.9× faster with a 262k vocabulary on CPU; RSS stays at the peak).
 
 ## Evaluation
 
@@ -106,9 +140,10 @@ returning memory to the kernel between steps (up to 1.9× faster with a 262k voc
 
 ## Limits
 
-A 270M-parameter model: short answers are coherent, facts are often wrong, long reasoning is not its
-job. Its own refusals are a second line behind railguard's guard, not a replacement for it. Licences: Gemma's
-terms of use for the weights; the AlpacaEval instructions are for research use.
+A 270M-parameter model: short answers are mostly coherent and in the user's language, facts are often
+wrong, lists can repeat themselves, long reasoning is not its job. Its own refusals are a second line
+behind railguard's guard, not a replacement for it. Licences: Gemma's terms of use for the weights; the
+AlpacaEval instructions are for research use.
 """
     (output / "README.md").write_text(text, encoding="utf-8")
 

@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(SFTConfig, args.config, parse_overrides(rest))
         from trainer.sft import train
 
-        summary = train(config)
+        summary = train(config, args.config)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         print(f"railguard train {args.algorithm}: {exc}", file=sys.stderr)
         return 2

@@ -84,6 +84,13 @@ class SFTConfig:
         default=Path("~/.cache/railguard"),
         metadata={"help": "railguard's cache (the converted model, run checkpoints)"},
     )
+    init_adapter: Path | None = field(
+        default=None,
+        metadata={
+            "help": "Start from this LoRA adapter's weights instead of a new one (a second stage; its lora_* "
+            "settings then apply)"
+        },
+    )
     lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (scale = alpha / r)"})
     lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
@@ -125,6 +132,10 @@ class SFTConfig:
     resume: bool = field(
         default=True, metadata={"help": "Resume from the last checkpoint in run_dir when there is one"}
     )
+
+    @staticmethod
+    def resolved(path: Path) -> Path:
+        return path.expanduser()
 
     def resolved_cache(self) -> Path:
         return self.cache_dir.expanduser()

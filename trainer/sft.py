@@ -44,6 +44,13 @@ class RunSummary:
 
 def base_model_dir(config: SFTConfig) -> Path:
     """The model trained on: `base_model`, or the embedded default converted under the cache."""
+    if (
+        config.init_adapter is not None
+        and not (config.resolved(config.init_adapter) / "adapter_config.json").is_file()
+    ):
+        raise FileNotFoundError(
+            f"init_adapter {config.init_adapter} holds no adapter (train the stage before it)"
+        )
     if config.base_model is not None:
         if not config.base_model.is_dir():
             raise FileNotFoundError(f"base_model {config.base_model} is not a directory")
@@ -100,7 +107,9 @@ def prepare_data(config: SFTConfig, data: Dataset, tokenizer: Any) -> tuple[Any,
     return datasets.Dataset.from_dict(train), datasets.Dataset.from_dict(validation), manifest, dropped
 
 
-def train(config: SFTConfig) -> RunSummary:
+def train(config: SFTConfig, config_file: Path | None = None) -> RunSummary:
+    """Train, save the adapter and its card; `config_file` (where the settings came from) goes into the
+    run summary and the card's reproduction command."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     started = time.perf_counter()
     data = read_data(config)
@@ -123,7 +132,9 @@ def train(config: SFTConfig) -> RunSummary:
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint: str | None = get_last_checkpoint(str(run_dir)) if config.resume else None  # type: ignore[no-untyped-call]
     torch.manual_seed(config.seed)
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32, local_files_only=True)
+    model: Any = AutoModelForCausalLM.from_pretrained(
+        str(model_dir), dtype=torch.float32, local_files_only=True
+    )
     args = TRLConfig(
         output_dir=str(run_dir),
         per_device_train_batch_size=config.batch_size,
@@ -150,13 +161,18 @@ def train(config: SFTConfig) -> RunSummary:
         eval_strategy="no",
         dataloader_num_workers=0,
     )
-    lora = LoraConfig(
+    lora: LoraConfig | None = LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
         target_modules=list(config.target_modules),
         task_type="CAUSAL_LM",
     )
+    if config.init_adapter is not None:  # a second stage: train on from an adapter's weights
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(config.resolved(config.init_adapter)), is_trainable=True)
+        lora = None
     trainer = _trainer_class(SFTTrainer)(
         model=model,
         args=args,
@@ -169,7 +185,7 @@ def train(config: SFTConfig) -> RunSummary:
     validation_loss = None
     if len(validation_set):
         validation_loss = float(trainer.evaluate()["eval_loss"])
-    output = config.output_dir
+    output = config.resolved(config.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     trainer.model.save_pretrained(str(output))
     cast_adapter(output / "adapter_model.safetensors", config.save_dtype)
@@ -191,9 +207,13 @@ def train(config: SFTConfig) -> RunSummary:
     _write_json(output / "dataset-manifest.json", manifest)
     _write_json(output / "training-log.json", trainer.state.log_history)
     config_dump = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}
-    _write_json(output / "run-summary.json", {"summary": asdict(summary), "config": config_dump})
+    source = str(config_file) if config_file is not None else None
+    _write_json(
+        output / "run-summary.json",
+        {"summary": asdict(summary), "config": config_dump, "config_file": source},
+    )
     _plot_loss(history, output / "loss.png")
-    write_card(output, config_dump, asdict(summary), manifest)
+    write_card(output, config_dump, asdict(summary), manifest, source)
     return summary
 
 

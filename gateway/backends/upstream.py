@@ -23,6 +23,7 @@ import orjson
 from gateway.backends.base import Generation, ModelCard
 from gateway.errors import (
     RailguardError,
+    RateLimitError,
     UpstreamError,
     UpstreamRejectedError,
     UpstreamTimeoutError,
@@ -125,7 +126,7 @@ class UpstreamBackend:
         finally:
             response.release()
         if response.status != 200:
-            raise _map_status(response.status, content)
+            raise _map_status(response.status, content, response.headers.get("Retry-After"))
         try:
             data: dict[str, Any] = orjson.loads(content)
         except orjson.JSONDecodeError as exc:
@@ -143,7 +144,7 @@ class UpstreamBackend:
                 content = b""
             finally:
                 response.release()
-            raise _map_status(response.status, content)
+            raise _map_status(response.status, content, response.headers.get("Retry-After"))
         return EventStream(response)
 
 
@@ -213,7 +214,7 @@ def _map_transport_error(exc: BaseException) -> RailguardError:
     return UpstreamError(f"the upstream connection failed: {type(exc).__name__}")
 
 
-def _map_status(status: int, content: bytes) -> RailguardError:
+def _map_status(status: int, content: bytes, retry_after: str | None = None) -> RailguardError:
     message, param, code = f"the upstream answered HTTP {status}", None, None
     try:
         error = orjson.loads(content)["error"]
@@ -223,8 +224,11 @@ def _map_status(status: int, content: bytes) -> RailguardError:
         pass
     if 400 <= status < 500 and status not in (401, 403, 408, 429):
         return UpstreamRejectedError(status, message, param=param, code=code)
-    if status == 429:
-        return UpstreamError(f"the upstream is rate limiting: {message}", code="upstream_rate_limited")
+    if status == 429:  # passed on as a 429 with the upstream's Retry-After, so that clients back off
+        headers = {"Retry-After": retry_after} if retry_after and retry_after.strip().isdigit() else {}
+        return RateLimitError(
+            f"the upstream is rate limiting: {message}", code="upstream_rate_limited", headers=headers
+        )
     if status == 408:
         return UpstreamTimeoutError(f"the upstream timed out: {message}")
     return UpstreamError(f"the upstream failed: {message}", code=f"upstream_http_{status}")

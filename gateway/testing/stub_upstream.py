@@ -4,7 +4,8 @@ It answers with the request's extra field `stub_say`, or the text after `say:` i
 (or the base64-decoded text after `say64:`; else a fixed sentence), word by word
 when streaming, and echoes the request it received under `stub_received` so tests can check that fields
 were passed on unchanged. Models with special behaviour: `stub-hang` never answers, `stub-500` fails,
-`stub-400` rejects the request, `stub-midstream-error` fails after two chunks.
+`stub-400` rejects the request, `stub-429` rate-limits it (with `Retry-After: 7`),
+`stub-midstream-error` fails after two chunks.
 
     python -m gateway.testing.stub_upstream --port 8001 [--token-delay-ms 5] [--first-token-delay-ms 40]
 
@@ -27,7 +28,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-MODELS = ["stub-model", "stub-hang", "stub-500", "stub-400", "stub-midstream-error"]
+MODELS = ["stub-model", "stub-hang", "stub-500", "stub-400", "stub-429", "stub-midstream-error"]
 DEFAULT_REPLY = "Hello from the stub upstream. It answers every request the same way."
 
 
@@ -87,6 +88,9 @@ class StubUpstream:
             await asyncio.sleep(3600)
         if model == "stub-500":
             await _send_json(send, 500, _error("the stub failed on purpose", "internal"))
+            return
+        if model == "stub-429":
+            await _send_json(send, 429, _error("slow down", "rate_limit_exceeded"), [(b"retry-after", b"7")])
             return
         if model == "stub-400":
             await _send_json(send, 400, _error("the stub rejects this on purpose", "bad_param"))
@@ -199,7 +203,9 @@ def _error(message: str, code: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
 
 
-async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
+async def _send_json(
+    send: Send, status: int, payload: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     data = orjson.dumps(payload)
     await send(
         {
@@ -208,6 +214,7 @@ async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(data)).encode()),
+                *(headers or []),
             ],
         }
     )

@@ -95,6 +95,15 @@ def test_a_few_steps_lower_the_loss_change_the_lora_weights_and_resume(demos, tm
     assert manifest["train"]["by_source"] == {"demos": 6, "instructions": 2}
     assert (tmp_path / "a" / "adapter" / "loss.png").stat().st_size > 1000
 
+    # a second stage trains on from the first's adapter, and its card lists both
+    second = train(small(demos, tmp_path, "b", max_steps="2", init_adapter=str(tmp_path / "a" / "adapter")))
+    assert second.steps == 2
+    card = (tmp_path / "b" / "adapter" / "README.md").read_text()
+    assert "\n| 1 | " in card and "\n| 2 | " in card
+    polished = load_file(str(tmp_path / "b" / "adapter" / "adapter_model.safetensors"))
+    assert polished.keys() == weights.keys()
+    assert any((polished[k].float() - weights[k].float()).abs().max() > 0 for k in weights)
+
 
 def test_the_same_seed_gives_the_same_adapter(demos, tmp_path):
     a = train(small(demos, tmp_path, "x", max_steps="2"))

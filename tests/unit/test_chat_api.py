@@ -311,6 +311,18 @@ async def test_upstream_errors_map_to_openai_errors(app_client: dict[str, Any]) 
     assert failed.value.status_code == 502
 
 
+async def test_an_upstream_429_reaches_the_client_as_a_429_with_its_retry_after(
+    app_client: dict[str, Any],
+) -> None:
+    """Not a 502: the openai SDK backs off on a 429 (for as long as Retry-After says) instead of failing."""
+    http: httpx.AsyncClient = app_client["http"]
+    body = {"model": "stub-429", "messages": _user("hi")}
+    r = await http.post("/v1/chat/completions", json=body, headers={"authorization": f"Bearer {KEY_A}"})
+    assert r.status_code == 429
+    assert r.headers["retry-after"] == "7"
+    assert r.json()["error"]["code"] == "upstream_rate_limited"
+
+
 async def test_midstream_upstream_failure_ends_with_an_error_event(app_client: dict[str, Any]) -> None:
     http: httpx.AsyncClient = app_client["http"]
     body = {"model": "stub-midstream-error", "stream": True, "messages": _user("say: a b c d e")}

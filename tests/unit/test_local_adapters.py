@@ -150,3 +150,40 @@ def test_the_embedded_default_serves_the_shipped_adapter_and_the_base_beside_it(
     assert LocalModelConfig(tuned=False).served_base is None
     with pytest.raises(ValueError, match="distinct"):
         LocalModelConfig(base_name="gemma-3-270m")
+
+
+def test_openais_frequency_and_presence_penalties_lower_repeated_tokens():
+    from gateway.backends.local.processors import Penalties
+
+    logits = Penalties(0.5, 0.25)([5, 5, 7], torch.zeros(10))
+    assert logits[5] == -(2 * 0.5 + 0.25) and logits[7] == -(0.5 + 0.25)
+    assert logits[[0, 1, 2, 3, 4, 6, 8, 9]].abs().sum() == 0
+    assert Penalties(0.5, 0.0)([], torch.zeros(3)).abs().sum() == 0  # the prompt does not count
+
+
+async def test_an_adapters_sampling_defaults_apply_to_its_id_unless_the_request_sets_them(adapters, tmp_path):
+    from gateway.backends.local.loader import generation_defaults
+    from gateway.backends.local.processors import Penalties
+
+    adapter = tmp_path / "with-defaults"
+    adapter.mkdir()
+    (adapter / "generation.json").write_text('{"frequency_penalty": 0.3}')
+    assert generation_defaults(adapter) == {"frequency_penalty": 0.3}
+    (adapter / "generation.json").write_text('{"frequency_penalty": "lots"}')
+    with pytest.raises(ValueError, match="sampling defaults"):
+        generation_defaults(adapter)
+
+    tokenizer = byte_tokenizer()
+    loaded = LoadedModel(tiny_gemma(len(tokenizer)), tokenizer, stop_token_ids(tokenizer), peft=False,
+                         defaults={"frequency_penalty": 0.3})  # fmt: skip
+    backend = LocalBackend(LocalModelConfig(name="assistant"), tmp_path, loader=lambda: loaded)
+
+    def penalties(**fields):
+        return [
+            p for p in backend._processors(make_generation("x", **fields), loaded) if isinstance(p, Penalties)
+        ]
+
+    assert [p._frequency for p in penalties(model="assistant")] == [0.3]
+    assert penalties(model="assistant", frequency_penalty=0) == []  # the request's own value wins
+    assert penalties(model="gemma-3-270m-base") == []  # the base has no such defaults
+    assert [p._presence for p in penalties(model="assistant", presence_penalty=1.0)] == [1.0]

@@ -203,9 +203,12 @@ async def test_models_lists_the_base_and_its_adapters(tmp_path):
     config = LocalModelConfig(name="local-a", adapters={"tuned": tmp_path})
     cards = LocalBackend(config, tmp_path, loader=tiny_loaded).models()
     assert [(c.id, c.owned_by, c.backend) for c in cards] == [
-        ("local-a", "railguard", "local"),
+        ("local-a", "railguard", "local"),  # the embedded model with the shipped adapter merged in
+        ("gemma-3-270m-base", "railguard", "local"),  # its untuned weights
         ("tuned", "railguard", "local"),
     ]
+    untuned = LocalModelConfig(name="local-a", tuned=False, adapters={"tuned": tmp_path})
+    assert [c.id for c in LocalBackend(untuned, tmp_path, loader=tiny_loaded).models()] == ["local-a", "tuned"]
 
 
 async def test_requests_before_the_model_is_loaded_get_503(tmp_path):
@@ -298,3 +301,15 @@ def test_importing_the_gateway_does_not_import_torch():
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+@pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
+async def test_max_tokens_past_the_models_context_is_a_400_that_names_the_limit(backend, field):
+    """OpenAI refuses a completion limit the model cannot reach instead of generating until it stops."""
+    limit = backend._config.max_context_tokens
+    with pytest.raises(InvalidRequestError) as caught:
+        await backend.complete(make_generation("x", **{field: 1_000_000_000_000}))
+    assert caught.value.param == field and caught.value.code == "invalid_value"
+    assert f"at most {limit}" in caught.value.message
+    result = await backend.complete(make_generation("x", **{field: limit, "temperature": 0}))
+    assert result["choices"][0]["finish_reason"] in ("stop", "length")  # the limit itself is fine

@@ -165,3 +165,45 @@ async def test_an_assistant_message_may_hold_only_tool_calls(http: httpx.AsyncCl
         "/v1/chat/completions", json={**VALID, "stream": True, "stream_options": {"include_usage": True}}
     )
     assert r.status_code == 200 and r.text.rstrip().endswith("data: [DONE]"), r.text
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("stream", "yes"),
+        ("stream", "true"),
+        ("stream", 1),
+        ("n", "2"),
+        ("n", 1.5),
+        ("n", True),
+        ("logprobs", "true"),
+        ("stream_options", {"include_usage": "yes"}),
+    ],
+)
+async def test_a_string_or_number_is_not_a_bool_and_a_bool_is_not_a_number(
+    http: httpx.AsyncClient, field: str, value: Any
+) -> None:
+    body = {**VALID, field: value}
+    if field == "stream_options":
+        body["stream"] = True
+    r = await http.post("/v1/chat/completions", json=body)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["type"] == "invalid_request_error" and field in (error["param"] or "")
+
+
+async def test_null_stream_and_n_mean_their_defaults_as_in_openais_api(http: httpx.AsyncClient) -> None:
+    r = await http.post("/v1/chat/completions", json={**VALID, "stream": None, "n": None})
+    assert r.status_code == 200, r.text
+    assert len(r.json()["choices"]) == 1
+
+
+async def test_an_unknown_moderation_model_is_a_404_and_openais_names_are_served(
+    http: httpx.AsyncClient,
+) -> None:
+    r = await http.post("/v1/moderations", json={"input": "hello", "model": "gpt-4o"})
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "model_not_found" and r.json()["error"]["param"] == "model"
+    for model in ("omni-moderation-latest", "text-moderation-latest"):
+        r = await http.post("/v1/moderations", json={"input": "hello", "model": model})
+        assert r.status_code == 200 or r.json()["error"]["code"] != "model_not_found", r.text

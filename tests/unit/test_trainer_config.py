@@ -84,6 +84,22 @@ def test_the_cli_reports_missing_data_before_training(tmp_path, capsys):
     assert "demonstrations directory" in capsys.readouterr().err
 
 
+def test_a_missing_first_stage_is_named_before_the_model_loads(tmp_path, capsys):
+    code = main(
+        [
+            "sft",
+            "--init-adapter",
+            str(tmp_path / "stage1"),
+            "--alpaca-examples",
+            "0",
+            "--hh-rlhf-refusals",
+            "0",
+        ]
+    )
+    assert code == 2
+    assert "init_adapter" in capsys.readouterr().err
+
+
 def test_a_chat_template_other_than_the_served_one_is_refused(tmp_path):
     from gateway.backends.local.template import default_chat_template
     from trainer.chat import TemplateMismatchError, served_template

@@ -35,6 +35,7 @@ from gateway.backends.local.plan import (
 from gateway.backends.local.processors import (
     BannedSequences,
     LogitBias,
+    Penalties,
     banned_phrase_sequences,
 )
 from gateway.backends.local.responses import Identity, collect_completion, stream_chunks
@@ -196,6 +197,14 @@ class LocalBackend:
 
     def _processors(self, generation: Generation, loaded: LoadedModel) -> tuple[LogitsProcessor, ...]:
         processors: list[LogitsProcessor] = []
+        request = generation.request
+        defaults = loaded.defaults if request.model == self._config.name else {}
+        frequency = request.frequency_penalty
+        presence = request.presence_penalty
+        frequency = defaults.get("frequency_penalty", 0.0) if frequency is None else frequency
+        presence = defaults.get("presence_penalty", 0.0) if presence is None else presence
+        if frequency or presence:
+            processors.append(Penalties(frequency, presence))
         if generation.request.logit_bias:
             vocab_size = int(loaded.model.config.vocab_size)
             processors.append(LogitBias(generation.request.logit_bias, vocab_size))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ class LoadedModel:
     peft: bool  # the model holding the extra LoRA adapters (`base`, or else `model`) is a PeftModel
     base: Any | None = None  # the untuned weights, when `model` has an adapter merged in
     base_id: str | None = None
+    # Sampling defaults of the merged adapter (its generation.json), for requests that set none
+    defaults: dict[str, float] = field(default_factory=dict)
 
 
 def load_model(path: Path, config: LocalModelConfig) -> LoadedModel:
@@ -47,15 +50,30 @@ def load_model(path: Path, config: LocalModelConfig) -> LoadedModel:
             model = _with_adapters(model, config.adapters)
         return LoadedModel(model, tokenizer, stops, peft=bool(config.adapters))
     tuned = merge_adapter(weights(), merged)
+    defaults = generation_defaults(merged)
     if config.served_base is None and not config.adapters:
-        return LoadedModel(tuned, tokenizer, stops, peft=False)
+        return LoadedModel(tuned, tokenizer, stops, peft=False, defaults=defaults)
     base = weights()
     _share_embeddings(base, tuned)  # LoRA leaves the 168M-parameter embedding as it was
     if config.adapters:
         base = _with_adapters(base, config.adapters)
+    peft = bool(config.adapters)
     return LoadedModel(
-        tuned, tokenizer, stops, peft=bool(config.adapters), base=base, base_id=config.served_base
+        tuned, tokenizer, stops, peft, base=base, base_id=config.served_base, defaults=defaults
     )
+
+
+def generation_defaults(adapter: Path) -> dict[str, float]:
+    """`frequency_penalty` / `presence_penalty` from the adapter's generation.json, if it has one: like
+    a model's generation_config.json, the defaults measured for it travel with it."""
+    path = adapter / "generation.json"
+    if not path.is_file():
+        return {}
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return {k: float(raw[k]) for k in ("frequency_penalty", "presence_penalty") if k in raw}
+    except (json.JSONDecodeError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path} is not a JSON object of sampling defaults: {exc}") from None
 
 
 def merge_adapter(model: Any, adapter: Path) -> Any:

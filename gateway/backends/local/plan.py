@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 SteeringResolver = Callable[[SteeringSpec], "SteeringVector | Sequence[SteeringVector]"]
 """Named, scaled steering request -> the vectors to apply, each with its layer (see `vectors.py`)."""
 
-_IGNORED = ("frequency_penalty", "presence_penalty", "user")
+_IGNORED = ("user",)
 JSON_OBJECT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": {"type": ["string", "number", "boolean", "null"]},
@@ -79,8 +79,17 @@ def plan_rows(
             param="messages",
             code="context_length_exceeded",
         )
+    limit = request.token_limit
+    if limit is not None and limit > config.max_context_tokens:
+        field = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
+        raise InvalidRequestError(
+            f"{field} is too large: {limit}. This model supports at most {config.max_context_tokens} "
+            "tokens of context, prompt and completion together",
+            param=field,
+            code="invalid_value",
+        )
     steering = _steering(generation, resolve_steering)
-    max_tokens = min(request.token_limit or config.default_max_tokens, room)
+    max_tokens = min(limit or config.default_max_tokens, room)
     temperature = 1.0 if request.temperature is None else request.temperature
     rows = tuple(
         RowSpec(

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["BannedSequences", "LogitBias", "banned_phrase_sequences"]
+__all__ = ["BannedSequences", "LogitBias", "Penalties", "banned_phrase_sequences"]
 
 
 class BannedSequences:
@@ -36,6 +36,23 @@ class BannedSequences:
                 banned.append(last)
         if banned:
             logits[banned] = float("-inf")
+        return logits
+
+
+class Penalties:
+    """OpenAI's `frequency_penalty` and `presence_penalty`: each token already generated loses
+    `frequency * count + presence` from its score (the prompt does not count)."""
+
+    def __init__(self, frequency: float, presence: float) -> None:
+        self._frequency = frequency
+        self._presence = presence
+
+    def __call__(self, generated: Sequence[int], logits: torch.Tensor) -> torch.Tensor:
+        if generated:
+            import torch
+
+            tokens, counts = torch.unique(torch.tensor(generated, dtype=torch.long), return_counts=True)
+            logits[tokens] -= counts.to(logits.dtype) * self._frequency + self._presence
         return logits
 
 
