@@ -36,6 +36,8 @@ def serve(args: argparse.Namespace) -> int:
 
     if (settings.local is not None and settings.local.path is None) or probe_model_dir(settings):
         prepare(settings)  # convert the PyPI model once; later starts find it cached
+    if settings.local is not None:
+        _import_model_libraries()
     app = create_app(settings)
     uvicorn.run(
         app,
@@ -47,6 +49,20 @@ def serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=10,
     )
     return 0
+
+
+def _import_model_libraries() -> None:
+    """Import what the local model's loader and the classifiers' build need, here, before their threads
+    start: transformers resolves names lazily and two threads resolving them at once can fail
+    ("cannot import name 'BertConfig' from 'transformers'", seen on a first start that exported the
+    classifiers while the model loaded). Local mode imports all of it anyway."""
+    import peft  # noqa: F401
+    from transformers import (  # noqa: F401
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        BertConfig,
+        BertModel,
+    )
 
 
 def prepare(args: argparse.Namespace) -> int:
