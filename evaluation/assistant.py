@@ -264,8 +264,11 @@ def markdown(report: Report, models: Sequence[str]) -> str:
         + (f", the first {s['ifeval_limit']} by file order" if s.get("ifeval_limit") else "")
         + f"); our held-out prompts, {int(first.get('heldout_n', 0))} in 8 languages "
         "(`trainer/data/assistant/heldout`, never trained on); XSTest's "
-        + f"{int(first.get('xstest_safe_n', 0))} safe prompts; HarmBench's "
-        + f"{int(first.get('harmbench_val_n', 0))} standard validation behaviours.",
+        + f"safe prompts, {int(first.get('xstest_safe_n', 0))}"
+        + (" (the first by file order)" if s.get("subset_limit") else "")
+        + f"; HarmBench's standard validation behaviours, {int(first.get('harmbench_val_n', 0))}"
+        + (" (at most the first " + str(s["subset_limit"]) + ")" if s.get("subset_limit") else "")
+        + ".",
         "Refusals are counted by railguard's refusal detector (`classifiers.refusals.is_refusal`); languages",
         "by py3langid. Every answer is in `" + s["answers"] + "`.",
         "",
@@ -305,7 +308,9 @@ def run(
     )
     prompts = ifeval + others
     started = time.perf_counter()
-    report = Report(settings={"max_tokens": max_tokens, "ifeval_limit": ifeval_limit})
+    report = Report(
+        settings={"max_tokens": max_tokens, "ifeval_limit": ifeval_limit, "subset_limit": subset_limit}
+    )
     for model in models:
         t0 = time.perf_counter()
 

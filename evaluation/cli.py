@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import shlex
 import socket
 import subprocess
@@ -144,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report.settings.update(
             command="railguard eval " + shlex.join(list(argv if argv is not None else sys.argv[2:])),
             date=datetime.date.today().isoformat(),
-            answers=os.path.relpath(args.answers_dir, ROOT),
+            answers=str(args.answers_dir).replace(str(Path.home()), "~", 1),
             wall_time_min=(time.perf_counter() - started) / 60,
         )
         args.out.parent.mkdir(parents=True, exist_ok=True)
