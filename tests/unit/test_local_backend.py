@@ -208,7 +208,10 @@ async def test_models_lists_the_base_and_its_adapters(tmp_path):
         ("tuned", "railguard", "local"),
     ]
     untuned = LocalModelConfig(name="local-a", tuned=False, adapters={"tuned": tmp_path})
-    assert [c.id for c in LocalBackend(untuned, tmp_path, loader=tiny_loaded).models()] == ["local-a", "tuned"]
+    assert [c.id for c in LocalBackend(untuned, tmp_path, loader=tiny_loaded).models()] == [
+        "local-a",
+        "tuned",
+    ]
 
 
 async def test_requests_before_the_model_is_loaded_get_503(tmp_path):
