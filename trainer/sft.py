@@ -13,6 +13,7 @@ import logging
 import os
 import resource
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,14 @@ def prepare_data(config: SFTConfig, data: Dataset, tokenizer: Any) -> tuple[Any,
 def train(config: SFTConfig, config_file: Path | None = None) -> RunSummary:
     """Train, save the adapter and its card; `config_file` (where the settings came from) goes into the
     run summary and the card's reproduction command."""
+    with warnings.catch_warnings():
+        # TRL 1.16 passes `gradient_checkpointing`, which transformers 5.25 renames: nothing for us to change.
+        warnings.filterwarnings("ignore", "`gradient_checkpointing` is deprecated", FutureWarning)
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+        return _train(config, config_file)
+
+
+def _train(config: SFTConfig, config_file: Path | None) -> RunSummary:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     started = time.perf_counter()
     data = read_data(config)

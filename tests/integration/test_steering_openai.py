@@ -42,7 +42,8 @@ BENIGN = [{"role": "user", "content": "Tell me how to wash my neighbour's car."}
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[openai.OpenAI]:
     records = tmp_path_factory.mktemp("records") / "records.sqlite3"
-    env = {"RAILGUARD_SINK__PATH": str(records)}
+    # The shipped refusal vector was extracted on the untuned base: these tests steer that model.
+    env = {"RAILGUARD_SINK__PATH": str(records), "RAILGUARD_LOCAL__TUNED": "false"}
     with (
         gateway(None, cache_dir=MODEL_CACHE, timeout=300, env=env, extra=["--policy", str(POLICY)]) as url,
         openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=120) as client,
@@ -135,7 +136,7 @@ def grey_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[openai.Ope
     grey = {"threshold": 0.3, "action": "steer", "steer": {"vector": "refusal"}}
     policy["categories"]["unsafe"] = {"action": "refuse", "threshold": 1.0, "grey": grey}
     (tmp / "policy.yaml").write_text(yaml.safe_dump(policy))
-    env = {"RAILGUARD_SINK__PATH": str(tmp / "records.sqlite3")}
+    env = {"RAILGUARD_SINK__PATH": str(tmp / "records.sqlite3"), "RAILGUARD_LOCAL__TUNED": "false"}
     extra = ["--policy", str(tmp / "policy.yaml")]
     with (
         gateway(None, cache_dir=MODEL_CACHE, timeout=300, env=env, extra=extra) as url,

@@ -17,8 +17,10 @@ def test_the_shipped_config_loads_and_flags_override_it():
         SFTConfig, ROOT / "trainer/configs/assistant.yaml", parse_overrides(["--lora-r", "8", "--seed=3"])
     )
     assert config.lora_r == 8 and config.seed == 3
-    assert config.output_dir == Path("gateway/defaults/adapters/assistant")
     assert load_config(SFTConfig, ROOT / "trainer/configs/assistant.yaml").lora_r == 16
+    polish = load_config(SFTConfig, ROOT / "trainer/configs/assistant-polish.yaml")
+    assert polish.output_dir == Path("gateway/defaults/adapters/assistant")  # the shipped adapter
+    assert polish.init_adapter == load_config(SFTConfig, ROOT / "trainer/configs/assistant.yaml").output_dir
 
 
 def test_list_and_bool_and_null_values_are_read_from_flags():
