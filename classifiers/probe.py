@@ -36,6 +36,9 @@ def load_probe_module(model_dir: Path, layers: Sequence[int]) -> Any:
     model: Any = AutoModelForCausalLM.from_pretrained(
         str(model_dir), local_files_only=True, dtype=torch.float32, attn_implementation="eager"
     )
+    # from_pretrained sets torch's default dtype for the whole process while it builds: a bf16 load in
+    # another thread (the gateway's local model) can leave some of these tensors bf16. Cast them back.
+    model = model.to(torch.float32)
     base = model.model
     if max(layers) > len(base.layers):
         raise ValueError(f"{model_dir.name} has {len(base.layers)} blocks; asked for {max(layers)}")

@@ -22,7 +22,7 @@ from gateway.routes import install_error_handlers, router
 from gateway.serving import ChatService, ModelRouter
 from gateway.settings import Settings
 from gateway.sinks import SQLiteSink
-from gateway.sinks.base import Sink
+from gateway.sinks.base import Sink, SinkEvents
 from gateway.telemetry import Telemetry, Tracing
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,25 @@ def build_backends(settings: Settings) -> list[Backend]:
 
         backends.append(LocalBackend(settings.local, settings.cache_dir))
     return backends
+
+
+def build_sink(settings: Settings, events: SinkEvents) -> Sink:
+    flagged_only = settings.sink.record == "flagged"
+    if settings.sink_kind == "redis":
+        from gateway.sinks.redis import RedisStreamSink
+
+        assert settings.redis_url is not None  # the settings check it
+        return RedisStreamSink(
+            settings.redis_url,
+            stream=settings.sink.stream,
+            spool_path=settings.spool_path,
+            maxlen=settings.sink.maxlen,
+            flagged_only=flagged_only,
+            sample_unflagged=settings.sink.sample_unflagged,
+            queue_size=settings.sink.queue_size,
+            events=events,
+        )
+    return SQLiteSink(settings.sink_path, flagged_only=flagged_only, events=events)
 
 
 def build_classifier_guard(settings: Settings) -> ClassifierGuard | None:
@@ -93,9 +112,7 @@ def create_app(
         timeout_s=settings.classifiers.timeout_s,
         telemetry=telemetry,
     )
-    record_sink = sink or SQLiteSink(
-        settings.sink_path, flagged_only=settings.sink.record == "flagged", events=telemetry
-    )
+    record_sink = sink or build_sink(settings, telemetry)
     models = ModelRouter(backends)
     detect = _language_detector() if classifier and settings.classifiers.detect_language else None
     spans = tracing or Tracing(

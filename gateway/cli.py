@@ -19,6 +19,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
+    if getattr(args, "redis_url", None):
+        overrides["redis_url"] = args.redis_url
     if getattr(args, "upstream", None):
         overrides["upstream"] = {"url": args.upstream, "api_key": args.upstream_api_key}
     return Settings.load(args.config, **overrides)
@@ -99,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--policy", dest="policy_file", type=Path, help="policy YAML file")
         p.add_argument("--upstream", help="an OpenAI-compatible base URL, e.g. http://h:8000/v1")
         p.add_argument("--upstream-api-key", help="bearer token for the upstream")
+        p.add_argument("--redis-url", help="redis://host:6379/0: decision records to a Redis Stream")
         return p
 
     p = with_config(sub.add_parser("serve", help="run the gateway"))

@@ -5,8 +5,8 @@ Its JSON form (`to_json`) is the schema of the flagged stream; change it only by
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gateway.guards.base import Action, Verdict
@@ -53,6 +53,9 @@ class DecisionRecord:
     completion_tokens: int = 0
     prompt: list[dict[str, Any]] | None = None
     response: str | None = None
+    # The tenant's policy keeps prompts and answers verbatim in the stores (`record_raw_text`);
+    # otherwise the sinks store them de-identified (`deidentified`).
+    raw_text: bool = False
 
     @property
     def flagged(self) -> bool:
@@ -64,6 +67,22 @@ class DecisionRecord:
     @property
     def categories(self) -> tuple[str, ...]:
         return merged_categories(self.input, self.output)
+
+    def deidentified(self) -> DecisionRecord:
+        """The record as the stores keep it: personal data in the prompt and answer replaced by
+        placeholders such as ``[EMAIL]``, unless the tenant's policy keeps raw text. Without the
+        classifiers package (which finds the spans) the text is left out rather than kept."""
+        if self.raw_text or (self.prompt is None and self.response is None):
+            return self
+        try:
+            from classifiers.pii import redact
+        except ImportError:  # an upstream-only install without `railguard[classifiers]`
+            return replace(self, prompt=None, response=None)
+        prompt = None
+        if self.prompt is not None:
+            prompt = [_deidentify_message(m, redact) for m in self.prompt]
+        response = redact(self.response) if self.response is not None else None
+        return replace(self, prompt=prompt, response=response)
 
     def to_json(self) -> dict[str, Any]:
         lat = self.latency
@@ -101,7 +120,25 @@ class DecisionRecord:
             },
             "prompt": self.prompt,
             "response": self.response,
+            "raw_text": self.raw_text,
         }
+
+
+def _deidentify_message(message: dict[str, Any], redact: Callable[[str], str]) -> dict[str, Any]:
+    content = message.get("content")
+    if isinstance(content, str):
+        return {**message, "content": redact(content)}
+    if isinstance(content, list):  # content parts: the text ones are redacted, others kept by type only
+        parts = [
+            {**p, "text": redact(p["text"])}
+            if isinstance(p, dict) and isinstance(p.get("text"), str)
+            else {"type": p.get("type")}
+            if isinstance(p, dict)
+            else p
+            for p in content
+        ]
+        return {**message, "content": parts}
+    return message
 
 
 def merged_categories(*verdicts: Verdict | None) -> tuple[str, ...]:

@@ -413,6 +413,7 @@ class ChatService:
             completion_tokens=trace.completion_tokens,
             prompt=trace.prompt,
             response=trace.response,
+            raw_text=trace.policy.record_raw_text,
         )
         trace.record = record
         self.record(record)

@@ -118,9 +118,22 @@ class LimitsConfig(_Frozen):
 
 
 class SinkConfig(_Frozen):
-    kind: Literal["sqlite"] = "sqlite"
-    path: Path | None = Field(None, description="Default: <cache_dir>/records.sqlite3")
+    """Where decision records go: the embedded SQLite file, or a Redis Stream when `redis_url` is set."""
+
+    kind: Literal["auto", "sqlite", "redis"] = Field(
+        "auto", description="auto: redis when redis_url is set, else sqlite"
+    )
+    path: Path | None = Field(None, description="SQLite file. Default: <cache_dir>/records.sqlite3")
     record: Literal["flagged", "all"] = "flagged"
+    sample_unflagged: float = Field(
+        0.0, ge=0.0, le=1.0, description="Share of unflagged records kept too (redis, record: flagged)"
+    )
+    stream: str = Field("{railguard}:records", min_length=1, description="The Redis Stream's key")
+    maxlen: int = Field(1_000_000, ge=1000, description="The stream is trimmed to about this many entries")
+    queue_size: int = Field(10_000, ge=1, description="Records waiting in memory before they spool to disk")
+    spool_path: Path | None = Field(
+        None, description="Where records wait while Redis is down. Default: <cache_dir>/records.redis.spool"
+    )
 
 
 class ClassifierSettings(_Frozen):
@@ -154,6 +167,9 @@ class Settings(BaseSettings):
     local: LocalModelConfig | None = None
     policy_file: Path | None = Field(None, description="Default: the policy shipped with railguard")
     tenants: dict[str, TenantConfig] = Field(default_factory=dict)
+    redis_url: str | None = Field(
+        None, description="e.g. redis://127.0.0.1:6379/0: decision records go to a Redis Stream"
+    )
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     sink: SinkConfig = Field(default_factory=SinkConfig)
     classifiers: ClassifierSettings = Field(default_factory=ClassifierSettings)
@@ -195,11 +211,27 @@ class Settings(BaseSettings):
             raise ValueError("an API key is listed under more than one tenant")
         if any(len(k) < 8 for k in keys):
             raise ValueError("API keys must be at least 8 characters long")
+        if self.sink.kind == "redis" and not self.redis_url:
+            raise ValueError("sink.kind is redis but no redis_url is set")
+        if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                f"redis_url must start with redis://, rediss:// or unix://, got {self.redis_url!r}"
+            )
         return self
 
     @property
     def sink_path(self) -> Path:
         return self.sink.path or self.cache_dir / "records.sqlite3"
+
+    @property
+    def sink_kind(self) -> Literal["sqlite", "redis"]:
+        if self.sink.kind == "auto":
+            return "redis" if self.redis_url else "sqlite"
+        return self.sink.kind
+
+    @property
+    def spool_path(self) -> Path:
+        return self.sink.spool_path or self.cache_dir / "records.redis.spool"
 
     @property
     def classifier_options(self) -> ClassifiersConfig:

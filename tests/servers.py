@@ -110,3 +110,31 @@ def gateway(
         log=cache_dir / f"gateway-{port}.log",
     ):
         yield f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def redis_server(data_dir: Path, port: int | None = None) -> Iterator[str]:
+    """A real `redis-server` (Debian's package) on a free port, persisting to ``data_dir`` (append-only
+    file, fsync always) so that a restart on the same port and directory keeps the stream."""
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
+           "--appendonly", "yes", "--appendfsync", "always", "--save", ""]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not start on port {port}")
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

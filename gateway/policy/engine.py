@@ -43,6 +43,7 @@ class EffectivePolicy:
     messages: dict[str, dict[str, str]]
     banned_phrases: tuple[str, ...] = ()
     steering_vectors: frozenset[str] = frozenset()
+    record_raw_text: bool = False
 
     @property
     def version(self) -> str:
@@ -176,6 +177,7 @@ class PolicyEngine:
         banned: list[str] = []
         vectors: set[str] = set()
         refusal_mode, fail_mode, stream = "message", "fail_closed", StreamPolicy()
+        raw_text = False
         for overlay in overlays:
             categories.update(overlay.categories)
             rules += overlay.rules
@@ -185,6 +187,7 @@ class PolicyEngine:
             refusal_mode = overlay.refusal_mode or refusal_mode
             fail_mode = overlay.fail_mode or fail_mode
             stream = overlay.stream or stream
+            raw_text = raw_text if overlay.record_raw_text is None else overlay.record_raw_text
             banned += overlay.banned_phrases
             vectors |= set(overlay.steering_vectors)
         return EffectivePolicy(
@@ -199,4 +202,5 @@ class PolicyEngine:
             messages,
             tuple(dict.fromkeys(banned)),
             frozenset(vectors),
+            raw_text,
         )

@@ -117,6 +117,11 @@ class Overlay(_Strict):
     refusal_mode: RefusalMode | None = None
     fail_mode: FailMode | None = None
     stream: StreamPolicy | None = None
+    record_raw_text: bool | None = Field(
+        None,
+        description="Keep prompts and answers verbatim in the decision records (default: personal data "
+        "replaced by placeholders before a record is stored)",
+    )
     messages: dict[str, dict[str, str]] = Field(default_factory=dict)
     banned_phrases: list[str] = Field(
         default_factory=list,

@@ -22,6 +22,7 @@ import orjson
 
 from gateway.records import DecisionRecord
 from gateway.sinks.base import SinkEvents
+from gateway.sinks.spool import Spool, create_private
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +51,12 @@ class SQLiteSink:
         retries: int = 5,
     ) -> None:
         self.path = path
-        self.spool = path.with_name(path.name + ".spool.jsonl")
+        self.spool = Spool(path.with_name(path.name + ".spool.jsonl"))
         self.flagged_only = flagged_only
         self._events = events
         self._busy_timeout_s = busy_timeout_s
         self._retries = retries
-        path.parent.mkdir(parents=True, exist_ok=True)
+        create_private(path)  # the records hold conversations: owner only (SQLite's -wal/-shm follow)
         with closing(self._connect()) as conn:
             conn.executescript(_SCHEMA)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -110,17 +111,17 @@ class SQLiteSink:
 
     def _spool(self, rows: list[_Row]) -> None:
         """The store refuses writes: keep the rows in a local file, replayed once it accepts them again."""
-        with self.spool.open("ab") as out:
-            out.writelines(orjson.dumps(list(row)) + b"\n" for row in rows)
-        log.error("sqlite sink spooled %d records to %s", len(rows), self.spool)
+        self.spool.append([list(row) for row in rows])
+        log.error("sqlite sink spooled %d records to %s", len(rows), self.spool.path)
         self._report("spooled", len(rows))
 
     def _replay(self, conn: sqlite3.Connection) -> None:
-        if not self.spool.exists():
+        if not self.spool.pending():
             return
-        rows = [tuple(orjson.loads(line)) for line in self.spool.read_bytes().splitlines() if line]
+        items, lines = self.spool.read()
+        rows: list[_Row] = [tuple(item) for item in items]
         if self._insert(conn, rows):
-            self.spool.unlink()
+            self.spool.remove(lines)
             self._report("replayed", len(rows))
 
     def _report(self, event: str, count: int, oldest: float | None = None) -> None:
@@ -134,6 +135,7 @@ _Row = tuple[str, float, str, str, int, str]
 
 
 def _row(record: DecisionRecord) -> _Row:
+    record = record.deidentified()
     return (
         record.request_id,
         record.created,

@@ -25,7 +25,7 @@ from gateway.telemetry.labels import LANGUAGES, OTHER, BoundedLabel, status_labe
 
 __all__ = ["GUARD_FAILURE_MODES", "SINK_EVENTS", "Telemetry"]
 
-SINK_EVENTS: Final = frozenset({"written", "spooled", "replayed", "dropped"})
+SINK_EVENTS: Final = frozenset({"queued", "written", "spooled", "replayed", "dropped"})
 GUARD_FAILURE_MODES: Final = frozenset({"fail_open", "fail_closed"})
 
 _GUARD_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -140,7 +140,7 @@ class Telemetry:
         )
         self.sink_records = counter(
             "railguard_sink_records_total",
-            "Decision records by sink event: written, spooled, replayed, dropped",
+            "Decision records by sink event: queued, written, spooled, replayed, dropped",
             ("event",),
         )
         self.guard_latency = histogram(

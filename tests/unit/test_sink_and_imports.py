@@ -65,11 +65,11 @@ def test_a_locked_store_spools_and_replays_without_losing_records(tmp_path: Path
     deadline = time.monotonic() + 10
     while events.counts.get("spooled", 0) < 5 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert events.counts.get("spooled") == 5 and sink.spool.exists()
+    assert events.counts.get("spooled") == 5 and sink.spool.pending()
     blocker.rollback()
     blocker.close()
     sink.submit(_record(99, Action.REFUSE))
     sink.close()
     ids = {r["request_id"] for r in read_records(db)}
     assert ids == {"r0", "r1", "r2", "r3", "r4", "r99"}
-    assert events.counts.get("replayed") == 5 and not sink.spool.exists()
+    assert events.counts.get("replayed") == 5 and not sink.spool.pending()

@@ -39,7 +39,10 @@ def load_model(path: Path, config: LocalModelConfig) -> LoadedModel:
         model = AutoModelForCausalLM.from_pretrained(
             str(path), dtype=getattr(torch, config.dtype), local_files_only=True
         )
-        model.eval()  # type: ignore[no-untyped-call]
+        # from_pretrained sets torch's default dtype process-wide while it builds, so a load in another
+        # thread (the classifiers' fp32 probe) can leave tensors of the wrong dtype here: cast them all.
+        model = model.to(getattr(torch, config.dtype))
+        model.eval()
         return model
 
     stops = stop_token_ids(tokenizer)
