@@ -98,6 +98,7 @@ class _Trace:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     prompt: list[dict[str, Any]] | None = None
+    adapter: str | None = None
     response: str | None = None
     record: DecisionRecord | None = None
 
@@ -141,6 +142,7 @@ class ChatService:
         policy = self.engine.resolve(ctx.tenant, self.engine.language_for(language))
         backend = self.router.backend_for(request.model)
         trace = _Trace(ctx, request.model, backend.name, policy, request.stream)
+        trace.adapter = self.router.card(request.model).adapter
         with self.tracing.span("railguard.chat", model=request.model, stream=request.stream) as span:
             try:
                 result = await self._create(request, body, backend, trace)
@@ -414,6 +416,7 @@ class ChatService:
             prompt=trace.prompt,
             response=trace.response,
             raw_text=trace.policy.record_raw_text,
+            adapter=trace.adapter,
         )
         trace.record = record
         self.record(record)

@@ -21,6 +21,9 @@ class ModelCard:
     owned_by: str
     created: int
     backend: str
+    # What produced the answers, for the decision records (audits): the LoRA adapter merged or selected
+    # for this id, as `<name>@<first 12 hex of its weights' sha256>`, or None for plain weights.
+    adapter: str | None = None
 
     def to_openai(self) -> dict[str, Any]:
         return {

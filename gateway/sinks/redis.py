@@ -100,8 +100,7 @@ class RedisStreamSink:
             self._queue.put_nowait(record)
             self._report("queued", 1)
         except queue.Full:  # Redis slower than traffic: to disk, not lost
-            self.spool.append([_entry(record)])
-            self._report("spooled", 1)
+            self._to_spool([_entry(record)], sync=False)
 
     def close(self) -> None:
         """Send what is queued (or spool it when Redis does not answer), then stop."""
@@ -124,8 +123,7 @@ class RedisStreamSink:
                 entries = [_entry(r) for r in records]
                 oldest = min(r.created for r in records)
                 if self.spool.pending() or not self._send(entries):
-                    self.spool.append(entries)  # behind what is already waiting: order kept
-                    self._report("spooled", len(entries))
+                    self._to_spool(entries)  # behind what is already waiting: order kept
                 else:
                     self._report("written", len(entries), oldest)
             if self.spool.pending() and (stopping or time.monotonic() >= next_try):
@@ -134,6 +132,16 @@ class RedisStreamSink:
                 else:
                     next_try = time.monotonic() + self._retry_s
                     self._retry_s = min(self._retry_s * 2, 5.0)
+
+    def _to_spool(self, entries: list[list[str]], *, sync: bool = True) -> None:
+        try:
+            self.spool.append(entries, sync=sync)
+        except OSError as exc:  # disk full or unwritable: the one case in which records are lost
+            log.error("redis sink: dropped %d records, the spool %s is unwritable: %s",
+                      len(entries), self.spool.path, exc)  # fmt: skip
+            self._report("dropped", len(entries))
+        else:
+            self._report("spooled", len(entries))
 
     def _take(self, wait: float | None) -> list[Any]:
         """What the queue holds: blocks for the first item (up to ``wait`` seconds when given)."""

@@ -31,20 +31,23 @@ class Spool:
         self.path = path
         self._lock = threading.Lock()
 
-    def append(self, items: list[Any]) -> None:
+    def append(self, items: list[Any], *, sync: bool = True) -> None:
+        """Add ``items`` at the end; ``sync=False`` leaves the flush to disk to the OS (the request
+        path: a process crash loses nothing written, only a machine crash could)."""
         data = b"".join(orjson.dumps(item) + b"\n" for item in items)
         with self._lock:
             fd = os.open(self.path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, PRIVATE)
             try:
                 os.write(fd, data)
-                os.fsync(fd)
+                if sync:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
 
     def pending(self) -> bool:
         try:
-            return self.path.stat().st_size > 0
-        except FileNotFoundError:
+            return self.path.is_file() and self.path.stat().st_size > 0
+        except OSError:
             return False
 
     def read(self) -> tuple[list[Any], int]:

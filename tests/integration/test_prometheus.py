@@ -1,7 +1,7 @@
 """A real Prometheus scrapes a running gateway; every dashboard and alert query is evaluated on it.
 
 Processes: the stub upstream, `railguard serve`, and `prometheus` (Debian package; installed by
-`scripts/ensure-prometheus.sh`), each on a free port of 127.0.0.1. Traffic goes through the official
+`scripts/ensure-packages.sh`), each on a free port of 127.0.0.1. Traffic goes through the official
 `openai` client: benign, refused by a deny rule (input, and output while streaming), escalated,
 answered with a model refusal, streamed, and failing upstream. The scenario runs twice with a scrape
 in between, so that rates are not zero.
@@ -105,7 +105,7 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     prometheus = shutil.which("prometheus")
     if prometheus is None:
-        pytest.fail("prometheus is not installed: run scripts/ensure-prometheus.sh")
+        pytest.fail("prometheus is not installed: run scripts/ensure-packages.sh")
     tmp = tmp_path_factory.mktemp("prom")
     ports = {name: _free_port() for name in ("stub", "gateway", "prometheus")}
     logs = {name: (tmp / f"{name}.log").open("wb") for name in ports}

@@ -18,7 +18,7 @@ PROMETHEUS = ROOT / "deploy" / "prometheus"
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     binary = shutil.which("promtool")
     if binary is None:
-        pytest.fail("promtool is not installed: run scripts/ensure-prometheus.sh")
+        pytest.fail("promtool is not installed: run scripts/ensure-packages.sh")
     return subprocess.run([binary, *args], capture_output=True, text=True, timeout=120, cwd=ROOT)
 
 

@@ -3,20 +3,16 @@ is down, replayed in order exactly once, read through a consumer group with rede
 
 from __future__ import annotations
 
-import shutil
 import stat
 import time
 from pathlib import Path
 
-import pytest
 import redis
 
 from gateway.guards.base import Action
 from gateway.records import DecisionRecord
 from gateway.sinks.redis import RecordReader, RedisStreamSink, sampled
 from tests.servers import free_port, redis_server
-
-pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="no redis-server")
 
 STREAM = "{railguard}:records"
 
@@ -146,3 +142,17 @@ def test_the_consumer_group_redelivers_what_was_not_acknowledged(tmp_path: Path)
         assert [r["request_id"] for _, r in redelivered] == ["r1", "r2"]
         again.ack([eid for eid, _ in redelivered])
         assert again.read(count=10, block_ms=100) == []
+
+
+def test_an_unwritable_spool_counts_the_records_as_dropped_and_the_request_path_goes_on(
+    tmp_path: Path,
+) -> None:
+    events = Events()
+    (tmp_path / "spool").mkdir()  # a directory where the spool file should be: every append fails
+    sink = RedisStreamSink(
+        "redis://127.0.0.1:9/0", stream=STREAM, spool_path=tmp_path / "spool", events=events, timeout_s=0.2
+    )
+    for i in range(3):
+        sink.submit(_record(i))  # no exception reaches the request path
+    sink.close()
+    assert events.counts.get("dropped") == 3 and "spooled" not in events.counts

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.backends.base import Generation, ModelCard
 from gateway.backends.local.convert import ensure_model
-from gateway.backends.local.loader import LoadedModel, load_model
+from gateway.backends.local.loader import LoadedModel, adapter_version, load_model
 from gateway.backends.local.params import LogitsProcessor, SamplingParams
 from gateway.backends.local.plan import (
     Plan,
@@ -72,6 +72,7 @@ class LocalBackend:
         self._compiler: ConstraintCompiler | None = None
         self._banned_cache: dict[tuple[str, ...], LogitsProcessor] = {}
         self._created = int(time.time())
+        self._cards = self._model_cards()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._loaded: LoadedModel | None = None
@@ -92,9 +93,19 @@ class LocalBackend:
             await asyncio.to_thread(engine.close)
 
     def models(self) -> list[ModelCard]:
-        base = [self._config.served_base] if self._config.served_base else []
-        ids = [self._config.name, *base, *self._config.adapters]
-        return [ModelCard(i, owned_by="railguard", created=self._created, backend=self.name) for i in ids]
+        return self._cards
+
+    def _model_cards(self) -> list[ModelCard]:
+        config = self._config
+        merged = config.merged_adapter
+        ids: dict[str, str | None] = {config.name: adapter_version(merged) if merged else None}
+        if config.served_base:
+            ids[config.served_base] = None
+        ids.update({i: adapter_version(path) for i, path in config.adapters.items()})
+        return [
+            ModelCard(i, owned_by="railguard", created=self._created, backend=self.name, adapter=a)
+            for i, a in ids.items()
+        ]
 
     async def ready(self) -> bool:
         return self._engine is not None

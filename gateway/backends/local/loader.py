@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from typing import Any
 
 from gateway.settings import LocalModelConfig
 
-__all__ = ["LoadedModel", "load_model", "stop_token_ids"]
+__all__ = ["LoadedModel", "adapter_version", "load_model", "stop_token_ids"]
 
 _END_OF_TURN = "<end_of_turn>"
 
@@ -130,3 +131,14 @@ def stop_token_ids(tokenizer: Any) -> frozenset[int]:
     if isinstance(end_of_turn, int) and end_of_turn != tokenizer.unk_token_id:
         ids.add(end_of_turn)
     return frozenset(ids)
+
+
+def adapter_version(path: Path) -> str:
+    """``<directory name>@<first 12 hex of the sha256 of its weights>``: names exactly which trained
+    adapter answered (two trainings into one directory differ); ``@missing`` when there are no weights."""
+    weights = path / "adapter_model.safetensors"
+    try:
+        digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
+    except OSError:
+        digest = "missing"
+    return f"{path.name}@{digest}"
