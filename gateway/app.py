@@ -18,6 +18,8 @@ from gateway.guards.base import Guard, Stage
 from gateway.guards.classifier import ClassifierGuard
 from gateway.moderations import ModerationService
 from gateway.policy import Policy, PolicyEngine, load_policy
+from gateway.review.routes import router as review_router
+from gateway.review.service import ReviewService
 from gateway.routes import install_error_handlers, router
 from gateway.serving import ChatService, ModelRouter
 from gateway.settings import Settings
@@ -37,6 +39,7 @@ class Services:
     limiter: ConcurrencyLimiter
     telemetry: Telemetry
     moderations: ModerationService
+    review: ReviewService | None = None
 
 
 def build_backends(settings: Settings) -> list[Backend]:
@@ -131,8 +134,12 @@ def create_app(
         during_call=settings.input_guard == "during_call",
     )
 
+    review = ReviewService(settings, telemetry) if settings.review.enabled else None
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if review is not None:
+            await review.start()
         if classifier is not None:
             await classifier.start()
         for backend in backends:
@@ -141,6 +148,8 @@ def create_app(
         try:
             yield
         finally:
+            if review is not None:
+                await review.aclose()
             for backend in backends:
                 await backend.aclose()
             record_sink.close()
@@ -152,10 +161,18 @@ def create_app(
     app = FastAPI(title="railguard", lifespan=lifespan, docs_url=None, redoc_url=None)
     moderations = ModerationService(classifier, executor)
     app.state.services = Services(
-        settings, chat, models, Authenticator(settings), ConcurrencyLimiter(settings), telemetry, moderations
+        settings,
+        chat,
+        models,
+        Authenticator(settings),
+        ConcurrencyLimiter(settings),
+        telemetry,
+        moderations,
+        review,
     )
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(review_router)
     return app
 
 

@@ -6,6 +6,7 @@ validators refuse combinations that would be unsafe or meaningless.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from classifiers.config import ClassifiersConfig, FusedEncoder
+from gateway.review.intake import DEFAULT_RULES, IntakeRule
 
 DEFAULT_LOCAL_MODEL = "gemma-3-270m"
 # railguard's tuned assistant: the LoRA adapter the embedded default serves (trainer/configs/assistant.yaml).
@@ -136,6 +138,39 @@ class SinkConfig(_Frozen):
     )
 
 
+class ReviewerConfig(_Frozen):
+    """A person who reviews flagged traffic. Give the sha256 of their key (`railguard review key`
+    prints a new key and its hash); a plain `api_key` works too but keeps the secret in the file."""
+
+    role: Literal["reviewer", "adjudicator", "admin"] = "reviewer"
+    api_key_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    api_key: str | None = Field(None, min_length=16)
+
+    @model_validator(mode="after")
+    def _one_key(self) -> ReviewerConfig:
+        if (self.api_key_sha256 is None) == (self.api_key is None):
+            raise ValueError("a reviewer needs exactly one of api_key_sha256 and api_key")
+        return self
+
+    @property
+    def key_hash(self) -> str:
+        if self.api_key_sha256 is not None:
+            return self.api_key_sha256
+        assert self.api_key is not None
+        return hashlib.sha256(self.api_key.encode()).hexdigest()
+
+
+class ReviewSettings(_Frozen):
+    """The review queue: flagged records that intake rules let in, labelled by people (docs/review.md)."""
+
+    enabled: bool = True
+    reviewers: dict[str, ReviewerConfig] = Field(default_factory=dict)
+    labels_per_item: int = Field(2, ge=1, le=9, description="Reviewers who label each item")
+    gold_every: int = Field(10, ge=0, description="Every n-th item served is a gold one (0: none)")
+    rules: list[IntakeRule] = Field(default_factory=lambda: list(DEFAULT_RULES))
+    poll_s: float = Field(2.0, gt=0, description="How often new records are offered to the queue")
+
+
 class ClassifierSettings(_Frozen):
     """The ML guard: harm categories, jailbreak, prompt injection and PII, on ONNX Runtime."""
 
@@ -173,6 +208,7 @@ class Settings(BaseSettings):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     sink: SinkConfig = Field(default_factory=SinkConfig)
     classifiers: ClassifierSettings = Field(default_factory=ClassifierSettings)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
     input_guard: Literal["before_call", "during_call"] = Field(
         "before_call",
         description=(

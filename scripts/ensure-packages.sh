@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests talk to, when missing: prometheus (+ promtool) and
-# redis-server (the tests start their own instances on free ports; nothing is left running).
+# Installs the Debian packages the tests talk to, when missing: prometheus (+ promtool), redis-server
+# (the tests start their own instances on free ports; nothing is left running) and chromium (the review
+# page's browser tests drive it through Playwright's Python API; Playwright's own download cannot work).
 # Called by scripts/test.sh (the README's test command). Idempotent; needs root or sudo to install.
 set -euo pipefail
 
 missing=()
 { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || missing+=(prometheus)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up .venv and the Debian packages the tests talk to (Prometheus, redis-server: the tests start
+# Set up .venv and the Debian packages the tests talk to (Prometheus, redis-server, chromium: the tests start
 # their own on free ports), run the checks (ruff format, ruff check, mypy), then the whole test suite.
 # Arguments go to pytest, e.g. `./scripts/test.sh -m "not slow"`.
 set -euo pipefail

@@ -1,0 +1,72 @@
+"""The review queue as the gateway runs it: the store, the reviewers, and intake polling in the background."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import Protocol
+
+from gateway.review.auth import Reviewers
+from gateway.review.intake import Intake, StreamIntake
+from gateway.review.store import ReviewStore
+from gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class BacklogGauge(Protocol):
+    def set_review_backlog(self, n: int) -> None: ...
+
+
+class ReviewService:
+    def __init__(self, settings: Settings, gauge: BacklogGauge | None = None) -> None:
+        review = settings.review
+        self.records_db: Path = settings.sink_path
+        self.store = ReviewStore(
+            self.records_db, labels_per_item=review.labels_per_item, gold_every=review.gold_every
+        )
+        self.reviewers = Reviewers(review.reviewers, self.store)
+        self.intake = Intake(self.store, review.rules)
+        self._stream: StreamIntake | None = None
+        self._redis: tuple[str, str] | None = None
+        if settings.sink_kind == "redis":
+            assert settings.redis_url is not None
+            self._redis = (settings.redis_url, settings.sink.stream)
+        self._poll_s = review.poll_s
+        self._gauge = gauge
+        self._task: asyncio.Task[None] | None = None
+
+    def poll_once(self) -> int:
+        """Offer the records written since the last poll to the queue (blocking; call off the loop)."""
+        if self._redis is not None:
+            if self._stream is None:
+                self._stream = StreamIntake(self.intake, *self._redis)
+            read = self._stream.poll()
+        else:
+            read = self.intake.from_sqlite(self.records_db)
+        if self._gauge is not None:
+            self._gauge.set_review_backlog(self.store.backlog())
+        return read
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="railguard-review-intake")
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                while await asyncio.to_thread(self.poll_once):
+                    pass  # a backlog: read on until it is drained
+            except Exception as exc:  # Redis down, a locked file: try again at the next poll
+                log.warning("review intake: %s", exc)
+                self._stream = None
+            await asyncio.sleep(self._poll_s)
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._stream is not None:
+            self._stream.close()
