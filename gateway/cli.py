@@ -92,6 +92,50 @@ def records(args: argparse.Namespace) -> int:
     return 0
 
 
+def review(args: argparse.Namespace) -> int:
+    """`railguard review key|stats|export|import`: the review queue from the command line."""
+    if args.action == "key":
+        import hashlib
+        import secrets
+
+        key = "rv-" + secrets.token_urlsafe(24)
+        print(f"key:            {key}\napi_key_sha256: {hashlib.sha256(key.encode()).hexdigest()}")
+        print("(give the key to the reviewer; put only the sha256 under review.reviewers in the settings)")
+        return 0
+    from gateway.review.store import ReviewError, ReviewStore
+
+    settings = _settings(args)
+    store = ReviewStore(settings.sink_path, labels_per_item=settings.review.labels_per_item)
+    if args.action == "stats":
+        sys.stdout.write(orjson.dumps(store.stats(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    elif args.action == "export":
+        out = open(args.out, "wb") if args.out else sys.stdout.buffer  # noqa: SIM115
+        try:
+            count = 0
+            for item in store.export():
+                out.write(orjson.dumps(item) + b"\n")
+                count += 1
+        finally:
+            if args.out:
+                out.close()
+        print(f"exported {count} decided items", file=sys.stderr)
+    else:
+        if args.file is None:
+            print("railguard review import: give a JSONL file", file=sys.stderr)
+            return 2
+        try:
+            with open(args.file, encoding="utf-8") as lines:
+                counts = store.import_lines(lines, actor=args.actor)
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"railguard review import: cannot read {args.file}: {exc}", file=sys.stderr)
+            return 2
+        except ReviewError as exc:
+            print(f"railguard review import: {args.file}: {exc}; nothing was imported", file=sys.stderr)
+            return 2
+        print(f"imported {counts['label']} labels and {counts['gold']} gold items")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="railguard", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -113,6 +157,12 @@ def _parser() -> argparse.ArgumentParser:
     p = with_config(sub.add_parser("records", help="print recent decision records as JSONL"))
     p.add_argument("--limit", type=int, default=20)
     p.set_defaults(func=records)
+    p = with_config(sub.add_parser("review", help="the review queue: key, stats, export, import (JSONL)"))
+    p.add_argument("action", choices=["key", "stats", "export", "import"])
+    p.add_argument("file", nargs="?", type=Path, help="import: the JSONL file")
+    p.add_argument("--out", type=Path, help="export: write here instead of stdout")
+    p.add_argument("--actor", default="cli", help="import: who imports (the audit log names them)")
+    p.set_defaults(func=review)
     # Dispatched by the composition root (railguard/cli.py); listed here so that --help names them.
     sub.add_parser("classifiers", help="train, evaluate and build the safety classifiers", add_help=False)
     sub.add_parser("classify", help="classify text or JSONL from the command line", add_help=False)

@@ -135,3 +135,32 @@ def test_intake_rules_priorities_quotas_and_disagreement(tmp_path: Path) -> None
     band = IntakeRule(name="band", min_score=0.5, max_score=0.8)
     assert band.matches(record(20, input={"scores": {"hate": 0.6}}))
     assert not band.matches(record(21, input={"scores": {"hate": 0.9}}))
+
+
+def test_the_review_cli_imports_exports_and_refuses_a_bad_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.cli import main
+
+    store = ReviewStore(tmp_path / "records.sqlite3")
+    store.enqueue(record(1), reason="refused", priority=0)
+    env = ["--config", str(tmp_path / "c.yaml")]
+    (tmp_path / "c.yaml").write_text(f"cache_dir: {tmp_path}\nupstream: {{url: 'http://127.0.0.1:9/v1'}}\n")
+    label = {"action": "refuse", "category": "violence"}
+    lines = [
+        json.dumps({"type": "label", "request_id": "r1", "reviewer": r, "label": label}) for r in ("a", "b")
+    ]
+    (tmp_path / "bad.jsonl").write_text(lines[0] + "\n{oops\n")
+    assert main(["review", "import", str(tmp_path / "bad.jsonl"), *env]) == 2
+    assert "line 2" in capsys.readouterr().err and store.item("r1")["labels"] == []
+    (tmp_path / "good.jsonl").write_text("\n".join(lines) + "\n")
+    assert main(["review", "import", str(tmp_path / "good.jsonl"), "--actor", "vendor", *env]) == 0
+    assert main(["review", "export", "--out", str(tmp_path / "out.jsonl"), *env]) == 0
+    [exported] = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert exported["final"]["action"] == "refuse" and len(exported["labels"]) == 2
+    assert store.audit("r1")[-2]["actor"] == "vendor"
+    assert main(["review", "key"]) == 0
+    key, digest = [line.split()[-1] for line in capsys.readouterr().out.splitlines()[-3:-1]]
+    import hashlib
+
+    assert hashlib.sha256(key.encode()).hexdigest() == digest
