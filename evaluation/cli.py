@@ -112,7 +112,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=SHIPPED_ADAPTER / "README.md",
         help="a model card whose evaluation section gets the table (default: the shipped adapter's)",
     )
+    from evaluation.safety import add_commands, dispatch
+
+    add_commands(sub)
     args = parser.parse_args(argv)
+    if args.suite != "assistant":
+        return dispatch(args)
 
     from evaluation.assistant import markdown, replace_evaluation, run
 
