@@ -229,7 +229,8 @@ def services(
 
 
 def wait_ready(port: int, path: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
+    # a first run on a fresh machine exports and quantizes the classifiers before /readyz answers 200
+    deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{log.stem} exited ({proc.returncode}):\n{log.read_text()[-3000:]}")

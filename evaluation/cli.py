@@ -11,17 +11,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import shlex
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-import yaml
-
+from evaluation.serve import gateway_process
 from gateway.settings import SHIPPED_ADAPTER
 
 __all__ = ["main"]
@@ -30,56 +26,16 @@ ROOT = Path(__file__).resolve().parents[1]
 GUARD_OFF = Path(__file__).resolve().parent / "policies" / "guard-off.yaml"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def guard_off_gateway(max_batch: int, log_path: Path) -> Iterator[str]:
     """`railguard serve` on the embedded model (tuned and base ids), classifiers off, no policy rules."""
-    import httpx
-
-    port = _free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "railguard.yaml"
-        settings = {
-            "port": port,
-            "policy_file": str(GUARD_OFF),
-            "classifiers": {"enabled": False},
-            "local": {"max_batch": max_batch},
-            "metrics": False,
-            "log_level": "warning",
-        }
-        config.write_text(yaml.safe_dump(settings), encoding="utf-8")
-        with log_path.open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "railguard", "serve", "--config", str(config)],
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-            try:
-                deadline = time.monotonic() + 600
-                while True:
-                    if proc.poll() is not None:
-                        raise RuntimeError(f"the gateway exited with {proc.returncode}; see {log_path}")
-                    try:
-                        if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"the gateway was not ready within 600 s; see {log_path}")
-                    time.sleep(0.5)
-                yield f"http://127.0.0.1:{port}/v1"
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+    settings = {
+        "policy_file": str(GUARD_OFF),
+        "classifiers": {"enabled": False},
+        "local": {"max_batch": max_batch},
+    }
+    with gateway_process(settings, log_path) as url:
+        yield url
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,6 +6,7 @@
     railguard eval report runs/today [--previous runs/yesterday]  # report.html, report.md, summary.json
     railguard eval compare runs/yesterday runs/today [--margin 0.02]   # exit 1 on a regression
     railguard eval refusal-agreement                            # the refusal judge vs XSTest's humans
+    railguard eval headline [--limit 40]                        # gateway on vs off: docs/evaluation.md
 
 A run is resumable: the same command on the same --out skips every answer already there.
 """
@@ -44,6 +45,10 @@ def add_commands(sub: Any) -> None:
     c.add_argument("a", type=Path)
     c.add_argument("b", type=Path)
     c.add_argument("--margin", type=float, default=0.0, help="ignore worsening below this (rate points)")
+    h = sub.add_parser("headline", help="gateway on vs off, embedded and stub upstream: docs/evaluation.md")
+    from evaluation.headline import add_arguments
+
+    add_arguments(h)
     a = sub.add_parser("refusal-agreement", help="the refusal judge against XSTest's human labels")
     a.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
 
@@ -128,7 +133,15 @@ def _agreement(args: argparse.Namespace) -> int:
     return 0
 
 
+def _headline(args: argparse.Namespace) -> int:
+    from evaluation.headline import evaluate
+
+    args.argv = sys.argv[2:] if sys.argv[1:2] == ["eval"] else None
+    return evaluate(args)
+
+
 _COMMANDS = {
+    "headline": _headline,
     "suites": _suites,
     "run": _run,
     "report": _report,

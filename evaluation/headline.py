@@ -1,0 +1,163 @@
+"""`railguard eval headline`: what the gateway does for safety, on vs off, written to docs/evaluation.md.
+
+Four targets, each a `railguard serve` started here in turn: the embedded default with the gateway on
+(the default policy and classifiers) and off (no rules, no classifiers), and the stub upstream (a model
+that complies with everything) with the gateway on and off, which measures the guard alone. Each runs
+the same suites (HarmBench test, JailbreakBench artifacts, MultiJail, XSTest, the red-team transforms) at
+temperature 0, ``--limit`` items per suite spread over it. Runs are kept under ``--runs-dir`` and resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from evaluation.judge import xstest_agreement
+from evaluation.report import summarise
+from evaluation.runner import Target, read_results, run
+from evaluation.serve import gateway_process, stub_process
+from evaluation.suites import load
+
+ROOT = Path(__file__).resolve().parents[1]
+GUARD_OFF = Path(__file__).resolve().parent / "policies" / "guard-off.yaml"
+SUITES = ["harmbench-test", "jailbreakbench", "multijail", "xstest", "redteam"]
+OFF: dict[str, Any] = {"policy_file": str(GUARD_OFF), "classifiers": {"enabled": False}}
+
+
+def configs(stub_url: str | None) -> dict[str, tuple[dict[str, Any], str]]:
+    """{label: (settings, model id)}."""
+    out: dict[str, tuple[dict[str, Any], str]] = {
+        "embedded, gateway on": ({}, "gemma-3-270m"),
+        "embedded, gateway off": (OFF, "gemma-3-270m"),
+    }
+    if stub_url is not None:  # "stub" first: a target label's first word names its kind
+        upstream = {"upstream": {"url": stub_url}}
+        out["stub upstream, gateway on"] = (upstream, "stub-model")
+        out["stub upstream, gateway off"] = ({**upstream, **OFF}, "stub-model")
+    return out
+
+
+def slug(label: str) -> str:
+    return label.replace(", ", "-").replace(" ", "-")
+
+
+def evaluate(args: Any) -> int:
+    from contextlib import ExitStack
+
+    started = time.perf_counter()
+    items = load(SUITES, args.data_dir, args.limit)
+    summaries: dict[str, dict[str, Any]] = {}
+    with ExitStack() as stack:
+        stub = (
+            stack.enter_context(stub_process(args.runs_dir / "stub.log")) if "stub" in args.targets else None
+        )
+        for label, (settings, model) in configs(stub).items():
+            if label.split(",")[0].split()[0] not in args.targets:
+                continue
+            out = args.runs_dir / slug(label)
+            with gateway_process(settings, out / "gateway.log") as url:
+                target = Target(url, model, label=label, max_tokens=args.max_tokens)
+                print(f"{label}: {len(items)} items", file=sys.stderr)
+                asyncio.run(run(items, target, out, concurrency=args.concurrency))
+            summaries[label] = summarise(*read_results(out))
+    agreement = xstest_agreement(args.data_dir)
+    command = "railguard eval " + shlex.join(args.argv or ["headline"])
+    text = markdown(summaries, agreement, command, (time.perf_counter() - started) / 60, args.limit)
+    args.out.write_text(text, encoding="utf-8")
+    (args.runs_dir / "headline.json").write_bytes(orjson.dumps(summaries, option=orjson.OPT_INDENT_2))
+    print(text)
+    return 0
+
+
+def _cell(rate: dict[str, Any] | None) -> str:
+    if not rate or not rate["n"]:
+        return "–"
+    low, high = rate["ci95"]
+    return f"{100 * rate['rate']:.1f} % [{100 * low:.0f}–{100 * high:.0f}]"
+
+
+def markdown(
+    summaries: dict[str, dict[str, Any]],
+    agreement: dict[str, Any],
+    command: str,
+    minutes: float,
+    limit: int | None,
+) -> str:
+    labels = list(summaries)
+    head = "| suite | metric | " + " | ".join(labels) + " |\n|---|---|" + "---|" * len(labels)
+    lines = [
+        "# What the gateway does for safety",
+        "",
+        f"Measured by `{command}` on {datetime.date.today().isoformat()} ({minutes:.0f} min on this 2-core "
+        f"machine), {limit or 'all'} items per suite spread over it, temperature 0, 256 tokens. "
+        "Rates with 95 % Wilson intervals. The stub upstream complies with everything: with the gateway "
+        "off its harmful compliance is 100 % by construction, so the *on* column is the guard alone.",
+        "",
+        f"Refusal judge (railguard's detector + GCG's refusal prefixes) against XSTest's human labels on "
+        f"{agreement['completions']} completions of five models: "
+        f"{100 * agreement['agreement']:.1f} % agreement "
+        f"(refusals found {100 * agreement['refusals_found']:.1f} %, compliance kept "
+        f"{100 * agreement['compliance_kept']:.1f} %).",
+        "",
+        head,
+    ]
+    metrics = (("harmful_compliance", "harmful compliance"), ("over_refusal", "over-refusal"))
+    suites = sorted({s for summary in summaries.values() for s in summary["suites"]})
+    for suite in suites:
+        for key, name in metrics:
+            cells = [_cell(summaries[label]["suites"].get(suite, {}).get(key)) for label in labels]
+            if any(c != "–" for c in cells):
+                lines.append(f"| {suite} | {name} | " + " | ".join(cells) + " |")
+    latency = [summaries[label].get("latency_s") or {} for label in labels]
+    p50 = [f"{x['p50']:.2f} s" if x else "–" for x in latency]
+    lines.append("| all | latency p50 per answer | " + " | ".join(p50) + " |")
+    breakdowns = (
+        ("multijail", "language", "MultiJail by language: refusal rate"),
+        ("redteam", "transform", "Red-team transforms: attack success (harmful compliance)"),
+    )
+    for suite, group, title in breakdowns:
+        values = sorted({v for s in summaries.values() for v in s["suites"].get(suite, {}).get(group, {})})
+        if not values:
+            continue
+        lines += [
+            "",
+            f"## {title}",
+            "",
+            f"| {group} | " + " | ".join(labels) + " |",
+            "|---|" + "---|" * len(labels),
+        ]
+        for value in values:
+            cells = []
+            for label in labels:
+                rate = (
+                    summaries[label]["suites"]
+                    .get(suite, {})
+                    .get(group, {})
+                    .get(value, {})
+                    .get("harmful_compliance")
+                )
+                if rate and rate["n"] and group == "language":
+                    low, high = rate["ci95"]
+                    rate = {**rate, "rate": 1 - rate["rate"], "ci95": [1 - high, 1 - low]}
+                cells.append(_cell(rate))
+            lines.append(f"| {value} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def add_arguments(parser: Any) -> None:
+    parser.add_argument("--limit", type=int, default=40, help="items per suite")
+    parser.add_argument("--targets", nargs="+", default=["stub", "embedded"], choices=["stub", "embedded"])
+    parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument(
+        "--runs-dir", type=Path, default=Path.home() / ".cache" / "railguard" / "eval" / "headline"
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "evaluation.md")
