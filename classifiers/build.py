@@ -17,6 +17,7 @@ from typing import Any
 from classifiers.config import ClassifiersConfig
 from classifiers.early_exit import part_names
 from classifiers.encoder import INT8_RECIPE, encoder_key
+from classifiers.torchlock import MODEL_BUILD_LOCK
 
 __all__ = ["BuiltArtifacts", "artifact_paths", "build", "open_session"]
 
@@ -103,7 +104,8 @@ def build(config: ClassifiersConfig, *, force: bool = False) -> BuiltArtifacts:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             if force or not paths.complete:
-                _build(config, paths, force=force)
+                with MODEL_BUILD_LOCK:  # torch's default dtype is process-wide: see torchlock.py
+                    _build(config, paths, force=force)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return dataclasses.replace(paths, build_seconds=time.perf_counter() - started)

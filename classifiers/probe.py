@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from classifiers.runtime import first_of, split_windows
+from classifiers.torchlock import MODEL_BUILD_LOCK
 
 __all__ = ["HiddenStateEncoder", "load_probe_module"]
 
@@ -33,12 +34,10 @@ def load_probe_module(model_dir: Path, layers: Sequence[int]) -> Any:
 
     if not layers or min(layers) < 1:
         raise ValueError(f"layers must be 1-based block indices, got {list(layers)}")
-    model: Any = AutoModelForCausalLM.from_pretrained(
-        str(model_dir), local_files_only=True, dtype=torch.float32, attn_implementation="eager"
-    )
-    # from_pretrained sets torch's default dtype for the whole process while it builds: a bf16 load in
-    # another thread (the gateway's local model) can leave some of these tensors bf16. Cast them back.
-    model = model.to(torch.float32)
+    with MODEL_BUILD_LOCK:  # from_pretrained sets torch's default dtype process-wide: see torchlock.py
+        model: Any = AutoModelForCausalLM.from_pretrained(
+            str(model_dir), local_files_only=True, dtype=torch.float32, attn_implementation="eager"
+        )
     base = model.model
     if max(layers) > len(base.layers):
         raise ValueError(f"{model_dir.name} has {len(base.layers)} blocks; asked for {max(layers)}")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from classifiers.torchlock import MODEL_BUILD_LOCK
 from gateway.settings import LocalModelConfig
 
 __all__ = ["LoadedModel", "adapter_version", "load_model", "stop_token_ids"]
@@ -37,12 +38,12 @@ def load_model(path: Path, config: LocalModelConfig) -> LoadedModel:
     tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
 
     def weights() -> Any:
-        model = AutoModelForCausalLM.from_pretrained(
-            str(path), dtype=getattr(torch, config.dtype), local_files_only=True
-        )
-        # from_pretrained sets torch's default dtype process-wide while it builds, so a load in another
-        # thread (the classifiers' fp32 probe) can leave tensors of the wrong dtype here: cast them all.
-        model = model.to(getattr(torch, config.dtype))
+        # from_pretrained sets torch's default dtype process-wide while it builds: the classifiers' build
+        # in another thread must not run meanwhile (classifiers/torchlock.py)
+        with MODEL_BUILD_LOCK:
+            model = AutoModelForCausalLM.from_pretrained(
+                str(path), dtype=getattr(torch, config.dtype), local_files_only=True
+            )
         model.eval()
         return model
 
