@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Mapping
 
 from gateway.errors import AuthenticationError, RateLimitError
@@ -14,7 +16,14 @@ class Authenticator:
     """Maps the bearer key to its tenant. With no keys configured, auth is off: one tenant, `default`."""
 
     def __init__(self, settings: Settings) -> None:
-        self._tenants = {key: name for name, t in settings.tenants.items() for key in t.api_keys}
+        # keyed by the key's sha256: plain keys are hashed at start, so no key is kept in memory
+        # as text, and the lookup compares digests, not the secret
+        self._tenants = {_digest(key): name for name, t in settings.tenants.items() for key in t.api_keys}
+        self._tenants.update(
+            {d.lower(): name for name, t in settings.tenants.items() for d in t.api_key_sha256}
+        )
+        token = settings.metrics_token
+        self._metrics = _digest(token) if token else None
 
     @property
     def enabled(self) -> bool:
@@ -33,11 +42,29 @@ class Authenticator:
                 "(Authorization: Bearer YOUR_KEY).",
                 code="missing_api_key",
             )
-        tenant = self._tenants.get(key)
+        tenant = self._tenants.get(_digest(key))
         if tenant is None:
             shown = key[:3] + "*" * max(0, len(key) - 7) + key[-4:] if len(key) > 8 else "***"
             raise AuthenticationError(f"Incorrect API key provided: {shown}.")
         return tenant, key
+
+    def check_metrics(self, headers: Mapping[str, str]) -> None:
+        """With API keys configured, /metrics needs the scrape token (it names tenants and traffic)."""
+        if not self._tenants:
+            return
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        if self._metrics is None:
+            raise AuthenticationError(
+                "API keys are configured, so /metrics needs a scrape token: set metrics_token "
+                "(RAILGUARD_METRICS_TOKEN) and give it to Prometheus (authorization: credentials).",
+                code="metrics_token_required",
+            )
+        if scheme.lower() != "bearer" or not hmac.compare_digest(_digest(token.strip()), self._metrics):
+            raise AuthenticationError("A valid scrape token is required for /metrics.")
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 class ConcurrencyLimiter:

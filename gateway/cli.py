@@ -15,7 +15,7 @@ from gateway.settings import Settings
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
-    for name in ("host", "port", "policy_file"):
+    for name in ("host", "port", "policy_file", "allow_unauthenticated"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
@@ -34,6 +34,12 @@ def serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     configure_json_logging(settings.log_level)
+    if not _loopback(settings.host) and not settings.auth_enabled and not settings.allow_unauthenticated:
+        raise ValueError(
+            f"{settings.host} is not a loopback address and no API keys are configured, so anyone who can "
+            "connect could use the gateway: configure tenants' api_key_sha256, or pass "
+            "--allow-unauthenticated (allow_unauthenticated: true) if a proxy in front authenticates"
+        )
     from gateway.backends.local.convert import prepare, probe_model_dir
 
     if (settings.local is not None and settings.local.path is None) or probe_model_dir(settings):
@@ -51,6 +57,17 @@ def serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=10,
     )
     return 0
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
 
 
 def _import_model_libraries() -> None:
@@ -151,6 +168,8 @@ def _parser() -> argparse.ArgumentParser:
     p = with_config(sub.add_parser("serve", help="run the gateway"))
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+    p.add_argument("--allow-unauthenticated", action="store_true", default=None,
+                   help="serve a non-loopback address with no API keys")  # fmt: skip
     p.set_defaults(func=serve)
     p = with_config(sub.add_parser("prepare", help="convert and cache the local model"))
     p.set_defaults(func=prepare)

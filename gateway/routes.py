@@ -128,7 +128,9 @@ async def readyz(request: Request) -> Response:
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
-    body, content_type = _services(request).telemetry.render()
+    services = _services(request)
+    services.auth.check_metrics(request.headers)
+    body, content_type = services.telemetry.render()
     return Response(body, media_type=content_type)
 
 

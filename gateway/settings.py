@@ -108,7 +108,10 @@ class LocalModelConfig(_Frozen):
 
 
 class TenantConfig(_Frozen):
-    api_keys: list[str] = Field(default_factory=list)
+    api_keys: list[str] = Field(default_factory=list, description="Plain keys (prefer api_key_sha256)")
+    api_key_sha256: list[str] = Field(
+        default_factory=list, description="sha256 hex digests of the keys: the file never holds a secret"
+    )
     max_concurrency: int | None = Field(None, ge=1, description="Overrides limits.max_concurrency")
 
 
@@ -221,6 +224,14 @@ class Settings(BaseSettings):
     )
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     metrics: bool = True
+    metrics_token: str | None = Field(
+        None,
+        min_length=16,
+        description="With API keys configured, GET /metrics needs `Authorization: Bearer <this>`",
+    )
+    allow_unauthenticated: bool = Field(
+        False, description="Serve a non-loopback address with no API keys (anyone who can connect may call)"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @model_validator(mode="before")
@@ -242,7 +253,10 @@ class Settings(BaseSettings):
     def _embedded_default(self) -> Settings:
         if self.upstream is None and self.local is None:
             object.__setattr__(self, "local", LocalModelConfig())
-        keys = [k for t in self.tenants.values() for k in t.api_keys]
+        keys = [hashlib.sha256(k.encode()).hexdigest() for t in self.tenants.values() for k in t.api_keys]
+        keys += [d.lower() for t in self.tenants.values() for d in t.api_key_sha256]
+        if any(len(d) != 64 or any(c not in "0123456789abcdef" for c in d) for d in keys):
+            raise ValueError("api_key_sha256 entries must be sha256 hex digests (64 hex digits)")
         if len(keys) != len(set(keys)):
             raise ValueError("an API key is listed under more than one tenant")
         if any(len(k) < 8 for k in keys):
@@ -254,6 +268,10 @@ class Settings(BaseSettings):
                 f"redis_url must start with redis://, rediss:// or unix://, got {self.redis_url!r}"
             )
         return self
+
+    @property
+    def auth_enabled(self) -> bool:
+        return any(t.api_keys or t.api_key_sha256 for t in self.tenants.values())
 
     @property
     def sink_path(self) -> Path:

@@ -17,6 +17,10 @@ ROOT = HERE.parents[1]
 SETTINGS = """\
 host: 0.0.0.0
 port: 8080
+# No API keys here, so binding 0.0.0.0 must be allowed explicitly. In production give each tenant
+# keys (tenants: {acme: {api_key_sha256: [...]}}), drop this line, and set metrics_token
+# (RAILGUARD_METRICS_TOKEN) for Prometheus' scrape.
+allow_unauthenticated: true
 cache_dir: /var/lib/railguard
 policy_file: /etc/railguard/policy.yaml
 upstream:

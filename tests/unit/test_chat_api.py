@@ -22,6 +22,7 @@ pytestmark = pytest.mark.anyio
 
 KEY_A = "sk-tenant-a-0001"
 KEY_STRICT = "sk-tenant-strict-01"
+METRICS_TOKEN = "scrape-token-0123456789"
 
 
 @pytest.fixture
@@ -32,6 +33,7 @@ async def app_client(tmp_path: Path, test_policy_path: Path, stub_url: str) -> A
         cache_dir=tmp_path,
         tenants={"a": {"api_keys": [KEY_A], "max_concurrency": 2}, "strict": {"api_keys": [KEY_STRICT]}},
         classifiers={"enabled": False},
+        metrics_token=METRICS_TOKEN,
     )
     assert isinstance(settings.upstream, UpstreamConfig)
     backend = UpstreamBackend(settings.upstream)
@@ -336,7 +338,8 @@ async def test_health_ready_metrics_and_unknown_routes(app_client: dict[str, Any
     await app_client["client"].chat.completions.create(model="stub-model", messages=_user("hi"))
     assert (await http.get("/healthz")).json() == {"status": "ok"}
     assert (await http.get("/readyz")).status_code == 200
-    metrics = (await http.get("/metrics")).text
+    assert (await http.get("/metrics")).status_code == 401  # keys are configured: the scrape token
+    metrics = (await http.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})).text
     assert "railguard_requests_total" in metrics
     r = await http.get("/v1/nothing")
     assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_url"

@@ -44,7 +44,7 @@ def load_model(path: Path, config: LocalModelConfig) -> LoadedModel:
             model = AutoModelForCausalLM.from_pretrained(
                 str(path), dtype=getattr(torch, config.dtype), local_files_only=True
             )
-        model.eval()
+        model.eval()  # type: ignore[no-untyped-call]
         return model
 
     stops = stop_token_ids(tokenizer)
