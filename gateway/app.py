@@ -6,13 +6,14 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from gateway.auth import Authenticator, ConcurrencyLimiter
 from gateway.backends.base import Backend
+from gateway.drain import Drain
 from gateway.guarding import GuardRunner
 from gateway.guards.base import Guard, Stage
 from gateway.guards.classifier import ClassifierGuard
@@ -40,6 +41,7 @@ class Services:
     telemetry: Telemetry
     moderations: ModerationService
     review: ReviewService | None = None
+    drain: Drain = field(default_factory=lambda: Drain(0.0))
 
 
 def build_backends(settings: Settings) -> list[Backend]:
@@ -169,6 +171,7 @@ def create_app(
         telemetry,
         moderations,
         review,
+        Drain(settings.drain_s),
     )
     install_error_handlers(app)
     app.include_router(router)

@@ -96,3 +96,7 @@ class ConcurrencyLimiter:
             self._in_flight[slot] = remaining
         else:
             self._in_flight.pop(slot, None)
+
+    def in_flight(self) -> int:
+        """Requests in flight over all keys (the drain waits for none)."""
+        return sum(self._in_flight.values())

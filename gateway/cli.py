@@ -30,6 +30,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.drain import serve as drain_and_serve
     from gateway.telemetry import configure_json_logging
 
     settings = _settings(args)
@@ -47,15 +48,17 @@ def serve(args: argparse.Namespace) -> int:
     if settings.local is not None:
         _import_model_libraries()
     app = create_app(settings)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
         access_log=False,
         server_header=False,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=5,  # after the drain, nothing should be left to wait for
     )
+    services = app.state.services
+    drain_and_serve(config, services.drain, services.limiter.in_flight)
     return 0
 
 

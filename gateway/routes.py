@@ -19,6 +19,7 @@ from gateway.errors import (
     MethodNotAllowedError,
     NotFoundError,
     RailguardError,
+    ServiceUnavailableError,
     render,
 )
 from gateway.requests import parse_chat_request, parse_json_object, read_body
@@ -45,6 +46,12 @@ async def chat_completions(request: Request) -> Response:
     ctx = RequestContext(request_id=uuid.uuid4().hex, tenant="default")
     model = ""
     try:
+        if services.drain.draining:
+            raise ServiceUnavailableError(
+                "The server is shutting down. Retry the request.",
+                code="server_shutting_down",
+                headers={"retry-after": "1"},
+            )
         ctx.tenant, key = services.auth.tenant(request.headers)
         slot = services.limiter.acquire(ctx.tenant, key)
     except RailguardError as error:
@@ -77,7 +84,7 @@ async def chat_completions(request: Request) -> Response:
     async def stream() -> AsyncIterator[bytes]:
         assert result.stream is not None
         try:
-            async for data in result.stream:
+            async for data in services.drain.guard(result.stream):
                 yield data
         finally:
             services.limiter.release(slot)
@@ -121,8 +128,9 @@ async def readyz(request: Request) -> Response:
     states = {b.name: await b.ready() for b in services.models.backends}
     ready = bool(states) and all(states.values())
     states["guards"] = services.chat.guards.ready
-    ready = ready and states["guards"]
-    body = {"status": "ready" if ready else "not_ready", "backends": states}
+    ready = ready and states["guards"] and not services.drain.draining
+    status = "draining" if services.drain.draining else "ready" if ready else "not_ready"
+    body = {"status": status, "backends": states}
     return _json(body, 200 if ready else 503)
 
 

@@ -224,6 +224,9 @@ class Settings(BaseSettings):
     )
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     metrics: bool = True
+    drain_s: float = Field(
+        20.0, ge=0, le=3600, description="On SIGTERM: how long requests in flight may take to finish"
+    )
     metrics_token: str | None = Field(
         None,
         min_length=16,
