@@ -68,12 +68,26 @@ def evaluate(args: Any) -> int:
                 asyncio.run(run(items, target, out, concurrency=args.concurrency))
             summaries[label] = summarise(*read_results(out))
     agreement = xstest_agreement(args.data_dir)
-    command = "railguard eval " + shlex.join(args.argv or ["headline"])
+    command = "railguard eval " + shlex.join(_without_paths(args.argv or ["headline"]))
     text = markdown(summaries, agreement, command, (time.perf_counter() - started) / 60, args.limit)
     args.out.write_text(text, encoding="utf-8")
     (args.runs_dir / "headline.json").write_bytes(orjson.dumps(summaries, option=orjson.OPT_INDENT_2))
     print(text)
     return 0
+
+
+def _without_paths(argv: list[str]) -> list[str]:
+    """The command as a reader reruns it: where the files went is left out."""
+    shown: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--out", "--runs-dir", "--data-dir"):
+            skip = True
+        elif not arg.startswith(("--out=", "--runs-dir=", "--data-dir=")):
+            shown.append(arg)
+    return shown
 
 
 def _cell(rate: dict[str, Any] | None) -> str:
