@@ -22,6 +22,7 @@ import numpy.typing as npt
 from classifiers import language as langid
 from classifiers.batching import Coalescer, by_length, padded
 from classifiers.build import BuiltArtifacts, artifact_paths, build, open_session
+from classifiers.canonical import views
 from classifiers.cascade import Cascade, Mask, fuse
 from classifiers.config import ClassifiersConfig
 from classifiers.early_exit import EarlyExit
@@ -102,7 +103,8 @@ class TextWindows:
     def pad_id(self) -> int:
         return self._pad
 
-    def _prepare(self, text: str) -> str:
+    def prepare(self, text: str) -> str:
+        """``text`` as the tokenizer reads it (the encoder's own character normalisation)."""
         if self._table is not None:
             text = text.translate(self._table)
         if self._collapse:
@@ -113,9 +115,7 @@ class TextWindows:
         """Token-id windows for each text, and for each window the index of its text."""
         limit = self._max_tokens * self._max_windows * _CHARS_PER_TOKEN
         clipped = [t if len(t) <= limit else t[: limit // 2] + " " + t[-limit // 2 :] for t in texts]
-        encodings = self._tokenizer.encode_batch(
-            [self._prepare(t) for t in clipped], add_special_tokens=False
-        )
+        encodings = self._tokenizer.encode_batch([self.prepare(t) for t in clipped], add_special_tokens=False)
         head = [self._bos, *self._prefix_ids]
         tail = [] if self._eos is None else [self._eos]
         return split_windows(
@@ -392,8 +392,14 @@ class SafetyClassifier:
 
     def score(self, texts: Sequence[str], language: str | None = None) -> list[TextScores]:
         """Scores for each text. Thread-safe; blocks (call it off the event loop). ``language``: the
-        texts' language when the caller knows it (the gateway: the request's), else detected."""
-        probs = self.probabilities(texts)
+        texts' language when the caller knows it (the gateway: the request's), else detected.
+
+        A text is judged by what a reader understands from it (:func:`classifiers.canonical.views`):
+        its canonical form, with invisible characters, look-alike letters, leetspeak and the like
+        undone, and its encoded payloads decoded; each category scores its highest over those
+        readings. PII spans and the language are those of the text as written."""
+        readings, owners = self._readings(texts)
+        probs = max_by_owner(self.probabilities(readings), owners, len(texts))
         results = []
         for text, row in zip(texts, probs, strict=True):
             scores: dict[str, float] = {n: float(v) for n, v in zip(self._names, row, strict=True)}
@@ -409,6 +415,22 @@ class SafetyClassifier:
                 lang = self.config.default_language
             results.append(TextScores(MappingProxyType(scores), lang, spans, self.thresholds))
         return results
+
+    def _readings(self, texts: Sequence[str]) -> tuple[list[str], list[int]]:
+        """Each text's readings, and for each reading the index of its text; a reading the encoder
+        would tokenize as another of the same text's (a difference its own normalisation undoes) is
+        scored once."""
+        readings: list[str] = []
+        owners: list[int] = []
+        for i, text in enumerate(texts):
+            seen: set[str] = set()
+            for reading in views(text):
+                prepared = self._encoder.prepare(reading)
+                if prepared not in seen:
+                    seen.add(prepared)
+                    readings.append(reading)
+                    owners.append(i)
+        return readings, owners
 
     def close(self) -> None:
         if self._coalescer is not None:

@@ -1,7 +1,9 @@
 """`POST /v1/moderations` in OpenAI's shape, served by railguard's own classifiers whatever the backend.
 
 Each result carries OpenAI's 13 categories (`flagged`, `categories`, `category_scores`) and, in its
-`railguard` block, our whole taxonomy with the language and any PII spans.
+`railguard` block, our whole taxonomy with the language and any PII spans. An input is scored as the
+guards score every text, by what a reader understands from it (`classifiers.canonical`): obfuscated
+or encoded, it is flagged as its plain form would be.
 """
 
 from __future__ import annotations

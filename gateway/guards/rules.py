@@ -3,13 +3,19 @@
 All deny rules of a stage compile into one alternation, so a check is one pass over the text however many
 rules there are. Allow rules mask what they match (same length, offsets kept) before the deny pass: an
 allow pattern such as `kill (the|a) process` exempts that phrase from a deny keyword `kill`.
+
+The text as written is read first, and its findings carry spans (redaction rewrites them); then each
+of its other readings (`classifiers.canonical.views`: zero-width characters, look-alike letters,
+leetspeak, spelled-out words undone, payloads decoded), whose findings carry no span, as their
+offsets are not the text's: a rule that fires only there still refuses, but has nothing to redact.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
+from classifiers.canonical import views
 from gateway.guards.base import Finding, Stage
 from gateway.policy.model import Rule
 
@@ -44,13 +50,25 @@ class RuleGuard:
         rules, deny = self._deny[stage]
         if deny is None or not text:
             return ()
-        allow = self._allow[stage]
+        findings = list(self._scan(text, rules, deny, self._allow[stage]))
+        fired = {f.source for f in findings}
+        for reading in views(text):
+            if reading == text:
+                continue
+            for finding in self._scan(reading, rules, deny, self._allow[stage]):
+                if finding.source not in fired:
+                    fired.add(finding.source)
+                    findings.append(Finding(finding.category, finding.score, finding.source))
+        return tuple(findings)
+
+    @staticmethod
+    def _scan(
+        text: str, rules: list[Rule], deny: re.Pattern[str], allow: re.Pattern[str] | None
+    ) -> Iterator[Finding]:
         if allow is not None:
             text = allow.sub(lambda m: " " * len(m.group(0)), text)
-        findings = []
         for match in deny.finditer(text):
             group = match.lastgroup
             assert group is not None
             rule = rules[int(group[1:])]
-            findings.append(Finding(rule.category, 1.0, f"rule:{rule.id}", match.span()))
-        return tuple(findings)
+            yield Finding(rule.category, 1.0, f"rule:{rule.id}", match.span())

@@ -5,7 +5,8 @@ It answers with the request's extra field `stub_say`, or the text after `say:` i
 when streaming, and echoes the request it received under `stub_received` so tests can check that fields
 were passed on unchanged. Models with special behaviour: `stub-hang` never answers, `stub-500` fails,
 `stub-400` rejects the request, `stub-429` rate-limits it (with `Retry-After: 7`),
-`stub-midstream-error` fails after two chunks.
+`stub-midstream-error` fails after two chunks. `GET /stub/requests` says how many chat completions it
+has been asked for, so that a test can tell that a refused prompt never reached the model.
 
     python -m gateway.testing.stub_upstream --port 8001 [--token-delay-ms 5] [--first-token-delay-ms 40]
 
@@ -58,6 +59,7 @@ class StubUpstream:
     def __init__(self, token_delay_s: float = 0.0, first_token_delay_s: float = 0.0) -> None:
         self.token_delay_s = token_delay_s
         self.first_token_delay_s = first_token_delay_s
+        self.chat_completions = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -71,7 +73,10 @@ class StubUpstream:
             data = [{"id": m, "object": "model", "created": now, "owned_by": "stub"} for m in MODELS]
             await _send_json(send, 200, {"object": "list", "data": data})
         elif method == "POST" and path == "/v1/chat/completions":
+            self.chat_completions += 1
             await self._chat(receive, send)
+        elif method == "GET" and path == "/stub/requests":
+            await _send_json(send, 200, {"chat_completions": self.chat_completions})
         else:
             await _send_json(send, 404, _error("not found", "not_found"))
 
