@@ -53,7 +53,8 @@ def build_backends(settings: Settings) -> list[Backend]:
     if settings.local is not None:
         from gateway.backends.local import LocalBackend  # imports torch only when configured
 
-        backends.append(LocalBackend(settings.local, settings.cache_dir))
+        pointer = settings.registry_dir / "serving" / f"{settings.local.name}.json"
+        backends.append(LocalBackend(settings.local, settings.cache_dir, serving_pointer=pointer))
     return backends
 
 

@@ -190,6 +190,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("classify", help="classify text or JSONL from the command line", add_help=False)
     sub.add_parser("steer", help="extract, evaluate and list steering vectors", add_help=False)
     sub.add_parser("train", help="train LoRA adapters on the local model (sft)", add_help=False)
+    sub.add_parser("data", help="build safety SFT/DPO data from reviewed items", add_help=False)
+    sub.add_parser("registry", help="adapter versions: list, promote, rollback (hot reload)", add_help=False)
     sub.add_parser("eval", help="evaluate the assistant (IFEval and our held-out prompts)", add_help=False)
     return parser
 

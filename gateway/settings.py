@@ -273,6 +273,11 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def registry_dir(self) -> Path:
+        """The adapter registry (`railguard registry`): versions, and what is promoted per model."""
+        return self.cache_dir / "registry"
+
+    @property
     def auth_enabled(self) -> bool:
         return any(t.api_keys or t.api_key_sha256 for t in self.tenants.values())
 

@@ -32,6 +32,18 @@ def _train(argv: list[str]) -> int:
     return train_main(argv)
 
 
+def _registry(argv: list[str]) -> int:
+    from trainer.registry_cli import main as registry_main
+
+    return registry_main(argv)
+
+
+def _data(argv: list[str]) -> int:
+    from trainer.data_cli import main as data_main
+
+    return data_main(argv)
+
+
 def _eval(argv: list[str]) -> int:
     from evaluation.cli import main as eval_main
 
@@ -45,6 +57,8 @@ _COMMANDS: dict[str, tuple[Callable[[list[str]], int], bool]] = {
     "steer": (_steer, False),
     "train": (_train, False),
     "eval": (_eval, False),
+    "registry": (_registry, False),
+    "data": (_data, False),
 }
 
 

@@ -1,6 +1,7 @@
 """`railguard train ...`: one sub-command per algorithm, each a config dataclass + an entry point.
 
     railguard train sft --config trainer/configs/assistant.yaml [--lora-r 8 --max-steps 10 ...]
+    railguard train dpo --data <dataset>/dpo.jsonl [--init-adapter DIR --beta 0.1 --max-steps 50 ...]
 
 Settings come from the YAML file, then from `--setting value` flags (names as in the config, dashes or
 underscores). A bad setting, a missing or malformed data file or a chat template mismatch is reported as
@@ -17,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from trainer.config import ConfigError, SFTConfig, load_config, parse_overrides
+from trainer.config import ConfigError, DPOConfig, SFTConfig, load_config, parse_overrides
 
 __all__ = ["main"]
 
@@ -44,9 +45,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sft.add_argument("--config", type=Path, help="YAML file of settings")
+    dpo = sub.add_parser(
+        "dpo",
+        help="preference optimisation of the adapter in service (TRL DPOTrainer)",
+        epilog=_help_text(DPOConfig),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    dpo.add_argument("--config", type=Path, help="YAML file of settings")
     args, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
+        if args.algorithm == "dpo":
+            from trainer.dpo import train as train_dpo
+
+            print(json.dumps(train_dpo(load_config(DPOConfig, args.config, parse_overrides(rest))), indent=2))
+            return 0
         config = load_config(SFTConfig, args.config, parse_overrides(rest))
         from trainer.sft import train
 

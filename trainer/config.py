@@ -15,7 +15,7 @@ from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-__all__ = ["ConfigError", "SFTConfig", "load_config", "parse_overrides"]
+__all__ = ["ConfigError", "DPOConfig", "SFTConfig", "load_config", "parse_overrides"]
 
 T = TypeVar("T")
 
@@ -142,6 +142,57 @@ class SFTConfig:
 
     def resolved_run_dir(self) -> Path:
         return (self.run_dir or self.resolved_cache() / "runs" / self.output_dir.name).expanduser()
+
+
+@dataclass
+class DPOConfig:
+    """Preference optimisation (DPO) of the adapter in service on reviewed pairs (`railguard train dpo`).
+
+    The adapter to improve is also the reference: training starts from its weights and the reference
+    model is a frozen copy of it, so β measures how far the new adapter may move from what is served."""
+
+    data: Path = field(
+        default=Path("dpo.jsonl"),
+        metadata={
+            "help": "Preference pairs: prompt / chosen / rejected, as `railguard data build` writes them"
+        },
+    )
+    init_adapter: Path = field(
+        default=Path("gateway/defaults/adapters/assistant"),
+        metadata={"help": "The adapter in service: trained on, and (frozen) the reference model"},
+    )
+    base_model: Path | None = field(
+        default=None, metadata={"help": "A transformers checkpoint (default: the embedded gemma-3-270m)"}
+    )
+    cache_dir: Path = field(
+        default=Path("~/.cache/railguard"), metadata={"help": "Where models are converted"}
+    )
+    beta: float = field(default=0.1, metadata={"help": "How strongly the reference holds the model back"})
+    loss_type: str = field(default="sigmoid", metadata={"help": "TRL's DPO loss: sigmoid, ipo, hinge, ..."})
+    max_length: int = field(default=512, metadata={"help": "Prompt + answer tokens kept per pair"})
+    seed: int = field(default=42, metadata={"help": "Seeds data order and dropout"})
+    epochs: float = field(default=1.0, metadata={"help": "Passes over the pairs"})
+    max_steps: int = field(default=-1, metadata={"help": "Stop after this many optimizer steps (-1: epochs)"})
+    batch_size: int = field(default=2, metadata={"help": "Pairs per step"})
+    gradient_accumulation: int = field(default=2, metadata={"help": "Steps accumulated per update"})
+    learning_rate: float = field(default=5e-6, metadata={"help": "Peak learning rate"})
+    threads: int | None = field(default=None, metadata={"help": "torch threads (default: torch's)"})
+    output_dir: Path = field(
+        default=Path("~/.cache/railguard/adapters/dpo"), metadata={"help": "Where the new adapter is written"}
+    )
+    run_dir: Path | None = field(
+        default=None, metadata={"help": "Checkpoints (default: <cache_dir>/runs/<output_dir name>)"}
+    )
+    save_steps: int = field(default=25, metadata={"help": "Checkpoint every this many optimizer steps"})
+    logging_steps: int = field(default=1, metadata={"help": "Log every this many optimizer steps"})
+    resume: bool = field(default=True, metadata={"help": "Resume from the last checkpoint in run_dir"})
+
+    @staticmethod
+    def resolved(path: Path) -> Path:
+        return path.expanduser()
+
+    def resolved_run_dir(self) -> Path:
+        return (self.run_dir or self.cache_dir / "runs" / self.output_dir.name).expanduser()
 
 
 def load_config(cls: type[T], path: Path | None = None, overrides: dict[str, str] | None = None) -> T:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.backends.base import Generation, ModelCard
 from gateway.backends.local.convert import ensure_model
-from gateway.backends.local.loader import LoadedModel, adapter_version, load_model
+from gateway.backends.local.loader import LoadedModel, adapter_version, check_adapter, load_model
 from gateway.backends.local.params import LogitsProcessor, SamplingParams
 from gateway.backends.local.plan import (
     Plan,
@@ -63,11 +63,32 @@ class LocalBackend:
         *,
         resolve_steering: SteeringResolver | None = None,
         loader: Callable[[], LoadedModel] | None = None,
+        serving_pointer: Path | None = None,
+        poll_s: float = 1.0,
     ) -> None:
         """`loader` replaces "convert if needed, then load from disk" (tests pass a tiny model);
-        `resolve_steering` replaces the vector stores of `config` (`StoreResolver`)."""
+        `resolve_steering` replaces the vector stores of `config` (`StoreResolver`). `serving_pointer`
+        is the registry's file naming the adapter promoted for `config.name` (`railguard registry
+        promote`): read at start and watched, so a promotion or rollback is served without a restart."""
+        self._pointer = serving_pointer
+        self._pointer_seen: tuple[float, int] | None = None
+        self._poll_s = poll_s
+        self._cache_dir = cache_dir
+        self.reload_error: str | None = None
+        if serving_pointer is not None:
+            self._pointer_seen = _stamp(serving_pointer)
+            try:
+                pointed = read_pointer(serving_pointer, config.name)
+                if pointed is not None:
+                    check_adapter(pointed)
+                    config = config.model_copy(update={"adapter": pointed})
+            except Exception as exc:  # serve the configured adapter rather than nothing
+                self.reload_error = f"{type(exc).__name__}: {exc}"
+                log.error("the promoted adapter cannot be served, serving the configured one: %s", exc)
         self._config = config
+        self._custom_loader = loader is not None
         self._loader = loader or (lambda: load_model(ensure_model(config, cache_dir), config))
+        self._watcher: asyncio.Task[None] | None = None
         self._resolve_steering = resolve_steering or StoreResolver.from_config(config)
         self._compiler: ConstraintCompiler | None = None
         self._banned_cache: dict[tuple[str, ...], LogitsProcessor] = {}
@@ -84,8 +105,65 @@ class LocalBackend:
         if self._thread is None:
             self._thread = threading.Thread(target=self._load, name="railguard-local-load", daemon=True)
             self._thread.start()
+        if self._pointer is not None and self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch(), name="railguard-local-registry-watch")
+
+    async def _watch(self) -> None:
+        """Poll the serving pointer; a changed one loads its adapter beside the engine in service and
+        swaps it in between batches (requests in flight finish on the old one)."""
+        assert self._pointer is not None
+        while True:
+            await asyncio.sleep(self._poll_s)
+            stamp = _stamp(self._pointer)
+            if stamp is None or stamp == self._pointer_seen or self._engine is None:
+                continue
+            self._pointer_seen = stamp
+            try:
+                adapter = read_pointer(self._pointer, self._config.name)
+                if adapter is not None and adapter != self._config.merged_adapter:
+                    await asyncio.to_thread(self._reload, adapter)
+            except Exception as exc:  # a bad promotion: keep serving what is loaded, say why
+                self.reload_error = f"{type(exc).__name__}: {exc}"
+                log.error("adapter reload failed, still serving %s: %s", self._config.merged_adapter, exc)
+
+    def _reload(self, adapter: Path) -> None:
+        from gateway.backends.local.engine import Engine
+
+        started = time.perf_counter()
+        check_adapter(adapter)
+        config = self._config.model_copy(update={"adapter": adapter})
+        loaded = load_model(ensure_model(config, self._cache_dir), config)
+        engine = Engine(
+            loaded.model,
+            loaded.tokenizer,
+            max_batch=config.max_batch,
+            batch_wait_s=config.batch_wait_ms / 1000,
+            stop_token_ids=loaded.stop_token_ids,
+            peft=loaded.peft,
+            base=loaded.base,
+            base_id=loaded.base_id,
+        )
+        engine.start()
+        with self._lock:
+            if self._closed:
+                engine.close()
+                return
+            old, self._engine, self._loaded = self._engine, engine, loaded
+            self._config = config
+            self._cards = self._model_cards()
+        if old is not None:
+            old.retire()
+        self.reload_error = None
+        log.info(
+            "now serving adapter %s as %s (loaded in %.1f s)",
+            adapter,
+            config.name,
+            time.perf_counter() - started,
+        )
 
     async def aclose(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
         with self._lock:
             self._closed = True
             engine, self._engine = self._engine, None
@@ -311,3 +389,24 @@ def _identity(generation: Generation) -> Identity:
         model=generation.request.model,
         created=int(time.time()),
     )
+
+
+def _stamp(path: Path) -> tuple[float, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime, st.st_size)
+
+
+def read_pointer(path: Path, model: str) -> Path | None:
+    """The adapter directory the registry promoted for ``model``, or None when nothing is promoted.
+    A pointer that cannot be read is an error (the caller keeps what it serves)."""
+    import json
+
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or data.get("model") != model or not isinstance(data.get("adapter"), str):
+        raise ValueError(f"{path} does not name an adapter for {model}")
+    return Path(data["adapter"])

@@ -119,6 +119,8 @@ class Engine:
         self._pending: deque[_Row] = deque()
         self._cond = threading.Condition()
         self._closing = False
+        self._retiring = False  # no new work expected: stop once everything queued has run
+        self._stopped = False
         self._thread: threading.Thread | None = None
         self.stats = EngineStats()
 
@@ -137,12 +139,20 @@ class Engine:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def retire(self) -> None:
+        """Let everything queued or running finish, then stop (a newer engine took over: hot reload)."""
+        with self._cond:
+            self._retiring = True
+            self._cond.notify_all()
+
     def submit(self, rows: Sequence[RowSpec]) -> Ticket:
         """Queue the rows of one request (call on the event loop)."""
         ticket = Ticket(asyncio.get_running_loop(), len(rows))
         with self._cond:
-            if self._closing:
-                raise ServiceUnavailableError("the local model is shutting down")
+            if self._closing or self._stopped:
+                raise ServiceUnavailableError(
+                    "the local model is shutting down or being replaced", headers={"Retry-After": "1"}
+                )
             self._pending.extend(_Row(spec, ticket, self._tokenizer) for spec in rows)
             self._cond.notify_all()
         return ticket
@@ -163,6 +173,9 @@ class Engine:
         """Block until rows wait, give the batch `batch_wait_s` to fill, take one adapter's rows."""
         with self._cond:
             while not self._closing and not self._pending:
+                if self._retiring:
+                    self._stopped = True
+                    return None
                 self._cond.wait()
             if self._closing:
                 return None

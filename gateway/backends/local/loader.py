@@ -12,7 +12,7 @@ from typing import Any
 from classifiers.torchlock import MODEL_BUILD_LOCK
 from gateway.settings import LocalModelConfig
 
-__all__ = ["LoadedModel", "adapter_version", "load_model", "stop_token_ids"]
+__all__ = ["LoadedModel", "adapter_version", "check_adapter", "load_model", "stop_token_ids"]
 
 _END_OF_TURN = "<end_of_turn>"
 
@@ -142,4 +142,32 @@ def adapter_version(path: Path) -> str:
         digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
     except OSError:
         digest = "missing"
-    return f"{path.name}@{digest}"
+    name = path.name.removesuffix(f"@{digest}")  # a registry copy is already named by its digest
+    return f"{name}@{digest}"
+
+
+def check_adapter(path: Path) -> None:
+    """A LoRA adapter directory whose files are whole: its config parses and every tensor of its
+    weights reads and is finite. A corrupt or missing adapter is refused before it is merged."""
+    import math
+
+    from safetensors import safe_open
+
+    config = path / "adapter_config.json"
+    weights = path / "adapter_model.safetensors"
+    if not config.is_file() or not weights.is_file():
+        raise FileNotFoundError(
+            f"{path} is not a LoRA adapter (adapter_config.json and adapter_model.safetensors)"
+        )
+    try:
+        json.loads(config.read_text(encoding="utf-8"))
+        with safe_open(str(weights), framework="pt") as f:
+            names = list(f.keys())
+            for name in names:
+                total = float(f.get_tensor(name).float().abs().sum())
+                if not math.isfinite(total):
+                    raise ValueError(f"tensor {name} is not finite")
+    except Exception as exc:  # safetensors raises its own error type for a damaged header
+        raise ValueError(f"{path} holds a corrupt adapter: {exc}") from None
+    if not names:
+        raise ValueError(f"{path} holds a corrupt adapter: no tensors")
