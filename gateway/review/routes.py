@@ -187,7 +187,7 @@ def _page(request: Request, template: str, status: int = 200, **context: Any) ->
     html = _env(request).get_template(template).render(actions=[a.value for a in Action], **context)
     headers = {
         "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
-        "script-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+        "script-src 'self'; frame-ancestors 'none'",
         "Cache-Control": "no-store",
     }
     return HTMLResponse(html, status, headers)

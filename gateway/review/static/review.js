@@ -1,6 +1,10 @@
 // The review page's only script: send a label form as JSON to the API, keyboard shortcuts.
 (function () {
   const forms = Array.from(document.querySelectorAll("form.label-form"));
+  if (!forms.length) {  // the queue page: n starts reviewing
+    document.addEventListener("keydown", e => { if (e.key === "n") location.href = "/review/next"; });
+    return;
+  }
   async function submit(form) {
     const data = new FormData(form);
     const body = { action: data.get("action"), category: (data.get("category") || "none").trim() };
