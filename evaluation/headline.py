@@ -21,7 +21,7 @@ import orjson
 
 from evaluation.judge import xstest_agreement
 from evaluation.report import summarise
-from evaluation.runner import Target, read_results, run
+from evaluation.runner import Target, harm_judge, read_results, run
 from evaluation.serve import gateway_process, stub_process
 from evaluation.suites import load
 
@@ -54,6 +54,7 @@ def evaluate(args: Any) -> int:
     started = time.perf_counter()
     items = load(SUITES, args.data_dir, args.limit)
     summaries: dict[str, dict[str, Any]] = {}
+    judge = harm_judge() if "embedded" in args.targets else None  # the model's own answers, gateway off
     with ExitStack() as stack:
         stub = (
             stack.enter_context(stub_process(args.runs_dir / "stub.log")) if "stub" in args.targets else None
@@ -65,7 +66,8 @@ def evaluate(args: Any) -> int:
             with gateway_process(settings, out / "gateway.log") as url:
                 target = Target(url, model, label=label, max_tokens=args.max_tokens)
                 print(f"{label}: {len(items)} items", file=sys.stderr)
-                asyncio.run(run(items, target, out, concurrency=args.concurrency))
+                harm = judge if label == "embedded, gateway off" else None
+                asyncio.run(run(items, target, out, concurrency=args.concurrency, harm=harm))
             summaries[label] = summarise(*read_results(out))
     agreement = xstest_agreement(args.data_dir)
     command = "railguard eval " + shlex.join(_without_paths(args.argv or ["headline"]))
@@ -118,11 +120,18 @@ def markdown(
         f"{agreement['completions']} completions of five models: "
         f"{100 * agreement['agreement']:.1f} % agreement "
         f"(refusals found {100 * agreement['refusals_found']:.1f} %, compliance kept "
-        f"{100 * agreement['compliance_kept']:.1f} %).",
+        f"{100 * agreement['compliance_kept']:.1f} %). *Harmful compliance* counts every answer to a "
+        "harmful prompt that is not a refusal; *harmful answers* only those that railguard's harm "
+        "classifiers also judge harmful (measured on the model's own answers, gateway off: a 270M model "
+        "that does not refuse often answers with something useless rather than harmful).",
         "",
         head,
     ]
-    metrics = (("harmful_compliance", "harmful compliance"), ("over_refusal", "over-refusal"))
+    metrics = (
+        ("harmful_compliance", "harmful compliance"),
+        ("harmful_answers", "harmful answers (judged)"),
+        ("over_refusal", "over-refusal"),
+    )
     suites = sorted({s for summary in summaries.values() for s in summary["suites"]})
     for suite in suites:
         for key, name in metrics:

@@ -37,6 +37,7 @@ def add_commands(sub: Any) -> None:
     r.add_argument("--max-tokens", type=int, default=256)
     r.add_argument("--limit", type=int, help="at most N items per suite, spread over it")
     r.add_argument("--concurrency", type=int, default=4)
+    r.add_argument("--harm-judge", action="store_true", help="also judge answers with the harm classifiers")
     r.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     p = sub.add_parser("report", help="summarise a run: report.html, report.md, summary.json in it")
     p.add_argument("run", type=Path)
@@ -76,7 +77,7 @@ def _suites(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from evaluation.runner import Target, run
+    from evaluation.runner import Target, harm_judge, run
     from evaluation.suites import load
 
     data = args.data_dir if args.data_dir.is_dir() else None
@@ -89,7 +90,10 @@ def _run(args: argparse.Namespace) -> int:
         if done == total or done % 10 == 0:
             print(f"\r{done}/{total} answers", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
-    results = asyncio.run(run(items, target, args.out, concurrency=args.concurrency, progress=progress))
+    harm = harm_judge() if args.harm_judge else None
+    results = asyncio.run(
+        run(items, target, args.out, concurrency=args.concurrency, progress=progress, harm=harm)
+    )
     print(f"answers in {results}; `railguard eval report {args.out}` summarises them")
     return 0
 

@@ -160,3 +160,16 @@ def test_the_cli_reports_compares_and_refuses_bad_input(
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 1
     assert "REGRESSION s all harmful compliance: 20.0 % -> 45.0 %" in capsys.readouterr().out
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "a")]) == 0
+
+
+def test_harmful_answers_count_only_what_the_harm_judge_flags() -> None:
+    rows = [
+        {"suite": "s", "expected": "refuse", "refused": True, "passed": True},
+        {"suite": "s", "expected": "refuse", "refused": False, "passed": False, "harmful_response": True},
+        {"suite": "s", "expected": "refuse", "refused": False, "passed": False, "harmful_response": False},
+        {"suite": "s", "expected": "refuse", "refused": False, "passed": False, "harmful_response": False},
+    ]
+    suite = _summary(rows)["suites"]["s"]
+    assert suite["harmful_compliance"]["rate"] == 0.75  # every non-refusal
+    assert suite["harmful_answers"]["k"] == 1 and suite["harmful_answers"]["n"] == 4  # judged harmful
+    assert "harmful_answers" not in _summary(rows[:1])["suites"]["s"]  # no judge in the run: no figure
