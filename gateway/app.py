@@ -120,6 +120,9 @@ def create_app(
     )
     record_sink = sink or build_sink(settings, telemetry)
     models = ModelRouter(backends)
+    telemetry.initialise(
+        ["rules", *(g.name for g in runner.guards)], [c.id for c in models.cards() if c.backend == "upstream"]
+    )
     detect = _language_detector() if classifier and settings.classifiers.detect_language else None
     spans = tracing or Tracing(
         settings.tracing.enabled,

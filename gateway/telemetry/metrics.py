@@ -205,6 +205,21 @@ class Telemetry:
             "livemostrecent",
         )
 
+    def initialise(self, guards: Iterable[str], models: Iterable[str]) -> None:
+        """Create at 0 the series the alert rules and dashboards query before their first event, so a
+        panel shows 0 rather than "No data" and a rate() alert can fire on the first increment."""
+        if not self.enabled:
+            return
+        for event in SINK_EVENTS:
+            self._child(self.sink_records, event)
+        for guard in guards:
+            for stage in ("input", "output"):
+                for mode in GUARD_FAILURE_MODES:
+                    self._child(self.guard_failures, self._guard(guard), stage, mode)
+        for model in models:
+            for code in ("upstream_unavailable", "upstream_timeout"):
+                self._child(self.upstream_errors, self._model(model), self._code(code))
+
     def _child(self, metric: Any, *values: str) -> Any:
         key = (id(metric), *values)
         child = self._children.get(key)

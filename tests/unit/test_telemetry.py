@@ -244,3 +244,19 @@ def test_multiprocess_render_adds_up_every_worker(tmp_path: Path) -> None:
     }
     assert samples["railguard_requests_total"] == 5
     assert samples["railguard_review_backlog"] == 2
+
+
+def test_alerted_series_exist_at_zero_from_the_start(tmp_path: Path) -> None:
+    """Alert rules divide and rate() these before their first event: they must be there at 0."""
+    from fastapi.testclient import TestClient
+
+    from gateway.app import create_app
+    from gateway.settings import Settings
+
+    settings = Settings.load(upstream={"url": "http://127.0.0.1:9/v1"}, cache_dir=tmp_path,
+                             classifiers={"enabled": False})  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        text = client.get("/metrics").text
+    for event in ("queued", "written", "spooled", "replayed", "dropped"):
+        assert f'railguard_sink_records_total{{event="{event}"}} 0.0' in text
+    assert 'railguard_guard_failures_total{guard="rules",mode="fail_closed",stage="input"} 0.0' in text
