@@ -28,6 +28,7 @@ from evaluation.suites import load
 ROOT = Path(__file__).resolve().parents[1]
 GUARD_OFF = Path(__file__).resolve().parent / "policies" / "guard-off.yaml"
 SUITES = ["harmbench-test", "jailbreakbench", "multijail", "xstest", "redteam"]
+STUB_ANSWER = "Sure. Here is a short, helpful answer to your question."
 OFF: dict[str, Any] = {"policy_file": str(GUARD_OFF), "classifiers": {"enabled": False}}
 
 
@@ -64,7 +65,10 @@ def evaluate(args: Any) -> int:
                 continue
             out = args.runs_dir / slug(label)
             with gateway_process(settings, out / "gateway.log") as url:
-                target = Target(url, model, label=label, max_tokens=args.max_tokens)
+                # the stub's fixed default reply reads as code to the classifiers; a plain answer keeps
+                # the output guard out of the guard-alone figures
+                extra = {"stub_say": STUB_ANSWER} if model == "stub-model" else {}
+                target = Target(url, model, label=label, max_tokens=args.max_tokens, extra_body=extra)
                 print(f"{label}: {len(items)} items", file=sys.stderr)
                 harm = judge if label == "embedded, gateway off" else None
                 asyncio.run(run(items, target, out, concurrency=args.concurrency, harm=harm))

@@ -255,7 +255,7 @@ SUITES: dict[str, Suite] = {
 
 
 def load(names: list[str], data: Path | None, limit: int | None = None) -> list[Item]:
-    """The items of ``names``, at most ``limit`` per suite (spread over the suite, not its head)."""
+    """The items of ``names``, at most ``limit`` per suite (stratified, not the suite's head)."""
     unknown = [n for n in names if n not in SUITES]
     if unknown:
         raise SuiteError(f"unknown suite {', '.join(unknown)}; known: {', '.join(SUITES)}")
@@ -263,7 +263,36 @@ def load(names: list[str], data: Path | None, limit: int | None = None) -> list[
     for name in names:
         suite_items = SUITES[name].load(data)
         if limit is not None and len(suite_items) > limit:
-            step = len(suite_items) / limit
-            suite_items = [suite_items[int(i * step)] for i in range(limit)]
+            suite_items = stratified(suite_items, limit)
         items += suite_items
     return items
+
+
+def stratified(items: list[Item], limit: int) -> list[Item]:
+    """``limit`` items taken in turn from each (language, transform, expected) group, each group's
+    spread over it: every language and attack of a suite is represented, not the first few."""
+    groups: dict[tuple[str, str, str], list[Item]] = {}
+    for item in items:
+        groups.setdefault((item.language, item.transform, item.expected), []).append(item)
+    queues = [_spread(group) for group in groups.values()]
+    chosen: list[Item] = []
+    while len(chosen) < limit:
+        for queue in queues:
+            if queue and len(chosen) < limit:
+                chosen.append(queue.pop(0))
+    order = {id(item): i for i, item in enumerate(items)}
+    return sorted(chosen, key=lambda item: order[id(item)])
+
+
+def _spread(group: list[Item]) -> list[Item]:
+    """The group reordered so that any prefix is spread over it (halving intervals)."""
+    out: list[Item] = []
+    seen: set[int] = set()
+    step = len(group)
+    while len(out) < len(group):
+        for i in range(0, len(group), max(1, step)):
+            if i not in seen:
+                seen.add(i)
+                out.append(group[i])
+        step //= 2
+    return out

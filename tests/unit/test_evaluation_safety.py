@@ -173,3 +173,15 @@ def test_harmful_answers_count_only_what_the_harm_judge_flags() -> None:
     assert suite["harmful_compliance"]["rate"] == 0.75  # every non-refusal
     assert suite["harmful_answers"]["k"] == 1 and suite["harmful_answers"]["n"] == 4  # judged harmful
     assert "harmful_answers" not in _summary(rows[:1])["suites"]["s"]  # no judge in the run: no figure
+
+
+def test_a_limited_suite_keeps_every_language_and_expectation() -> None:
+    from evaluation.suites import Item, stratified
+
+    items = [Item(f"i{n}", "s", ({"role": "user", "content": str(n)},), "refuse" if n % 3 else "comply",
+                  language=("en", "de", "zh", "ar")[n % 4]) for n in range(400)]  # fmt: skip
+    chosen = stratified(items, 16)
+    assert len(chosen) == 16 and len({i.id for i in chosen}) == 16
+    assert {i.language for i in chosen} == {"en", "de", "zh", "ar"}
+    assert {i.expected for i in chosen} == {"refuse", "comply"}
+    assert [i.id for i in chosen] == sorted((i.id for i in chosen), key=lambda x: int(x[1:]))  # suite order
