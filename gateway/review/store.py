@@ -13,22 +13,19 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager
-from itertools import combinations
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gateway.guards.base import Action
-from gateway.review.agreement import cohen_kappa, fleiss_kappa, percent_agreement
+from gateway.review.agreement import summarise
+from gateway.review.model import ROLES, Label, ReviewError, Role
+from gateway.review.transfer import parse_import
 from gateway.sinks.spool import create_private
 
-Role = Literal["reviewer", "adjudicator", "admin"]
-ROLES: tuple[Role, ...] = ("reviewer", "adjudicator", "admin")
+__all__ = ["ROLES", "Label", "ReviewError", "ReviewStore", "Role"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS review_items (
@@ -63,30 +60,6 @@ CREATE TABLE IF NOT EXISTS review_audit (
 CREATE TABLE IF NOT EXISTS review_roles (reviewer TEXT PRIMARY KEY, role TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS review_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-
-
-class ReviewError(ValueError):
-    """A review operation that cannot be done; ``status`` is the HTTP status it maps to."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class Label(BaseModel):
-    """One reviewer's judgement of one item (also an adjudicator's final decision)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    action: Action
-    category: str = Field("none", min_length=1, max_length=64, pattern=r"^[a-z0-9_/-]+$")
-    ideal_answer: str | None = Field(None, max_length=20_000)
-    ranking: list[int] | None = Field(None, max_length=16, description="Candidate answers, best first")
-    reason: str | None = Field(None, max_length=2_000, description="Required for an adjudication")
-
-    def key(self) -> str:
-        """What two labels must share to agree: the action and the category."""
-        return f"{self.action.value}/{self.category}"
 
 
 class ReviewStore:
@@ -346,68 +319,16 @@ class ReviewStore:
     # --- agreement -------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        """Queue counts, and agreement per reviewer, per reviewer pair (Cohen's kappa) and per category
-        (Fleiss' kappa over items with ``labels_per_item`` labels); gold accuracy per reviewer."""
+        """Queue counts and agreement (:func:`gateway.review.agreement.summarise`)."""
         with self._tx() as conn:
-            items = {
-                r: (cat, gold, status)
-                for r, cat, gold, status in conn.execute(
-                    "SELECT request_id, category, gold, status FROM review_items"
-                )
-            }
+            items = conn.execute("SELECT request_id, category, gold, status FROM review_items").fetchall()
             labels = conn.execute("SELECT request_id, reviewer, label FROM review_labels").fetchall()
-        by_item: dict[str, dict[str, Label]] = defaultdict(dict)
-        gold_hits: dict[str, list[bool]] = defaultdict(list)
-        for request_id, reviewer, text in labels:
-            label = Label.model_validate_json(text)
-            category, gold, _ = items[request_id]
-            if gold:
-                gold_hits[reviewer].append(Label.model_validate_json(gold).key() == label.key())
-            else:
-                by_item[request_id][reviewer] = label
-        reviewers = sorted({r for _, r, _ in labels})
-        pairs = []
-        for a, b in combinations(reviewers, 2):
-            both = [(x[a].key(), x[b].key()) for x in by_item.values() if a in x and b in x]
-            if both:
-                pairs.append({"reviewers": [a, b], "items": len(both), "agreement": percent_agreement(both),
-                              "cohen_kappa": cohen_kappa(both)})  # fmt: skip
-        per_reviewer = []
-        for r in reviewers:
-            mine = [(x[r].key(), other.key()) for x in by_item.values() if r in x
-                    for name, other in x.items() if name != r]  # fmt: skip
-            hits = gold_hits.get(r, [])
-            per_reviewer.append({
-                "reviewer": r,
-                "labels": sum(r in x for x in by_item.values()),
-                "agreement": percent_agreement(mine),
-                "gold_items": len(hits),
-                "gold_accuracy": sum(hits) / len(hits) if hits else None,
-            })  # fmt: skip
-        per_category = []
-        for category in sorted({cat for cat, gold, _ in items.values() if not gold}):
-            full = [
-                [x.key() for x in by_item[i].values()]
-                for i, (cat, gold, _) in items.items()
-                if cat == category and not gold and len(by_item.get(i, {})) >= self.labels_per_item
-            ]
-            statuses = [s for cat, gold, s in items.values() if cat == category and not gold]
-            per_category.append({
-                "category": category,
-                "items": len(statuses),
-                "open": statuses.count("open"),
-                "adjudication": statuses.count("adjudication"),
-                "done": statuses.count("done"),
-                "fully_labelled": len(full),
-                "fleiss_kappa": fleiss_kappa(full),
-            })  # fmt: skip
-        queue = [s for _, gold, s in items.values() if not gold]
-        return {
-            "queue": {s: queue.count(s) for s in ("open", "adjudication", "done")},
-            "reviewers": per_reviewer,
-            "pairs": pairs,
-            "categories": per_category,
-        }
+        decoded = [(r, reviewer, Label.model_validate_json(text)) for r, reviewer, text in labels]
+        gold = {r: Label.model_validate_json(g).key() for r, _, g, _ in items if g}
+        rows = [(r, category, r in gold, status) for r, category, _, status in items]
+        return summarise(
+            rows, [(r, name, label.key()) for r, name, label in decoded], gold, self.labels_per_item
+        )
 
     def backlog(self) -> int:
         with self._tx() as conn:
@@ -431,14 +352,7 @@ class ReviewStore:
         """JSONL, each line ``{"type": "label", "request_id", "reviewer", "label": {...}}`` or
         ``{"type": "gold", "record": {...}, "answer": {...}}``. Every line is checked before anything is
         written, and all are written in one transaction: a bad line imports nothing."""
-        parsed: list[tuple[str, Any]] = []
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                parsed.append(_import_line(orjson.loads(line)))
-            except (orjson.JSONDecodeError, ValidationError, KeyError, TypeError, ValueError) as exc:
-                raise ReviewError(f"line {number}: {_short(exc)}") from None
+        parsed = parse_import(lines)
         counts = {"label": 0, "gold": 0}
         with self._tx() as conn:
             known = {r for (r,) in conn.execute("SELECT request_id FROM review_items")}
@@ -464,29 +378,3 @@ class ReviewStore:
                 ).fetchone():
                     self._settle(conn, request_id)
         return counts
-
-
-def _import_line(data: Any) -> tuple[str, Any]:
-    if not isinstance(data, dict):
-        raise ValueError("each line must be a JSON object")
-    kind = data.get("type")
-    if kind == "label":
-        request_id, reviewer = data["request_id"], data["reviewer"]
-        if not isinstance(request_id, str) or not isinstance(reviewer, str) or not reviewer:
-            raise ValueError("request_id and reviewer must be strings")
-        return "label", (request_id, reviewer, Label.model_validate(data["label"]))
-    if kind == "gold":
-        record = data["record"]
-        if not isinstance(record, dict) or not isinstance(record.get("request_id"), str):
-            raise ValueError("a gold item's record needs a request_id")
-        return "gold", (record, Label.model_validate(data["answer"]))
-    raise ValueError(f'"type" must be "label" or "gold", got {kind!r}')
-
-
-def _short(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        first = exc.errors()[0]
-        return f"{'.'.join(str(x) for x in first['loc'])}: {first['msg']}"
-    if isinstance(exc, KeyError):
-        return f"missing field {exc.args[0]!r}"
-    return str(exc)
