@@ -32,6 +32,7 @@ from gateway.backends.local.plan import (
     constraint_spec,
     plan_rows,
 )
+from gateway.backends.local.pointer import read_pointer, stamp
 from gateway.backends.local.processors import (
     BannedSequences,
     LogitBias,
@@ -76,7 +77,7 @@ class LocalBackend:
         self._cache_dir = cache_dir
         self.reload_error: str | None = None
         if serving_pointer is not None:
-            self._pointer_seen = _stamp(serving_pointer)
+            self._pointer_seen = stamp(serving_pointer)
             try:
                 pointed = read_pointer(serving_pointer, config.name)
                 if pointed is not None:
@@ -86,7 +87,6 @@ class LocalBackend:
                 self.reload_error = f"{type(exc).__name__}: {exc}"
                 log.error("the promoted adapter cannot be served, serving the configured one: %s", exc)
         self._config = config
-        self._custom_loader = loader is not None
         self._loader = loader or (lambda: load_model(ensure_model(config, cache_dir), config))
         self._watcher: asyncio.Task[None] | None = None
         self._resolve_steering = resolve_steering or StoreResolver.from_config(config)
@@ -114,7 +114,7 @@ class LocalBackend:
         assert self._pointer is not None
         while True:
             await asyncio.sleep(self._poll_s)
-            stamp = _stamp(self._pointer)
+            stamp = stamp(self._pointer)
             if stamp is None or stamp == self._pointer_seen or self._engine is None:
                 continue
             self._pointer_seen = stamp
@@ -389,24 +389,3 @@ def _identity(generation: Generation) -> Identity:
         model=generation.request.model,
         created=int(time.time()),
     )
-
-
-def _stamp(path: Path) -> tuple[float, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_mtime, st.st_size)
-
-
-def read_pointer(path: Path, model: str) -> Path | None:
-    """The adapter directory the registry promoted for ``model``, or None when nothing is promoted.
-    A pointer that cannot be read is an error (the caller keeps what it serves)."""
-    import json
-
-    if not path.is_file():
-        return None
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or data.get("model") != model or not isinstance(data.get("adapter"), str):
-        raise ValueError(f"{path} does not name an adapter for {model}")
-    return Path(data["adapter"])
