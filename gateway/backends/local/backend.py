@@ -114,10 +114,10 @@ class LocalBackend:
         assert self._pointer is not None
         while True:
             await asyncio.sleep(self._poll_s)
-            stamp = stamp(self._pointer)
-            if stamp is None or stamp == self._pointer_seen or self._engine is None:
+            current = stamp(self._pointer)
+            if current is None or current == self._pointer_seen or self._engine is None:
                 continue
-            self._pointer_seen = stamp
+            self._pointer_seen = current
             try:
                 adapter = read_pointer(self._pointer, self._config.name)
                 if adapter is not None and adapter != self._config.merged_adapter:
