@@ -64,7 +64,7 @@ class Label:
 
 
 def digest(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()[:12]
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:12]
 
 
 def read_labels(path: Path) -> list[Label]:

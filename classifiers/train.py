@@ -94,7 +94,7 @@ def split(examples: list[Example], val_fraction: float) -> tuple[list[Example], 
     train: list[Example] = []
     val: list[Example] = []
     for ex in examples:
-        h = int.from_bytes(hashlib.sha1(ex.text.encode()).digest()[:4], "big") / 2**32
+        h = int.from_bytes(hashlib.sha1(ex.text.encode(), usedforsecurity=False).digest()[:4], "big") / 2**32
         (val if h < val_fraction else train).append(ex)
     return train, val
 

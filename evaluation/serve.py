@@ -36,7 +36,7 @@ def gateway_process(settings: dict[str, Any], log_path: Path, ready_s: float = 9
         full = {"port": port, "metrics": False, "log_level": "warning", **settings}
         config.write_text(yaml.safe_dump(full), encoding="utf-8")
         with log_path.open("wb") as out:
-            proc = subprocess.Popen(
+            proc = subprocess.Popen(  # noqa: S603 - our own command, settings in a temporary file
                 [sys.executable, "-m", "railguard", "serve", "--config", str(config)],
                 cwd=ROOT,
                 stdout=out,
@@ -75,7 +75,7 @@ def stub_process(log_path: Path) -> Iterator[str]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as out:
         cmd = [sys.executable, "-m", "gateway.testing.stub_upstream", "--port", str(port)]
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603 - our stub
         try:
             deadline = time.monotonic() + 30
             while True:
