@@ -42,6 +42,12 @@ def key(item: Item, temperature: float) -> str:
     return f"{item.id}@{temperature:g}"
 
 
+def _identity(target: dict[str, Any]) -> tuple[str, str]:
+    """What a resumed run must match: the model, and the target's label when it has one (a gateway the
+    headline starts gets a new port each time), else its URL."""
+    return (str(target["model"]), str(target.get("label") or target["base_url"]))
+
+
 def done_keys(results: Path) -> set[str]:
     if not results.exists():
         return set()
@@ -106,10 +112,9 @@ async def run(
     results = out / "results.jsonl"
     meta_path = out / "run.json"
     meta = orjson.loads(meta_path.read_bytes()) if meta_path.exists() else {}
-    if meta and (meta["target"]["base_url"], meta["target"]["model"]) != (target.base_url, target.model):
-        raise TargetError(
-            f"{out} holds a run against {meta['target']['model']} at {meta['target']['base_url']}"
-        )
+    if meta and _identity(meta["target"]) != _identity(vars(target)):
+        where = meta["target"].get("label") or meta["target"]["base_url"]
+        raise TargetError(f"{out} holds a run against {meta['target']['model']} at {where}")
     meta.update(
         {
             "target": {
