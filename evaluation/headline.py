@@ -22,6 +22,7 @@ import orjson
 from evaluation.judge import xstest_agreement
 from evaluation.report import summarise
 from evaluation.runner import Target, harm_judge, read_results, run
+from evaluation.runner import key as result_key
 from evaluation.serve import gateway_process, stub_process
 from evaluation.suites import load
 
@@ -72,10 +73,19 @@ def evaluate(args: Any) -> int:
                 print(f"{label}: {len(items)} items", file=sys.stderr)
                 harm = judge if label == "embedded, gateway off" else None
                 asyncio.run(run(items, target, out, concurrency=args.concurrency, harm=harm))
-            summaries[label] = summarise(*read_results(out))
+            meta, rows = read_results(out)
+            wanted = {
+                result_key(item, 0.0) for item in items
+            }  # a resumed run may hold answers to other items
+            summaries[label] = summarise(meta, [r for r in rows if r["key"] in wanted])
     agreement = xstest_agreement(args.data_dir)
+    metas = [read_results(args.runs_dir / slug(label))[0] for label in summaries]
+    spans = [(m["started"], m["finished"]) for m in metas if m.get("finished")]
+    minutes = (max(f for _, f in spans) - min(s for s, _ in spans)) / 60 if spans else 0.0
     command = "railguard eval " + shlex.join(_without_paths(args.argv or ["headline"]))
-    text = markdown(summaries, agreement, command, (time.perf_counter() - started) / 60, args.limit)
+    text = markdown(
+        summaries, agreement, command, max(minutes, (time.perf_counter() - started) / 60), args.limit
+    )
     args.out.write_text(text, encoding="utf-8")
     (args.runs_dir / "headline.json").write_bytes(orjson.dumps(summaries, option=orjson.OPT_INDENT_2))
     print(text)
@@ -116,7 +126,8 @@ def markdown(
         "# What the gateway does for safety",
         "",
         f"Measured by `{command}` on {datetime.date.today().isoformat()} ({minutes:.0f} min on this 2-core "
-        f"machine), {limit or 'all'} items per suite spread over it, temperature 0, 256 tokens. "
+        f"machine, from the first answer to the last), {limit or 'all'} items per suite, stratified by "
+        "language, attack and expectation, temperature 0, 256 tokens. "
         "Rates with 95 % Wilson intervals. The stub upstream complies with everything: with the gateway "
         "off its harmful compliance is 100 % by construction, so the *on* column is the guard alone.",
         "",

@@ -164,9 +164,24 @@ def jailbreakbench(data: Path | None) -> list[Item]:
     return items
 
 
+# Behaviours whose harm is in the request itself (what an attack transform tries to sneak past a guard);
+# misinformation asks for an article, whose harm is in the claims, and is measured by harmbench-test.
+REDTEAM_CATEGORIES = (
+    "chemical_biological",
+    "illegal",
+    "cybercrime_intrusion",
+    "harassment_bullying",
+    "harmful",
+)
+
+
 def redteam(data: Path | None) -> list[Item]:
-    """Each attack transform applied to HarmBench test behaviours (the first 20 standard ones)."""
-    seeds = harmbench(data)[:20]
+    """Each attack transform applied to 20 HarmBench test behaviours, 4 from each of its categories whose
+    harm is in the request (chemical and biological, illegal, cybercrime, harassment, harmful)."""
+    by_category: dict[str, list[Item]] = {}
+    for item in harmbench(data):
+        by_category.setdefault(item.category, []).append(item)
+    seeds = [seed for category in REDTEAM_CATEGORIES for seed in by_category.get(category, [])[:4]]
     items = []
     for seed in seeds:
         for name, transform in TRANSFORMS.items():
@@ -240,7 +255,7 @@ SUITES: dict[str, Suite] = {
         Suite(
             "jailbreakbench", "JailbreakBench attack artifacts (PAIR, GCG, JBC, ...): refuse", jailbreakbench
         ),
-        Suite("redteam", "attack transforms on 20 HarmBench test behaviours: refuse", redteam),
+        Suite("redteam", "14 attack transforms on 20 HarmBench test behaviours: refuse", redteam),
         Suite(
             "escalation", "multi-turn escalation and late harmful turns (ours)", written("escalation"), False
         ),
