@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from classifiers.evalsets import MULTIJAIL_LANGUAGES
 from evaluation.transforms import TRANSFORMS
 
 Expected = Literal["comply", "refuse", "clarify", "safe_completion"]
 EXPECTED: tuple[Expected, ...] = ("comply", "refuse", "clarify", "safe_completion")
 WRITTEN = Path(__file__).parent / "items"
-MULTIJAIL_LANGUAGES = ("en", "zh", "it", "vi", "ar", "ko", "th", "bn", "sw", "jv")
 
 
 class SuiteError(ValueError):

@@ -140,7 +140,10 @@ def create_app(
         during_call=settings.input_guard == "during_call",
     )
 
-    review = ReviewService(settings, telemetry) if settings.review.enabled else None
+    # no reviewers, no queue: nothing polls the records for people who cannot log in
+    review = (
+        ReviewService(settings, telemetry) if settings.review.enabled and settings.review.reviewers else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -167,7 +167,9 @@ class ReviewSettings(_Frozen):
     """The review queue: flagged records that intake rules let in, labelled by people (docs/review.md)."""
 
     enabled: bool = True
-    reviewers: dict[str, ReviewerConfig] = Field(default_factory=dict)
+    reviewers: dict[str, ReviewerConfig] = Field(
+        default_factory=dict, description="Who reviews; with none, the queue and its pages are off"
+    )
     labels_per_item: int = Field(2, ge=1, le=9, description="Reviewers who label each item")
     gold_every: int = Field(10, ge=0, description="Every n-th item served is a gold one (0: none)")
     rules: list[IntakeRule] = Field(default_factory=lambda: list(DEFAULT_RULES))

@@ -41,7 +41,9 @@ def _json(body: Any, status: int = 200) -> Response:
 def _review(request: Request) -> ReviewService:
     services: Services = request.app.state.services
     if services.review is None:
-        raise NotFoundError("The review queue is off (review.enabled: false).", code="unknown_url")
+        raise NotFoundError(
+            "The review queue is off (review.enabled: false, or no review.reviewers).", code="unknown_url"
+        )
     return services.review
 
 

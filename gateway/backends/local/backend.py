@@ -127,22 +127,11 @@ class LocalBackend:
                 log.error("adapter reload failed, still serving %s: %s", self._config.merged_adapter, exc)
 
     def _reload(self, adapter: Path) -> None:
-        from gateway.backends.local.engine import Engine
-
         started = time.perf_counter()
         check_adapter(adapter)
         config = self._config.model_copy(update={"adapter": adapter})
         loaded = load_model(ensure_model(config, self._cache_dir), config)
-        engine = Engine(
-            loaded.model,
-            loaded.tokenizer,
-            max_batch=config.max_batch,
-            batch_wait_s=config.batch_wait_ms / 1000,
-            stop_token_ids=loaded.stop_token_ids,
-            peft=loaded.peft,
-            base=loaded.base,
-            base_id=loaded.base_id,
-        )
+        engine = _engine(loaded, config)
         engine.start()
         with self._lock:
             if self._closed:
@@ -320,22 +309,11 @@ class LocalBackend:
         return processor
 
     def _load(self) -> None:
-        from gateway.backends.local.engine import Engine
-
         started = time.perf_counter()
         try:
             loaded = self._loader()
             compiler = _compiler(loaded, self._config.constraint_cache_size)
-            engine = Engine(
-                loaded.model,
-                loaded.tokenizer,
-                max_batch=self._config.max_batch,
-                batch_wait_s=self._config.batch_wait_ms / 1000,
-                stop_token_ids=loaded.stop_token_ids,
-                peft=loaded.peft,
-                base=loaded.base,
-                base_id=loaded.base_id,
-            )
+            engine = _engine(loaded, self._config)
         except Exception as exc:
             log.exception("the local model failed to load")
             self._error = exc
@@ -347,6 +325,21 @@ class LocalBackend:
             self._loaded, self._compiler, self._engine = loaded, compiler, engine
         log.info("local model %s ready in %.1f s", self._config.name, time.perf_counter() - started)
         compiler.warm()  # the first constrained request need not pay for the vocabulary
+
+
+def _engine(loaded: LoadedModel, config: LocalModelConfig) -> Engine:
+    from gateway.backends.local.engine import Engine
+
+    return Engine(
+        loaded.model,
+        loaded.tokenizer,
+        max_batch=config.max_batch,
+        batch_wait_s=config.batch_wait_ms / 1000,
+        stop_token_ids=loaded.stop_token_ids,
+        peft=loaded.peft,
+        base=loaded.base,
+        base_id=loaded.base_id,
+    )
 
 
 def _compiler(loaded: LoadedModel, cache_size: int) -> ConstraintCompiler:
