@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
 
 __all__ = [
     "ATTACKS",
@@ -82,34 +81,54 @@ OPENAI_CATEGORIES: tuple[str, ...] = (
 
 @dataclass(frozen=True, slots=True)
 class OpenAIRule:
-    """An OpenAI category from ours: ``any`` takes the max score (flagged if any source is),
-    ``all`` the min (flagged only if every source is: "threatening" = hateful *and* violent)."""
+    """An OpenAI category from ours. Its score is the highest of ``sources`` and, with ``both``, of the
+    lower of its two sides' scores (each side the highest of its categories); it flags when one of
+    ``sources`` flags, or one category on each side does ("threatening" = hateful *and* violent)."""
 
-    sources: tuple[str, ...]
-    mode: Literal["any", "all"] = "any"
+    sources: tuple[str, ...] = ()
+    both: tuple[tuple[str, ...], tuple[str, ...]] | None = None
 
 
+_ILLICIT = ("non_violent_crimes", "sex_crimes", "intellectual_property", "code_interpreter_abuse")
+_HARASSING = ("hate", "defamation")
+_VIOLENT = ("violent_crimes",)
+
+# Each subcategory implies its parent, as in OpenAI's definitions ("illicit/violent": illicit content
+# that also refers to violence or to procuring a weapon). Making weapons of mass destruction is
+# procuring a weapon: illicit and illicit/violent, but not violence (which depicts or threatens harm).
 OPENAI_MAPPING: dict[str, OpenAIRule] = {
-    "harassment": OpenAIRule(("hate", "defamation")),
-    "harassment/threatening": OpenAIRule(("hate", "violent_crimes"), "all"),
+    "harassment": OpenAIRule(_HARASSING),
+    "harassment/threatening": OpenAIRule(both=(_HARASSING, _VIOLENT)),
     "hate": OpenAIRule(("hate",)),
-    "hate/threatening": OpenAIRule(("hate", "violent_crimes"), "all"),
-    "illicit": OpenAIRule(
-        ("non_violent_crimes", "intellectual_property", "code_interpreter_abuse", "sex_crimes")
-    ),
-    "illicit/violent": OpenAIRule(("violent_crimes", "indiscriminate_weapons")),
+    "hate/threatening": OpenAIRule(both=(("hate",), _VIOLENT)),
+    "illicit": OpenAIRule((*_ILLICIT, "indiscriminate_weapons")),
+    "illicit/violent": OpenAIRule(("indiscriminate_weapons",), both=(_ILLICIT, _VIOLENT)),
     "self-harm": OpenAIRule(("self_harm",)),
     "self-harm/intent": OpenAIRule(("self_harm",)),
     "self-harm/instructions": OpenAIRule(("self_harm",)),
     "sexual": OpenAIRule(("sexual_content", "sex_crimes", "child_exploitation")),
     "sexual/minors": OpenAIRule(("child_exploitation",)),
-    "violence": OpenAIRule(("violent_crimes", "indiscriminate_weapons")),
-    "violence/graphic": OpenAIRule(("violent_crimes",)),
+    "violence": OpenAIRule(_VIOLENT),
+    "violence/graphic": OpenAIRule(_VIOLENT),
 }
+# What `unsafe` alone flags: the broad categories, never a subcategory without its parent.
+_GENERAL: tuple[str, ...] = tuple(name for name in OPENAI_CATEGORIES if "/" not in name)
 
 
 def _flag(scores: Mapping[str, float], thresholds: Mapping[str, float], name: str) -> bool:
     return scores.get(name, 0.0) >= thresholds.get(name, 0.5)
+
+
+def _apply(
+    rule: OpenAIRule, scores: Mapping[str, float], thresholds: Mapping[str, float]
+) -> tuple[float, bool]:
+    score = max((float(scores.get(s, 0.0)) for s in rule.sources), default=0.0)
+    flagged = any(_flag(scores, thresholds, s) for s in rule.sources)
+    if rule.both is not None:
+        sides = [max(float(scores.get(s, 0.0)) for s in side) for side in rule.both]
+        score = max(score, min(sides))
+        flagged = flagged or all(any(_flag(scores, thresholds, s) for s in side) for side in rule.both)
+    return score, flagged
 
 
 def to_openai(
@@ -117,23 +136,18 @@ def to_openai(
 ) -> tuple[dict[str, bool], dict[str, float]]:
     """Our scores -> OpenAI's ``(categories, category_scores)``, keys exactly OpenAI's 13.
 
-    Without ``thresholds`` every category flags at 0.5. When ``unsafe`` flags but no hazard does,
-    the OpenAI category with the highest score is flagged too, so that ``flagged == any(categories)``
-    holds for a client that computes it that way.
+    Without ``thresholds`` every category flags at 0.5. When ``unsafe`` flags but no mapped category
+    does, the broad category (no subcategory) with the highest score is flagged too, so that
+    ``flagged == any(categories)`` holds for a client that computes it that way; ties go to the first
+    in OpenAI's order.
     """
     th = thresholds or {}
     categories: dict[str, bool] = {}
     category_scores: dict[str, float] = {}
     for name in OPENAI_CATEGORIES:
-        rule = OPENAI_MAPPING[name]
-        values = [float(scores.get(s, 0.0)) for s in rule.sources]
-        flags = [_flag(scores, th, s) for s in rule.sources]
-        if rule.mode == "any":
-            category_scores[name], categories[name] = max(values), any(flags)
-        else:
-            category_scores[name], categories[name] = min(values), all(flags)
+        category_scores[name], categories[name] = _apply(OPENAI_MAPPING[name], scores, th)
     if _flag(scores, th, UNSAFE) and not any(categories.values()):
-        top = max(OPENAI_CATEGORIES, key=lambda n: category_scores[n])
+        top = max(_GENERAL, key=lambda n: category_scores[n])
         categories[top] = True
     return categories, category_scores
 

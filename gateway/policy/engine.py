@@ -131,15 +131,12 @@ class EffectivePolicy:
         kind = "refusal" if action is Action.REFUSE else "escalation"
         generic = self.messages.get(kind, {})
         default = self.policy.default_language
-        # The user's language first: the principle's own text, then the generic one; then the default.
-        template = (
-            own.get(self.language)
-            or generic.get(self.language)
-            or own.get(default)
-            or generic.get(default)
-            or _FALLBACK_MESSAGES[kind]
-        )
-        return template.format(principle=principle.text, id=principle_id, request_id=request_id)
+        # The user's language if the policy writes this message in it, else the default language; the
+        # principle's own message before the generic template, and the principle cited in that language.
+        language = self.language if self.language in own or self.language in generic else default
+        template = own.get(language) or generic.get(language) or _FALLBACK_MESSAGES[kind]
+        text = principle.text_in(language, default)
+        return template.format(principle=text, id=principle_id, request_id=request_id)
 
 
 class PolicyEngine:

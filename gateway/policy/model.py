@@ -7,18 +7,30 @@ refusal mode and messages.
 
 from __future__ import annotations
 
+import logging
 import re
 from importlib.resources import files
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gateway.guards.base import Action, Stage
 
 RefusalMode = Literal["message", "error"]
 FailMode = Literal["fail_open", "fail_closed"]
+Text = Annotated[str, StringConstraints(min_length=1)]
+
+log = logging.getLogger(__name__)
 
 
 class PolicyError(ValueError):
@@ -30,10 +42,17 @@ class _Strict(BaseModel):
 
 
 class Principle(_Strict):
-    """A written principle that refusals cite; `refusal` maps a language code to the message."""
+    """A written principle that refusals cite. `text` maps a language code to the principle in that
+    language (one plain string is the older form: cited as written in every language); `refusal` maps a
+    language code to the principle's own message, used instead of the policy's refusal template."""
 
-    text: str = Field(min_length=1)
+    text: Text | Annotated[dict[str, Text], Field(min_length=1)]
     refusal: dict[str, str] = Field(default_factory=dict)
+
+    def text_in(self, language: str, default: str) -> str:
+        if isinstance(self.text, str):
+            return self.text
+        return self.text.get(language) or self.text[default]
 
 
 class SteerPolicy(_Strict):
@@ -165,6 +184,31 @@ class Policy(Overlay):
                 raise ValueError(f"unknown principles {sorted(missing)}")
         return self
 
+    @model_validator(mode="after")
+    def _principles_speak_every_message_language(self) -> Policy:
+        """A refusal in German cites its principle in German: a principle written per language must be
+        written in every language the policy's messages are (and in the default language)."""
+        languages = self.message_languages() | {self.default_language}
+        gaps = [
+            f"principles.{name}.text.{language}"
+            for name, principle in self.principles.items()
+            if not isinstance(principle.text, str)
+            for language in sorted(languages - set(principle.text))
+        ]
+        if gaps:
+            raise ValueError(
+                f"a principle written per language needs a text in the default language and in every "
+                f"language the policy's messages are written in ({', '.join(sorted(languages))}): "
+                f"add {', '.join(gaps)}"
+            )
+        return self
+
+    def message_languages(self) -> set[str]:
+        """Every language a refusal or escalation message is written in, in the base or an overlay."""
+        overlays = [self, *self.languages.values(), *self.tenants.values()]
+        languages = {lang for o in overlays for texts in o.messages.values() for lang in texts}
+        return languages | {lang for p in self.principles.values() for lang in p.refusal}
+
 
 def default_policy_path() -> Path:
     return Path(str(files("gateway").joinpath("defaults/policy.yaml")))
@@ -177,6 +221,22 @@ def load_policy(path: Path | None = None) -> Policy:
     except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
         raise PolicyError(f"cannot read policy {path}: {exc}") from exc
     try:
-        return Policy.model_validate(data)
+        policy = Policy.model_validate(data)
     except ValidationError as exc:
         raise PolicyError(f"invalid policy {path}:\n{exc}") from exc
+    _warn_untranslated(policy, path)
+    return policy
+
+
+def _warn_untranslated(policy: Policy, path: Path) -> None:
+    """A principle written as one string (the older form) is cited untranslated in every language."""
+    others = sorted(policy.message_languages() - {policy.default_language})
+    single = sorted(name for name, p in policy.principles.items() if isinstance(p.text, str))
+    if others and single:
+        log.warning(
+            "policy %s: principles %s have one text, cited as written in refusals in %s; "
+            "write their text per language (text: {en: ..., de: ...})",
+            path,
+            ", ".join(single),
+            ", ".join(others),
+        )

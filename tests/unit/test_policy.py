@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from classifiers.language import detect
 from gateway.guards.base import Action, Finding, GuardResult, Stage
 from gateway.policy import PolicyEngine, PolicyError, load_policy
 
@@ -134,3 +135,57 @@ def test_a_grey_band_steers_below_the_refusal_threshold(tmp_path: Path) -> None:
     assert decide("unsafe", 0.7).action is Action.REFUSE and decide("unsafe", 0.7).steering == ()
     assert decide("hate", 0.7).action is Action.ESCALATE and decide("hate", 0.7).principle == "care"
     assert decide("hate", 0.9).action is Action.REFUSE
+
+
+def test_the_default_policy_writes_every_principle_in_every_language_it_refuses_in() -> None:
+    policy = load_policy()
+    languages = policy.message_languages()
+    assert languages >= {"en", "de", "fr", "es"}
+    texts = {name: p.text for name, p in policy.principles.items()}
+    for name, text in texts.items():
+        assert isinstance(text, dict) and set(text) == languages, name
+    engine = PolicyEngine(policy)
+    for language in sorted(languages):
+        foreign = [t[other] for t in texts.values() for other in t if other != language]
+        for name, principle in policy.principles.items():
+            message = engine.resolve("default", language).message(Action.REFUSE, name, "r") or ""
+            assert detect(message) == language, message
+            assert not [text for text in foreign if text in message], message
+            assert principle.refusal or message.endswith(texts[name][language]), message
+
+
+def test_a_language_the_policy_does_not_write_in_gets_the_default_one_whole() -> None:
+    policy = load_policy()
+    message = PolicyEngine(policy).resolve("default", "it").message(Action.REFUSE, "violence", "r")
+    assert message == "I can't help with that. It conflicts with our principle: " + policy.principles[
+        "violence"
+    ].text_in("en", "en")
+
+
+def test_a_principle_without_a_text_in_a_message_language_fails_at_load(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        'version: "1"\nprinciples:\n'
+        "  general: {text: {en: We do no harm., de: Wir schaden nicht.}}\n"
+        "  care: {text: {en: We care.}}\n"
+        "messages: {refusal: {en: 'No: {principle}', de: 'Nein: {principle}'}}\n"
+        "tenants: {acme: {messages: {escalation: {fr: 'Plus tard ({request_id})'}}}}\n"
+    )
+    with pytest.raises(PolicyError, match=r"add principles\.general\.text\.fr, principles\.care\.text\.de"):
+        load_policy(path)
+
+
+def test_a_principle_with_one_text_still_loads_and_is_cited_as_written(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The older form, one string for every language, is accepted (user policies keep loading), with
+    a warning at load that names what is cited untranslated."""
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        'version: "1"\nprinciples: {general: {text: We do no harm.}}\n'
+        "messages: {refusal: {en: 'No: {principle}', de: 'Nein: {principle}'}}\n"
+    )
+    with caplog.at_level("WARNING", logger="gateway.policy.model"):
+        engine = _engine(path)
+    assert "general" in caplog.text and "de" in caplog.text
+    assert engine.resolve("t", "de").message(Action.REFUSE, "general", "r") == "Nein: We do no harm."
