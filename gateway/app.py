@@ -19,6 +19,7 @@ from gateway.guards.base import Guard, Stage
 from gateway.guards.classifier import ClassifierGuard
 from gateway.moderations import ModerationService
 from gateway.policy import Policy, PolicyEngine, load_policy
+from gateway.ratelimit import Buckets, LocalBuckets, RateLimiter
 from gateway.review.routes import router as review_router
 from gateway.review.service import ReviewService
 from gateway.routes import install_error_handlers, router
@@ -40,6 +41,7 @@ class Services:
     limiter: ConcurrencyLimiter
     telemetry: Telemetry
     moderations: ModerationService
+    rate_limits: RateLimiter
     review: ReviewService | None = None
     drain: Drain = field(default_factory=lambda: Drain(0.0))
 
@@ -77,6 +79,17 @@ def build_sink(settings: Settings, events: SinkEvents) -> Sink:
     return SQLiteSink(settings.sink_path, flagged_only=flagged_only, events=events)
 
 
+def build_rate_limiter(settings: Settings, telemetry: Telemetry) -> RateLimiter:
+    """Buckets in this process, or in Redis when `redis_url` is set and some tenant has a limit."""
+    buckets: Buckets = LocalBuckets()
+    limited = any(t.requests_per_minute or t.tokens_per_minute for t in settings.tenants.values())
+    if settings.redis_url and limited:
+        from gateway.ratelimit.redis import RedisBuckets
+
+        buckets = RedisBuckets(settings.redis_url, fallback=buckets, on_fallback=telemetry.ratelimit_fallback)
+    return RateLimiter(settings, buckets)
+
+
 def build_classifier_guard(settings: Settings) -> ClassifierGuard | None:
     """The ML guard, with the options `Settings.classifier_options` resolves."""
     config = settings.classifiers
@@ -104,10 +117,11 @@ def create_app(
     policy = load_policy(settings.policy_file)
     engine = PolicyEngine(policy)
     backends = backends if backends is not None else build_backends(settings)
+    auth = Authenticator(settings)
     telemetry = Telemetry(
         registry,
         enabled=settings.metrics,
-        tenants=[*settings.tenants, "default"],
+        tenants=[*settings.tenants, *auth.tenants(), "default"],
         categories=_policy_categories(policy),
     )
     executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="railguard-guard")
@@ -144,6 +158,7 @@ def create_app(
     review = (
         ReviewService(settings, telemetry) if settings.review.enabled and settings.review.reviewers else None
     )
+    rate_limits = build_rate_limiter(settings, telemetry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -162,6 +177,7 @@ def create_app(
             for backend in backends:
                 await backend.aclose()
             record_sink.close()
+            await rate_limits.aclose()
             if classifier is not None:
                 classifier.close()
             executor.shutdown(wait=False, cancel_futures=True)
@@ -173,10 +189,11 @@ def create_app(
         settings,
         chat,
         models,
-        Authenticator(settings),
+        auth,
         ConcurrencyLimiter(settings),
         telemetry,
         moderations,
+        rate_limits,
         review,
         Drain(settings.drain_s),
     )

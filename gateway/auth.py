@@ -1,15 +1,33 @@
-"""API keys -> tenants, and the per-key limit on requests in flight."""
+"""API keys -> who calls (tenant, role), and the per-key limit on requests in flight.
+
+Keys come from the settings (`tenants.*.api_key_sha256`, or plain `api_keys` hashed at start) and from
+the keys file that `railguard keys` writes (`gateway.keys`), read again whenever it changes. Only
+sha256 digests are kept; a key from the settings wins over the same digest in the file. Auth is on
+when the settings list a key or the keys file exists, even empty: revoking the last key locks everyone
+out rather than opening the gateway, and a running gateway never turns auth off.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from gateway.errors import AuthenticationError, RateLimitError
+from gateway.keys import KeyFileWatcher, Role
 from gateway.settings import Settings
 
 DEFAULT_TENANT = "default"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a request comes from. `key_sha256` is empty when auth is off."""
+
+    tenant: str
+    key_sha256: str = ""
+    role: Role = "user"  # keys from the settings are users'; the keys file says each key's role
 
 
 class Authenticator:
@@ -18,21 +36,39 @@ class Authenticator:
     def __init__(self, settings: Settings) -> None:
         # keyed by the key's sha256: plain keys are hashed at start, so no key is kept in memory
         # as text, and the lookup compares digests, not the secret
-        self._tenants = {_digest(key): name for name, t in settings.tenants.items() for key in t.api_keys}
-        self._tenants.update(
-            {d.lower(): name for name, t in settings.tenants.items() for d in t.api_key_sha256}
-        )
+        configured = {_digest(key): name for name, t in settings.tenants.items() for key in t.api_keys}
+        configured.update({d.lower(): name for name, t in settings.tenants.items() for d in t.api_key_sha256})
+        self._configured = {d: Identity(tenant, d) for d, tenant in configured.items()}
+        self._file = KeyFileWatcher(settings.keys_path)
+        self._identities = self._merged()
+        self._required = bool(self._configured) or self._file.exists
         token = settings.metrics_token
         self._metrics = _digest(token) if token else None
 
+    def _merged(self) -> dict[str, Identity]:
+        from_file = {d: Identity(k.tenant, d, k.role) for d, k in self._file.keys.items()}
+        return from_file | self._configured
+
+    def _current(self) -> dict[str, Identity]:
+        if self._file.changed():
+            self._identities = self._merged()
+            self._required = self._required or self._file.exists
+        return self._identities
+
     @property
     def enabled(self) -> bool:
-        return bool(self._tenants)
+        self._current()
+        return self._required
 
-    def tenant(self, headers: Mapping[str, str]) -> tuple[str, str]:
-        """(tenant, key) for a request; raises 401 for a missing or unknown key."""
-        if not self._tenants:
-            return DEFAULT_TENANT, ""
+    def tenants(self) -> list[str]:
+        """The tenants that have keys now (for metric labels)."""
+        return sorted({i.tenant for i in self._current().values()})
+
+    def identify(self, headers: Mapping[str, str]) -> Identity:
+        """Who sends a request; raises 401 for a missing or unknown key."""
+        identities = self._current()
+        if not self._required:
+            return Identity(DEFAULT_TENANT)
         authorization = headers.get("authorization", "")
         scheme, _, key = authorization.partition(" ")
         key = key.strip()
@@ -42,15 +78,15 @@ class Authenticator:
                 "(Authorization: Bearer YOUR_KEY).",
                 code="missing_api_key",
             )
-        tenant = self._tenants.get(_digest(key))
-        if tenant is None:
+        identity = identities.get(_digest(key))
+        if identity is None:
             shown = key[:3] + "*" * max(0, len(key) - 7) + key[-4:] if len(key) > 8 else "***"
             raise AuthenticationError(f"Incorrect API key provided: {shown}.")
-        return tenant, key
+        return identity
 
     def check_metrics(self, headers: Mapping[str, str]) -> None:
         """With API keys configured, /metrics needs the scrape token (it names tenants and traffic)."""
-        if not self._tenants:
+        if not self.enabled:
             return
         scheme, _, token = headers.get("authorization", "").partition(" ")
         if self._metrics is None:
@@ -77,9 +113,9 @@ class ConcurrencyLimiter:
         }
         self._in_flight: dict[str, int] = {}
 
-    def acquire(self, tenant: str, key: str) -> str:
-        limit = self._per_tenant.get(tenant, self._default)
-        slot = key or tenant
+    def acquire(self, identity: Identity) -> str:
+        limit = self._per_tenant.get(identity.tenant, self._default)
+        slot = identity.key_sha256 or identity.tenant
         current = self._in_flight.get(slot, 0)
         if current >= limit:
             raise RateLimitError(

@@ -7,8 +7,11 @@
     ├── AuthenticationError             401 code=invalid_api_key
     ├── NotFoundError                   404 (unknown route or model)
     ├── MethodNotAllowedError           405
+    ├── RequestTimeoutError             408 code=request_timeout  (a body not sent in time)
     ├── PayloadTooLargeError            413
-    ├── RateLimitError                  429 code=rate_limit_exceeded
+    ├── RateLimitError                  429 code=rate_limit_exceeded, type=requests
+    │   └── TokenRateLimitError         429 type=tokens           (tokens per minute)
+    ├── ClientClosedError               499 (the client left mid-request: nobody reads the answer)
     ├── ServiceUnavailableError         503 (model not loaded yet)
     ├── UpstreamRejectedError           4xx as the upstream answered (the request was invalid there)
     ├── UpstreamError                   502 (upstream down, broken, or answering 5xx)
@@ -24,6 +27,7 @@ from typing import Any, ClassVar
 
 __all__ = [
     "AuthenticationError",
+    "ClientClosedError",
     "ContentFilterError",
     "InvalidRequestError",
     "MethodNotAllowedError",
@@ -31,7 +35,9 @@ __all__ = [
     "PayloadTooLargeError",
     "RailguardError",
     "RateLimitError",
+    "RequestTimeoutError",
     "ServiceUnavailableError",
+    "TokenRateLimitError",
     "UnsupportedParameterError",
     "UpstreamError",
     "UpstreamRejectedError",
@@ -92,6 +98,12 @@ class MethodNotAllowedError(RailguardError):
     default_code = "method_not_allowed"
 
 
+class RequestTimeoutError(RailguardError):
+    status = 408
+    type = "invalid_request_error"
+    default_code = "request_timeout"
+
+
 class PayloadTooLargeError(RailguardError):
     status = 413
     type = "invalid_request_error"
@@ -102,6 +114,18 @@ class RateLimitError(RailguardError):
     status = 429
     type = "requests"
     default_code = "rate_limit_exceeded"
+
+
+class TokenRateLimitError(RateLimitError):
+    type = "tokens"
+
+
+class ClientClosedError(RailguardError):
+    """nginx's 499: counted and recorded like any failed request, but never logged as an error."""
+
+    status = 499
+    type = "invalid_request_error"
+    default_code = "client_closed"
 
 
 class ServiceUnavailableError(RailguardError):

@@ -22,6 +22,7 @@ from gateway.errors import (
     ServiceUnavailableError,
     render,
 )
+from gateway.ratelimit import chat_tokens, moderation_tokens
 from gateway.requests import parse_chat_request, parse_json_object, read_body
 from gateway.serving import RequestContext
 
@@ -52,31 +53,39 @@ async def chat_completions(request: Request) -> Response:
                 code="server_shutting_down",
                 headers={"retry-after": "1"},
             )
-        ctx.tenant, key = services.auth.tenant(request.headers)
-        slot = services.limiter.acquire(ctx.tenant, key)
+        identity = services.auth.identify(request.headers)
+        ctx.tenant = identity.tenant
+        slot = services.limiter.acquire(identity)
     except RailguardError as error:
         services.chat.record_rejection(ctx, model, error)
         raise
+    limits = services.settings.limits
+    rate: dict[str, str] = {}  # the x-ratelimit-* headers, on every answer from here on
     try:
-        raw = await read_body(request, services.settings.limits.max_body_bytes)
-        body = parse_json_object(raw)
+        body = parse_json_object(await read_body(request, limits.max_body_bytes))
         named = body.get("model")
         model = named if isinstance(named, str) else ""
-        chat_request = parse_chat_request(body, services.settings.limits)
+        rate = await services.rate_limits.check(
+            identity, chat_tokens(body, limits.reserved_completion_tokens)
+        )
+        chat_request = parse_chat_request(body, limits)
         services.models.card(chat_request.model)
     except RailguardError as error:
         services.limiter.release(slot)
         services.chat.record_rejection(ctx, model, error)
+        error.headers = {**rate, **error.headers}
         raise
     try:
         result = await cancel_on_disconnect(request, services.chat.create(chat_request, body, ctx))
     except ClientDisconnected:  # recorded as 499 by `create`; nobody reads this response
         services.limiter.release(slot)
         return Response(status_code=499)
-    except BaseException:
+    except BaseException as error:
         services.limiter.release(slot)
+        if isinstance(error, RailguardError):
+            error.headers = {**rate, **error.headers}
         raise
-    headers = {"x-request-id": ctx.request_id, "x-railguard-action": result.action.value}
+    headers = {"x-request-id": ctx.request_id, "x-railguard-action": result.action.value, **rate}
     if result.stream is None:
         services.limiter.release(slot)
         return _json(result.body, headers=headers)
@@ -96,7 +105,7 @@ async def chat_completions(request: Request) -> Response:
 @router.get("/v1/models")
 async def list_models(request: Request) -> Response:
     services = _services(request)
-    services.auth.tenant(request.headers)
+    services.auth.identify(request.headers)
     cards = services.models.cards()
     return _json({"object": "list", "data": [c.to_openai() for c in cards]})
 
@@ -104,17 +113,22 @@ async def list_models(request: Request) -> Response:
 @router.get("/v1/models/{model_id:path}")
 async def retrieve_model(model_id: str, request: Request) -> Response:
     services = _services(request)
-    services.auth.tenant(request.headers)
+    services.auth.identify(request.headers)
     return _json(services.models.card(model_id).to_openai())
 
 
 @router.post("/v1/moderations")
 async def moderations(request: Request) -> Response:
     services = _services(request)
-    services.auth.tenant(request.headers)
-    raw = await read_body(request, services.settings.limits.max_body_bytes)
-    body = await services.moderations.create(parse_json_object(raw), services.settings.limits)
-    return _json(body)
+    identity = services.auth.identify(request.headers)
+    body = parse_json_object(await read_body(request, services.settings.limits.max_body_bytes))
+    rate = await services.rate_limits.check(identity, moderation_tokens(body))
+    try:
+        result = await services.moderations.create(body, services.settings.limits)
+    except RailguardError as error:
+        error.headers = {**rate, **error.headers}
+        raise
+    return _json(result, headers=rate)
 
 
 @router.get("/healthz")

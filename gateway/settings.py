@@ -37,6 +37,12 @@ class UpstreamConfig(_Frozen):
     connect_timeout_s: float = Field(5.0, gt=0)
     max_connections: int = Field(512, ge=1)
     connect_retries: int = Field(1, ge=0, le=5, description="Retries of a failed connect (safe)")
+    max_tokens_ceiling: int = Field(
+        131_072,
+        ge=1,
+        description="The most max_tokens / max_completion_tokens a request may ask of an upstream model; "
+        "more is a 400 that names this limit (a local model's limit is its context)",
+    )
 
     @model_validator(mode="after")
     def _http_url(self) -> UpstreamConfig:
@@ -113,13 +119,42 @@ class TenantConfig(_Frozen):
         default_factory=list, description="sha256 hex digests of the keys: the file never holds a secret"
     )
     max_concurrency: int | None = Field(None, ge=1, description="Overrides limits.max_concurrency")
+    requests_per_minute: int | None = Field(
+        None, ge=1, description="Rate limit of each of the tenant's keys (none: unlimited, no headers)"
+    )
+    tokens_per_minute: int | None = Field(
+        None,
+        ge=1,
+        description="Rate limit of each key in tokens: the prompt's estimate plus max_tokens reserved",
+    )
 
 
 class LimitsConfig(_Frozen):
     max_body_bytes: int = Field(2_000_000, ge=1024)
+    header_read_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="From connecting (or the previous answer) to a request's last header byte; a slower "
+        "client is cut off (408 when it had begun a request). `railguard serve` only",
+    )
+    max_header_bytes: int = Field(
+        65_536, ge=1024, description="Request line and headers together; more is a 431 (`railguard serve`)"
+    )
+    body_read_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="From the last header byte to the body's last byte; a client that stalls or trickles "
+        "its body past this gets a 408 and the connection is closed",
+    )
     max_messages: int = Field(512, ge=1)
     max_message_chars: int = Field(200_000, ge=1)
     max_concurrency: int = Field(64, ge=1, description="Requests in flight per API key")
+    reserved_completion_tokens: int = Field(
+        256,
+        ge=0,
+        description="Tokens a chat request without max_tokens/max_completion_tokens reserves for its "
+        "answer under tokens_per_minute",
+    )
 
 
 class SinkConfig(_Frozen):
@@ -207,8 +242,15 @@ class Settings(BaseSettings):
     local: LocalModelConfig | None = None
     policy_file: Path | None = Field(None, description="Default: the policy shipped with railguard")
     tenants: dict[str, TenantConfig] = Field(default_factory=dict)
+    keys_file: Path | None = Field(
+        None,
+        description="API keys made by `railguard keys create` (sha256 digests, tenant, role), read at "
+        "start and again whenever the file changes. Default: <cache_dir>/keys.json",
+    )
     redis_url: str | None = Field(
-        None, description="e.g. redis://127.0.0.1:6379/0: decision records go to a Redis Stream"
+        None,
+        description="e.g. redis://127.0.0.1:6379/0: decision records go to a Redis Stream, and replicas "
+        "share one rate-limit budget per key",
     )
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     sink: SinkConfig = Field(default_factory=SinkConfig)
@@ -280,8 +322,8 @@ class Settings(BaseSettings):
         return self.cache_dir / "registry"
 
     @property
-    def auth_enabled(self) -> bool:
-        return any(t.api_keys or t.api_key_sha256 for t in self.tenants.values())
+    def keys_path(self) -> Path:
+        return self.keys_file or self.cache_dir / "keys.json"
 
     @property
     def sink_path(self) -> Path:

@@ -161,7 +161,7 @@ async def import_(request: Request) -> Response:
 async def report(request: Request) -> Response:
     """A user (any tenant key) reports an answer: its record enters the queue at the top."""
     services: Services = request.app.state.services
-    services.auth.tenant(request.headers)
+    services.auth.identify(request.headers)
     review = _review(request)
     body = await _body(request)
     request_id, reason = body.get("request_id"), body.get("reason", "")

@@ -143,6 +143,11 @@ class Telemetry:
             "Decision records by sink event: queued, written, spooled, replayed, dropped",
             ("event",),
         )
+        self.ratelimit_fallbacks = counter(
+            "railguard_ratelimit_fallbacks_total",
+            "Rate-limit decisions made in process because Redis failed (replicas did not share them)",
+            (),
+        )
         self.guard_latency = histogram(
             "railguard_guard_latency_seconds", "Latency a guard stage added to a request",
             ("stage",), _GUARD_BUCKETS,
@@ -319,6 +324,10 @@ class Telemetry:
     def sink_event(self, event: str, count: int = 1) -> None:
         if self.enabled and count > 0:
             self._child(self.sink_records, event if event in SINK_EVENTS else OTHER).inc(count)
+
+    def ratelimit_fallback(self) -> None:
+        if self.enabled:
+            self.ratelimit_fallbacks.inc()
 
     def set_sink_lag(self, seconds: float) -> None:
         if self.enabled:
