@@ -1,4 +1,5 @@
-"""The gateway's commands: serve, prepare models, read records (`railguard/cli.py` dispatches the rest)."""
+"""The gateway's commands: serve, prepare models, read records, API keys (`railguard/cli.py` dispatches
+the rest)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from gateway.settings import Settings
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
-    for name in ("host", "port", "policy_file", "allow_unauthenticated"):
+    for name in ("host", "port", "policy_file", "allow_unauthenticated", "keys_file"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
@@ -30,15 +31,18 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.auth import Authenticator
     from gateway.drain import serve as drain_and_serve
     from gateway.telemetry import configure_json_logging
 
     settings = _settings(args)
     configure_json_logging(settings.log_level)
-    if not _loopback(settings.host) and not settings.auth_enabled and not settings.allow_unauthenticated:
+    keys = Authenticator(settings).enabled  # the settings' keys and the keys file's
+    if not _loopback(settings.host) and not keys and not settings.allow_unauthenticated:
         raise ValueError(
             f"{settings.host} is not a loopback address and no API keys are configured, so anyone who can "
-            "connect could use the gateway: configure tenants' api_key_sha256, or pass "
+            "connect could use the gateway: create keys (`railguard keys create --tenant NAME`) or "
+            "configure tenants' api_key_sha256, or pass "
             "--allow-unauthenticated (allow_unauthenticated: true) if a proxy in front authenticates"
         )
     from gateway.backends.local.convert import prepare, probe_model_dir
@@ -132,13 +136,14 @@ def review(args: argparse.Namespace) -> int:
         out = open(args.out, "wb") if args.out else sys.stdout.buffer  # noqa: SIM115
         try:
             count = 0
-            for item in store.export():
+            for item in store.export(include_ai=args.with_ai):
                 out.write(orjson.dumps(item) + b"\n")
                 count += 1
         finally:
             if args.out:
                 out.close()
-        print(f"exported {count} decided items", file=sys.stderr)
+        kind = "decided or AI-labelled" if args.with_ai else "decided"
+        print(f"exported {count} {kind} items", file=sys.stderr)
     else:
         if args.file is None:
             print("railguard review import: give a JSONL file", file=sys.stderr)
@@ -153,6 +158,34 @@ def review(args: argparse.Namespace) -> int:
             print(f"railguard review import: {args.file}: {exc}; nothing was imported", file=sys.stderr)
             return 2
         print(f"imported {counts['label']} labels and {counts['gold']} gold items")
+    return 0
+
+
+def keys(args: argparse.Namespace) -> int:
+    """`railguard keys create|list|revoke`: API keys in the keys file (`gateway.keys`). Bad input raises
+    `KeyFileError`, a ValueError: one line on stderr, status 2, the file unchanged."""
+    from gateway.keys import create_key, read_keys, revoke_key
+
+    path = _settings(args).keys_path
+    if args.action == "create":
+        key, entry = create_key(path, args.tenant, args.role)
+        print(key)
+        print(
+            f"created a key for tenant {entry.tenant} (role {entry.role}, sha256 {entry.sha256[:12]}…) in "
+            f"{path}; it is shown only this once",
+            file=sys.stderr,
+        )
+    elif args.action == "list":
+        stored = read_keys(path)
+        if not stored:
+            print(f"no keys in {path}", file=sys.stderr)
+        else:
+            print(f"{'TENANT':<24} {'ROLE':<9} {'SHA256':<12}  CREATED")
+        for k in stored:
+            print(f"{k.tenant:<24} {k.role:<9} {k.sha256[:12]}  {k.created}")
+    else:
+        gone = revoke_key(path, args.prefix)
+        print(f"revoked the key {gone.sha256[:12]}… of tenant {gone.tenant} (role {gone.role})")
     return 0
 
 
@@ -183,13 +216,32 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["key", "stats", "export", "import"])
     p.add_argument("file", nargs="?", type=Path, help="import: the JSONL file")
     p.add_argument("--out", type=Path, help="export: write here instead of stdout")
+    p.add_argument("--with-ai", action="store_true",
+                   help="export: also items only an AI labelled (railguard label), marked so")  # fmt: skip
     p.add_argument("--actor", default="cli", help="import: who imports (the audit log names them)")
     p.set_defaults(func=review)
+    p = sub.add_parser("keys", help="API keys: create (shown once), list, revoke; the keys file")
+    actions = p.add_subparsers(dest="action", required=True)
+    for name, about in [
+        ("create", "make a key for a tenant; prints it once, stores only its sha256"),
+        ("list", "tenant, role, digest prefix and creation time of each key (never the key)"),
+        ("revoke", "remove the key whose sha256 starts with PREFIX; the gateway refuses it at once"),
+    ]:
+        a = actions.add_parser(name, help=about)
+        a.add_argument("--config", type=Path, help="YAML settings file (keys_file, cache_dir)")
+        a.add_argument("--keys-file", type=Path, help="default: keys_file, or <cache_dir>/keys.json")
+        a.set_defaults(func=keys)
+        if name == "create":
+            a.add_argument("--tenant", required=True, help="the tenant the key calls as")
+            a.add_argument("--role", default="user", help="user (default), reviewer or admin")
+        elif name == "revoke":
+            a.add_argument("prefix", help="the first hex digits of the key's sha256 (`keys list`)")
     # Dispatched by the composition root (railguard/cli.py); listed here so that --help names them.
     sub.add_parser("classifiers", help="train, evaluate and build the safety classifiers", add_help=False)
     sub.add_parser("classify", help="classify text or JSONL from the command line", add_help=False)
     sub.add_parser("steer", help="extract, evaluate and list steering vectors", add_help=False)
-    sub.add_parser("train", help="train LoRA adapters on the local model (sft)", add_help=False)
+    sub.add_parser("train", help="train LoRA adapters: sft, dpo, nightly (the whole loop)", add_help=False)
+    sub.add_parser("label", help="AI labels (critique, revision) for unlabelled review items", add_help=False)
     sub.add_parser("data", help="build safety SFT/DPO data from reviewed items", add_help=False)
     sub.add_parser("registry", help="adapter versions: list, promote, rollback (hot reload)", add_help=False)
     sub.add_parser("eval", help="evaluate the assistant (IFEval and our held-out prompts)", add_help=False)

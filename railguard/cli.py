@@ -1,8 +1,9 @@
 """`railguard`: the one command line over every package, and the only module that imports them all.
 
-The gateway (`serve`, `prepare`, `records`), the classifiers (`classifiers`, `classify`), steering with
-railguard's refusal detector (`steer`), training (`train`) and evaluation (`eval`) keep their own CLIs;
-this module only dispatches, so no package has to import another for the sake of the command line.
+The gateway (`serve`, `prepare`, `records`, `review`, `keys`), the classifiers (`classifiers`,
+`classify`), steering with railguard's refusal detector (`steer`), training (`train`) and evaluation
+(`eval`) keep their own CLIs; this module only dispatches, so no package has to import another for the
+sake of the command line.
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ def _data(argv: list[str]) -> int:
     return data_main(argv)
 
 
+def _label(argv: list[str]) -> int:
+    from trainer.nightly import label_main
+
+    return label_main(argv)
+
+
 def _eval(argv: list[str]) -> int:
     from evaluation.cli import main as eval_main
 
@@ -59,6 +66,7 @@ _COMMANDS: dict[str, tuple[Callable[[list[str]], int], bool]] = {
     "eval": (_eval, False),
     "registry": (_registry, False),
     "data": (_data, False),
+    "label": (_label, False),
 }
 
 

@@ -2,6 +2,7 @@
 
     railguard train sft --config trainer/configs/assistant.yaml [--lora-r 8 --max-steps 10 ...]
     railguard train dpo --data <dataset>/dpo.jsonl [--init-adapter DIR --beta 0.1 --max-steps 50 ...]
+    railguard train nightly [--settings railguard.yaml --config nightly.yaml --eval-limit 24 ...]
 
 Settings come from the YAML file, then from `--setting value` flags (names as in the config, dashes or
 underscores). A bad setting, a missing or malformed data file or a chat template mismatch is reported as
@@ -18,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from trainer.config import ConfigError, DPOConfig, SFTConfig, load_config, parse_overrides
+from trainer.config import ConfigError, DPOConfig, NightlyConfig, SFTConfig, load_config, parse_overrides
 
 __all__ = ["main"]
 
@@ -52,9 +53,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     dpo.add_argument("--config", type=Path, help="YAML file of settings")
+    nightly = sub.add_parser(
+        "nightly",
+        help="the loop: review queue -> AI labels -> data -> SFT -> DPO -> gate -> promote (resumable)",
+        epilog=_help_text(NightlyConfig),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    nightly.add_argument("--config", type=Path, help="YAML file of settings")
     args, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
+        if args.algorithm == "nightly":
+            from trainer.nightly import main as nightly_main
+
+            return nightly_main(load_config(NightlyConfig, args.config, parse_overrides(rest)))
         if args.algorithm == "dpo":
             from trainer.dpo import train as train_dpo
 

@@ -15,7 +15,7 @@ from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-__all__ = ["ConfigError", "DPOConfig", "SFTConfig", "load_config", "parse_overrides"]
+__all__ = ["ConfigError", "DPOConfig", "NightlyConfig", "SFTConfig", "load_config", "parse_overrides"]
 
 T = TypeVar("T")
 
@@ -43,6 +43,13 @@ class SFTConfig:
     topics_file: Path = field(
         default=Path("trainer/data/instructions/topics.jsonl"),
         metadata={"help": "Our own source texts for generated instruction-following examples"},
+    )
+    data_file: Path | None = field(
+        default=None,
+        metadata={
+            "help": "Train on this `messages` JSONL only (`railguard data build`'s sft.jsonl), instead "
+            "of the assistant mix below"
+        },
     )
     demo_repeats: int = field(
         default=2, metadata={"help": "How often each of our demonstrations is seen per epoch"}
@@ -193,6 +200,71 @@ class DPOConfig:
 
     def resolved_run_dir(self) -> Path:
         return (self.run_dir or self.cache_dir / "runs" / self.output_dir.name).expanduser()
+
+
+@dataclass(frozen=True)
+class NightlyConfig:
+    """The nightly loop (`railguard train nightly`): flagged records -> review queue -> AI labels -> data ->
+    SFT -> DPO -> evaluation -> gate -> promote or reject. The gateway's own settings file says where the
+    records, the review queue, the registry and the policy are (`settings`)."""
+
+    settings: Path | None = field(
+        default=None, metadata={"help": "The gateway's settings file (railguard.yaml): stores and policy"}
+    )
+    model: str = field(default="gemma-3-270m", metadata={"help": "The served model id the loop improves"})
+    adapter_name: str = field(default="assistant", metadata={"help": "Registry name of the adapters"})
+    data_dir: Path = field(
+        default=Path("../shared/data"), metadata={"help": "Evaluation sets (decontamination, the gate)"}
+    )
+    label_limit: int = field(default=200, metadata={"help": "Items AI-labelled per run at most"})
+    spot_check: float = field(
+        default=0.1, metadata={"help": "Share of AI labels sent to the top of the queue for people"}
+    )
+    label_min_score: float = field(
+        default=0.9,
+        metadata={"help": "AI-label only items flagged at least this surely; the rest wait for people"},
+    )
+    teacher_url: str | None = field(
+        default=None,
+        metadata={"help": "An OpenAI-compatible endpoint that critiques and revises (default: the model)"},
+    )
+    teacher_model: str | None = field(default=None, metadata={"help": "The teacher's model id"})
+    teacher_api_key_env: str = field(
+        default="RAILGUARD_TEACHER_API_KEY", metadata={"help": "Environment variable holding its key"}
+    )
+    max_tokens: int = field(default=160, metadata={"help": "Tokens per generated answer"})
+    general: int = field(
+        default=60, metadata={"help": "Our demonstrations mixed into the SFT data against forgetting"}
+    )
+    sft_max_steps: int = field(default=60, metadata={"help": "SFT optimizer steps (0: no SFT stage)"})
+    sft_learning_rate: float = field(default=1e-4, metadata={"help": "SFT learning rate"})
+    dpo_max_steps: int = field(default=40, metadata={"help": "DPO optimizer steps (0: no DPO stage)"})
+    dpo_learning_rate: float = field(default=5e-6, metadata={"help": "DPO learning rate"})
+    beta: float = field(default=0.1, metadata={"help": "DPO beta"})
+    batch_size: int = field(default=2, metadata={"help": "Examples per step"})
+    max_length: int = field(default=384, metadata={"help": "Tokens per training example at most"})
+    threads: int | None = field(default=None, metadata={"help": "torch threads (default: torch's)"})
+    eval_suites: list[str] = field(
+        default_factory=lambda: ["harmbench-test", "xstest", "multijail"],
+        metadata={"help": "Suites the candidate and the served adapter are compared on (model only)"},
+    )
+    eval_limit: int = field(default=48, metadata={"help": "Items per suite, spread over its groups"})
+    harmful_margin: float = field(
+        default=0.0, metadata={"help": "Harmful compliance may not rise beyond this (rate points)"}
+    )
+    over_refusal_margin: float = field(
+        default=0.02, metadata={"help": "Over-refusal may rise at most this much (rate points)"}
+    )
+    improve: list[str] = field(
+        default_factory=list, metadata={"help": "Suites on which harmful compliance must fall"}
+    )
+    min_items: int = field(
+        default=1, metadata={"help": "Fewer labelled items than this: nothing to train on, exit 0"}
+    )
+
+    @staticmethod
+    def resolved(path: Path) -> Path:
+        return path.expanduser()
 
 
 def load_config(cls: type[T], path: Path | None = None, overrides: dict[str, str] | None = None) -> T:

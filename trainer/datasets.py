@@ -70,22 +70,27 @@ def demo_conversations(directory: Path) -> list[Conversation]:
     files = sorted(directory.glob("*.jsonl"))
     if not files:
         raise DataError(f"no <lang>.jsonl demonstrations in {directory}")
+    return [c for path in files for c in file_conversations(path, "demos", default_lang=path.stem)]
+
+
+def file_conversations(path: Path, source: str, default_lang: str = "en") -> list[Conversation]:
+    """One `messages` JSONL file; a missing file or a malformed line is a DataError naming it."""
+    if not path.is_file():
+        raise DataError(f"{path} does not exist")
     conversations = []
-    for path in files:
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: not JSON ({exc.msg})") from None
-            if not isinstance(raw, dict):
-                raise DataError(f"{where}: each line must be a JSON object")
-            messages = _messages(raw.get("messages"), where)
-            conversations.append(
-                Conversation(messages, "demos", str(raw.get("lang") or path.stem), str(raw.get("kind", "")))
-            )
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{where}: not JSON ({exc.msg})") from None
+        if not isinstance(raw, dict):
+            raise DataError(f"{where}: each line must be a JSON object")
+        messages = _messages(raw.get("messages"), where)
+        lang = str(raw.get("lang") or default_lang)
+        conversations.append(Conversation(messages, source, lang, str(raw.get("kind", ""))))
     return conversations
 
 
@@ -243,14 +248,19 @@ def build(
     hh_rlhf_refusals_count: int,
     validation_share: float,
     seed: int,
+    data_file: Path | None = None,
 ) -> Dataset:
-    """Every source read and checked (errors name the file), split, repeated, shuffled by `seed`."""
-    sources = {
-        "demos": demo_conversations(demos_dir),
-        "instructions": instruction_conversations(topics_file, instruction_examples, seed),
-        "alpaca": alpaca_conversations(data_dir, alpaca_examples, alpaca_max_words, seed),
-        "hh-rlhf": hh_rlhf_refusals(data_dir, hh_rlhf_refusals_count, seed),
-    }
+    """Every source read and checked (errors name the file), split, repeated, shuffled by `seed`.
+    With ``data_file`` that file is the only source (a safety dataset from `railguard data build`)."""
+    if data_file is not None:
+        sources = {"file": file_conversations(data_file, "file")}
+    else:
+        sources = {
+            "demos": demo_conversations(demos_dir),
+            "instructions": instruction_conversations(topics_file, instruction_examples, seed),
+            "alpaca": alpaca_conversations(data_dir, alpaca_examples, alpaca_max_words, seed),
+            "hh-rlhf": hh_rlhf_refusals(data_dir, hh_rlhf_refusals_count, seed),
+        }
     train: list[Conversation] = []
     validation: list[Conversation] = []
     for name, conversations in sources.items():
@@ -258,19 +268,11 @@ def build(
         train.extend(t * (demo_repeats if name == "demos" else 1))
         validation.extend(v)
     random.Random(seed).shuffle(train)
-    files: dict[str, str] = {str(p): file_sha256(p) for p in sorted(demos_dir.glob("*.jsonl"))}
-    if instruction_examples > 0:
-        files[str(topics_file)] = file_sha256(topics_file)
-    if alpaca_examples > 0:
-        for name in ALPACA_FILES:
-            files[f"{data_dir.name}/alpaca-eval-outputs/{name}"] = file_sha256(
-                data_dir / "alpaca-eval-outputs" / name
-            )
-    if hh_rlhf_refusals_count > 0:
-        from classifiers.labels import HH_RLHF_FILE, HH_RLHF_LABELS
-
-        files[f"{data_dir.name}/{HH_RLHF_FILE}"] = file_sha256(data_dir / HH_RLHF_FILE)
-        files["classifiers/labels/" + HH_RLHF_LABELS.name] = file_sha256(HH_RLHF_LABELS)
+    if data_file is not None:
+        files = {str(data_file): file_sha256(data_file)}
+    else:
+        files = _source_files(demos_dir, topics_file, data_dir, instruction_examples, alpaca_examples,
+                              hh_rlhf_refusals_count)  # fmt: skip
     everything = hashlib.sha256()
     for c in [*train, *validation]:
         everything.update(c.digest.encode())
@@ -286,6 +288,30 @@ def build(
         "conversations_sha256": everything.hexdigest(),
     }
     return Dataset(train, validation, manifest)
+
+
+def _source_files(
+    demos_dir: Path,
+    topics_file: Path,
+    data_dir: Path,
+    instruction_examples: int,
+    alpaca_examples: int,
+    hh_rlhf_refusals_count: int,
+) -> dict[str, str]:
+    files: dict[str, str] = {str(p): file_sha256(p) for p in sorted(demos_dir.glob("*.jsonl"))}
+    if instruction_examples > 0:
+        files[str(topics_file)] = file_sha256(topics_file)
+    if alpaca_examples > 0:
+        for name in ALPACA_FILES:
+            files[f"{data_dir.name}/alpaca-eval-outputs/{name}"] = file_sha256(
+                data_dir / "alpaca-eval-outputs" / name
+            )
+    if hh_rlhf_refusals_count > 0:
+        from classifiers.labels import HH_RLHF_FILE, HH_RLHF_LABELS
+
+        files[f"{data_dir.name}/{HH_RLHF_FILE}"] = file_sha256(data_dir / HH_RLHF_FILE)
+        files["classifiers/labels/" + HH_RLHF_LABELS.name] = file_sha256(HH_RLHF_LABELS)
+    return files
 
 
 def _counts(conversations: list[Conversation]) -> dict[str, Any]:

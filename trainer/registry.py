@@ -152,6 +152,17 @@ class Registry:
             self._event(db, model, version, "promoted", actor, reason)
         return self.get(version)
 
+    def annotate(self, version: str, **lineage: Any) -> Version:
+        """Add to a version's lineage what is known only after it was registered (its evaluation)."""
+        found = self.get(version)
+        merged = {**found.lineage, **lineage}
+        with self._db() as db:
+            db.execute(
+                "UPDATE versions SET lineage = ? WHERE version = ?",
+                (json.dumps(merged, sort_keys=True, default=str), version),
+            )
+        return self.get(version)
+
     def reject(self, version: str, *, actor: str, reason: str) -> None:
         self.get(version)
         with self._db() as db:

@@ -8,7 +8,11 @@ what the policy should have done and may carry the ideal answer a reviewer wrote
   user got). These are what make the model refuse less where it should not.
 * **harmful** (the reviewers say refuse): an SFT conversation (prompt -> the reviewer's refusal, or the
   gateway's own refusal in the user's language, or a principled refusal per language). The model's own harmful
-  answer is never stored by the gateway, so DPO pairs for these come from regeneration in the nightly job.
+  answer is never stored by the gateway; an AI label (`trainer.label`) regenerates it, and then the item also
+  gives a DPO pair (chosen: the refusal; rejected: that answer).
+
+Items only an AI has labelled (`railguard review export --with-ai`) carry their provenance (teacher model,
+prompt version, policy version, principle) into the manifest beside the human ones.
 
 Everything is de-identified again (the PII redactor) and decontaminated: an item whose prompt matches a
 prompt of an evaluation-only set or of an evaluation suite (normalised, by sha256) is left out and
@@ -98,6 +102,14 @@ def _last_user(messages: list[dict[str, Any]]) -> str:
     return ""
 
 
+def _pair(prompt: list[dict[str, Any]], chosen: str, rejected: str) -> dict[str, Any]:
+    return {
+        "prompt": prompt,
+        "chosen": [{"role": "assistant", "content": chosen}],
+        "rejected": [{"role": "assistant", "content": rejected}],
+    }
+
+
 def build(
     items: Iterable[dict[str, Any]],
     out_root: Path,
@@ -137,18 +149,22 @@ def build(
         ideal = redact(final["ideal_answer"]) if final.get("ideal_answer") else None
         served = record.get("response")
         guard_refused = record.get("action") in ("refuse", "escalate")
+        # the model's own answer that an AI label replaces (regenerated: the gateway never stores it)
+        own = redact(final["rejected_answer"]) if final.get("rejected_answer") else None
         if action == "allow":
             if ideal is None:
                 skipped["allowed without an ideal answer"] += 1
                 continue
-            sft.append({"messages": [*prompt, {"role": "assistant", "content": ideal}]})
-            if guard_refused and served:
-                dpo.append({"prompt": prompt, "chosen": [{"role": "assistant", "content": ideal}],
-                            "rejected": [{"role": "assistant", "content": redact(served)}]})  # fmt: skip
+            sft.append({"messages": [*prompt, {"role": "assistant", "content": ideal}], "lang": language})
+            rejected = redact(served) if guard_refused and served else own
+            if rejected and normalise(rejected) != normalise(ideal):
+                dpo.append(_pair(prompt, ideal, rejected))
         elif action in ("refuse", "escalate"):
             served_refusal = redact(served) if guard_refused and served else None
             refusal = ideal or served_refusal or REFUSALS.get(language, REFUSALS["en"])
-            sft.append({"messages": [*prompt, {"role": "assistant", "content": refusal}]})
+            sft.append({"messages": [*prompt, {"role": "assistant", "content": refusal}], "lang": language})
+            if own and normalise(own) != normalise(refusal):
+                dpo.append(_pair(prompt, refusal, own))
         else:
             skipped[f"final action {action} (not trained on yet)"] += 1
             continue
@@ -157,7 +173,7 @@ def build(
         used.append({
             "request_id": record.get("request_id"),
             "final": action,
-            "provenance": "human" if not final.get("ai") else f"ai:{final.get('ai')}",
+            "provenance": {"kind": "ai", **final["ai"]} if final.get("ai") else {"kind": "human"},
             "labels": len(item.get("labels") or []),
             "agreed": len({(x.get("action"), x.get("category")) for x in item.get("labels") or []}) <= 1,
             "adapter": record.get("adapter"),
@@ -189,6 +205,7 @@ def build(
         "categories": dict(categories),
         "languages": dict(languages),
         "agreement": sum(u["agreed"] for u in used) / len(used) if used else None,
+        "provenance": dict(Counter(u["provenance"]["kind"] for u in used)),
         "items": used,
         "de_identified": True,
     }

@@ -75,6 +75,7 @@ def read_data(config: SFTConfig) -> Dataset:
         hh_rlhf_refusals_count=config.hh_rlhf_refusals,
         validation_share=config.validation_share,
         seed=config.seed,
+        data_file=config.resolved(config.data_file) if config.data_file is not None else None,
     )
 
 

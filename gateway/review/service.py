@@ -63,10 +63,15 @@ class ReviewService:
                 self._stream = None
             await asyncio.sleep(self._poll_s)
 
+    def close(self) -> None:
+        """Close the Redis connection the intake holds (the background task, if any, is not touched)."""
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
     async def aclose(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._stream is not None:
-            self._stream.close()
+        self.close()

@@ -59,6 +59,13 @@ CREATE TABLE IF NOT EXISTS review_audit (
 );
 CREATE TABLE IF NOT EXISTS review_roles (reviewer TEXT PRIMARY KEY, role TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS review_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS review_ai_labels (
+    request_id TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    label TEXT NOT NULL,
+    provenance TEXT NOT NULL,
+    rejected_answer TEXT
+);
 """
 
 
@@ -339,14 +346,80 @@ class ReviewStore:
 
     # --- export and import -----------------------------------------------------------------------
 
-    def export(self) -> Iterator[dict[str, Any]]:
-        """Decided items, oldest first: the record, the final label, every label (for the trainer)."""
+    def export(self, *, include_ai: bool = False) -> Iterator[dict[str, Any]]:
+        """Decided items, oldest first: the record, the final label, every label (for the trainer).
+        With ``include_ai``, also the items no person has decided that carry an AI label: their
+        ``final`` is that label with its provenance under ``ai`` (a person's decision always wins)."""
         with self._tx() as conn:
             ids = [r for (r,) in conn.execute(
-                "SELECT request_id FROM review_items WHERE status = 'done' AND gold IS NULL ORDER BY entered"
+                "SELECT request_id FROM review_items WHERE gold IS NULL AND (status = 'done' OR"
+                " (? AND status = 'open' AND request_id IN (SELECT request_id FROM review_ai_labels)))"
+                " ORDER BY entered",
+                (include_ai,),
             )]  # fmt: skip
         for request_id in ids:
-            yield self.item(request_id)
+            item = self.item(request_id)
+            if item["status"] != "done":
+                item["final"] = self.ai_label(request_id)
+            yield item
+
+    # --- AI labels ---------------------------------------------------------------------------------
+
+    def needs_ai_label(self, limit: int) -> list[dict[str, Any]]:
+        """Open items that no person has labelled and no AI has either, most urgent first."""
+        with self._tx() as conn:
+            ids = [r for (r,) in conn.execute(
+                "SELECT request_id FROM review_items WHERE gold IS NULL AND status = 'open'"
+                " AND request_id NOT IN (SELECT request_id FROM review_labels)"
+                " AND request_id NOT IN (SELECT request_id FROM review_ai_labels)"
+                " ORDER BY priority DESC, entered LIMIT ?",
+                (limit,),
+            )]  # fmt: skip
+        return [self.item(r) for r in ids]
+
+    def add_ai_label(
+        self,
+        request_id: str,
+        label: Label,
+        provenance: dict[str, Any],
+        *,
+        rejected_answer: str | None = None,
+        spot_check: bool = False,
+    ) -> None:
+        """Keep an AI's label beside the item (which stays open for people). ``spot_check`` moves the
+        item to the top of the queue so that a person checks the AI's work soon."""
+        with self._tx() as conn:
+            if (
+                conn.execute(
+                    "SELECT 1 FROM review_items WHERE request_id = ? AND gold IS NULL", (request_id,)
+                ).fetchone()
+                is None
+            ):
+                raise ReviewError(f"no review item {request_id!r}", 404)
+            conn.execute(
+                "INSERT OR REPLACE INTO review_ai_labels VALUES (?,?,?,?,?)",
+                (request_id, time.time(), label.model_dump_json(), orjson.dumps(provenance).decode(),
+                 rejected_answer),
+            )  # fmt: skip
+            actor = f"ai:{provenance.get('teacher', 'unknown')}"
+            self._audit(conn, actor, "ai labelled", request_id, label=label.model_dump(mode="json"))
+            if spot_check:
+                conn.execute(
+                    "UPDATE review_items SET priority = priority + 100 WHERE request_id = ?", (request_id,)
+                )
+                self._audit(conn, actor, "sent for spot check", request_id)
+
+    def ai_label(self, request_id: str) -> dict[str, Any] | None:
+        """The AI's label as a final decision: the label's fields, ``ai`` (its provenance) and
+        ``rejected_answer`` (the model's own answer it replaces), or None."""
+        with self._tx() as conn:
+            row = conn.execute(
+                "SELECT label, provenance, rejected_answer FROM review_ai_labels WHERE request_id = ?",
+                (request_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        return {**orjson.loads(row[0]), "ai": orjson.loads(row[1]), "rejected_answer": row[2]}
 
     def import_lines(self, lines: Iterable[str], *, actor: str) -> dict[str, int]:
         """JSONL, each line ``{"type": "label", "request_id", "reviewer", "label": {...}}`` or

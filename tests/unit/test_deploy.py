@@ -13,6 +13,7 @@ import yaml
 
 from gateway.policy import load_policy
 from gateway.settings import Settings
+from trainer.config import NightlyConfig, load_config, parse_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -72,6 +73,12 @@ def test_the_pieces_fit_together() -> None:
     cron = docs[("CronJob", "railguard-retrain")]
     assert re.fullmatch(r"\d+ \d+ \* \* \*", cron["spec"]["schedule"]), "nightly"
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    args = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[:2] == ["train", "nightly"]
+    nightly = load_config(NightlyConfig, None, parse_overrides(args[2:]))  # the job's flags parse
+    assert str(nightly.settings) == "/etc/railguard/railguard.yaml"
+    mounts = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    assert {"name": "config", "mountPath": "/etc/railguard", "readOnly": True} in mounts
     assert ("StatefulSet", "redis") in docs and ("Service", "redis") in docs
     namespaces = {d["metadata"].get("namespace") for d in docs.values() if d["kind"] != "Namespace"}
     assert namespaces == {"railguard"}
@@ -111,8 +118,12 @@ def test_compose_services_have_healthchecks_and_wait_for_each_other() -> None:
     services = COMPOSE["services"]
     assert {"gateway", "redis", "prometheus", "grafana", "vllm"} <= set(services)
     for name, service in services.items():
+        if service.get("restart") == "no":  # a job that runs to its end (the nightly loop)
+            continue
         assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
     assert services["vllm"]["profiles"] == ["vllm"], "vLLM is optional"
+    assert services["nightly"]["profiles"] == ["nightly"], "the nightly job runs only when asked"
+    assert services["nightly"]["command"][:2] == ["train", "nightly"]
     for name in ("gateway", "prometheus", "grafana"):
         for dependency, condition in services[name]["depends_on"].items():
             assert condition == {"condition": "service_healthy"}, (name, dependency)
