@@ -18,6 +18,7 @@ from gateway.guarding import GuardRunner
 from gateway.guards.base import Guard, Stage
 from gateway.guards.classifier import ClassifierGuard
 from gateway.moderations import ModerationService
+from gateway.openapi import install_openapi
 from gateway.policy import Policy, PolicyEngine, load_policy
 from gateway.ratelimit import Buckets, LocalBuckets, RateLimiter
 from gateway.review.routes import router as review_router
@@ -27,6 +28,7 @@ from gateway.serving import ChatService, ModelRouter
 from gateway.settings import Settings
 from gateway.sinks import SQLiteSink
 from gateway.sinks.base import Sink, SinkEvents
+from gateway.slow_clients import BodyReadTimeout
 from gateway.telemetry import Telemetry, Tracing
 
 log = logging.getLogger(__name__)
@@ -197,9 +199,11 @@ def create_app(
         review,
         Drain(settings.drain_s),
     )
+    app.add_middleware(BodyReadTimeout, timeout_s=settings.limits.body_read_timeout_s)
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(review_router)
+    install_openapi(app)
     return app
 
 

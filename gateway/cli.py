@@ -33,6 +33,7 @@ def serve(args: argparse.Namespace) -> int:
     from gateway.app import create_app
     from gateway.auth import Authenticator
     from gateway.drain import serve as drain_and_serve
+    from gateway.slow_clients import header_timeout_protocol
     from gateway.telemetry import configure_json_logging
 
     settings = _settings(args)
@@ -59,6 +60,7 @@ def serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level,
         access_log=False,
         server_header=False,
+        http=header_timeout_protocol(settings.limits),  # uvicorn has no clock on a request's headers
         timeout_graceful_shutdown=5,  # after the drain, nothing should be left to wait for
     )
     services = app.state.services

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 from concurrent.futures import Executor
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator
 
 from classifiers.taxonomy import OPENAI_CATEGORIES, to_openai
 from gateway.errors import InvalidRequestError, NotFoundError, ServiceUnavailableError
@@ -43,11 +43,31 @@ class ModerationPart(ContentPart):
     type: Literal["text", "image_url"]
 
 
-class ModerationRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
+# What `input` may be, for the OpenAPI document (the validator below and `texts` check it)
+_INPUT_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "minLength": 1},
+        {"type": "array", "minItems": 1, "items": {"type": "string"}},
+        {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["type", "text"],
+                "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
+            },
+        },
+    ],
+    "description": "A string, an array of strings (a result each), or an array of text parts (one "
+    "result). OpenAI's image parts get a 400: railguard's classifiers read text only",
+}
 
-    input: str | list[Any] = Field(min_length=1)
-    model: str | None = None
+
+class ModerationRequest(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    input: Annotated[str | list[Any], WithJsonSchema(_INPUT_SCHEMA)] = Field(min_length=1)
+    model: str | None = Field(None, description=f"One of {', '.join(sorted(MODELS))}")
 
     @field_validator("input", mode="before")
     @classmethod

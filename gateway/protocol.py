@@ -3,19 +3,33 @@
 Unknown fields are kept (`extra="allow"`): an upstream backend passes them on unchanged, the local backend
 ignores them and says so in the log. railguard's own extensions live in one `railguard` block.
 Responses are plain dicts built by the backends in OpenAI's shape (see `gateway.chunks`).
+
+Types are strict, as OpenAI's are: a string is not a boolean or a number (`"stream": "true"` is a 400),
+a boolean is not a number, and a decimal is not an integer. Null is accepted wherever OpenAI accepts it
+(every optional parameter; `n` and `stream` then mean their defaults). The models' JSON schemas are the
+request bodies of the OpenAPI document (`gateway.openapi`), with the rules the validators add.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
 
+STRICT = ConfigDict(extra="allow", strict=True)
+
+
 class ContentPart(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(
+        **STRICT,
+        json_schema_extra={
+            "if": {"properties": {"type": {"const": "text"}}, "required": ["type"]},
+            "then": {"required": ["text"], "properties": {"text": {"type": "string"}}},
+        },
+    )
 
     type: str
     text: str | None = None
@@ -27,8 +41,19 @@ class ContentPart(BaseModel):
         return self
 
 
+# OpenAI's roles whose messages must carry content (an assistant's may hold only tool calls)
+CONTENT_REQUIRED = ("system", "developer", "user", "tool")
+
+
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # `parse_chat_request` checks the rule; the OpenAPI document states it
+    model_config = ConfigDict(
+        **STRICT,
+        json_schema_extra={
+            "if": {"properties": {"role": {"enum": list(CONTENT_REQUIRED)}}, "required": ["role"]},
+            "then": {"required": ["content"], "properties": {"content": {"not": {"type": "null"}}}},
+        },
+    )
 
     role: Role
     content: str | list[ContentPart] | None = None
@@ -46,13 +71,13 @@ class ChatMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = STRICT
 
-    include_usage: bool = Field(False, strict=True)
+    include_usage: bool = False
 
 
 class SteeringRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     vector: str
     scale: float = Field(1.0, ge=-16, le=16)
@@ -61,7 +86,7 @@ class SteeringRequest(BaseModel):
 class RailguardOptions(BaseModel):
     """The `railguard` block of a request: our extensions, nothing else."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     language: str | None = Field(None, max_length=16)
     steering: list[SteeringRequest] | None = None
@@ -70,24 +95,38 @@ class RailguardOptions(BaseModel):
 
 
 PositiveInt = Annotated[int, Field(ge=1)]
+Bias = Annotated[float, Field(ge=-100, le=100)]
+# null means the default (the validator below): the OpenAPI document says so
+NullableN = Annotated[int, WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1, "maximum": 16},
+                                                     {"type": "null"}], "default": 1})]  # fmt: skip
+NullableBool = Annotated[
+    bool, WithJsonSchema({"anyOf": [{"type": "boolean"}, {"type": "null"}], "default": False})
+]
 
 
 class ChatCompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # `parse_chat_request` checks the rule; the OpenAPI document states it
+    model_config = ConfigDict(
+        **STRICT,
+        json_schema_extra={
+            "if": {"properties": {"stream_options": {"type": "object"}}, "required": ["stream_options"]},
+            "then": {"properties": {"stream": {"const": True}}, "required": ["stream"]},
+        },
+    )
 
     messages: list[ChatMessage] = Field(min_length=1)
     model: str = Field(min_length=1)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
-    logit_bias: dict[str, float] | None = None
-    logprobs: bool | None = Field(None, strict=True)
+    logit_bias: dict[str, Bias] | None = None
+    logprobs: bool | None = None
     max_completion_tokens: PositiveInt | None = None
     max_tokens: PositiveInt | None = None
-    n: int = Field(1, ge=1, le=16, strict=True)
+    n: NullableN = Field(1, ge=1, le=16)
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     response_format: dict[str, Any] | None = None
     seed: int | None = None
-    stop: str | list[str] | None = None
-    stream: bool = Field(False, strict=True)
+    stop: str | Annotated[list[str], Field(max_length=4)] | None = None
+    stream: NullableBool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(None, ge=0, le=2)
     tool_choice: str | dict[str, Any] | None = None
@@ -104,13 +143,6 @@ class ChatCompletionRequest(BaseModel):
         """OpenAI accepts null for these and reads it as the default (1 choice, no stream)."""
         if value is None:
             return {"n": 1, "stream": False}[info.field_name]
-        return value
-
-    @field_validator("stop")
-    @classmethod
-    def _at_most_four_stops(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(value, list) and len(value) > 4:
-            raise ValueError("at most 4 stop sequences are allowed")
         return value
 
     @property

@@ -1,7 +1,9 @@
 """Reading a request body: size limit, JSON, UTF-8, and validation into protocol models.
 
-Every failure is an `InvalidRequestError` (or 413) that names the parameter, in OpenAI's words where
-OpenAI has words for it.
+Every failure is an `InvalidRequestError` that names the parameter, in OpenAI's words where OpenAI has
+words for it (a wrong type: "Invalid type for 'stream': expected a boolean, but got a string instead."),
+or a 413; a client gone mid-body is a `ClientClosedError` (499), a body too slow a 408
+(`gateway.slow_clients`).
 """
 
 from __future__ import annotations
@@ -10,14 +12,12 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
-from gateway.errors import InvalidRequestError, PayloadTooLargeError
-from gateway.protocol import ChatCompletionRequest
+from gateway.backends.base import ModelCard
+from gateway.errors import ClientClosedError, InvalidRequestError, PayloadTooLargeError
+from gateway.protocol import CONTENT_REQUIRED, ChatCompletionRequest
 from gateway.settings import LimitsConfig
-
-# OpenAI's roles whose messages must carry content (an assistant's may hold only tool calls)
-CONTENT_REQUIRED = frozenset({"system", "developer", "user", "tool"})
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -26,11 +26,14 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise PayloadTooLargeError(f"The request body is larger than the limit of {limit} bytes.")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(f"The request body is larger than the limit of {limit} bytes.")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLargeError(f"The request body is larger than the limit of {limit} bytes.")
+            chunks.append(chunk)
+    except ClientDisconnect:  # gone mid-body: counted as a 499, not logged as the server's error
+        raise ClientClosedError("The client closed the connection before sending the whole body.") from None
     return b"".join(chunks)
 
 
@@ -66,14 +69,51 @@ def _param(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+# pydantic's type errors -> what OpenAI says was expected
+_EXPECTED = {
+    "bool_type": "a boolean",
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "string_type": "a string",
+    "list_type": "an array",
+    "dict_type": "an object",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+}
+
+
+def _kind(value: Any) -> str:
+    for kind, name in ((bool, "a boolean"), (int, "an integer"), (float, "a decimal number"),
+                       (str, "a string"), (list, "an array"), (dict, "an object")):  # fmt: skip
+        if isinstance(value, kind):
+            return name
+    return "null" if value is None else type(value).__name__
+
+
 def validation_error(exc: ValidationError) -> InvalidRequestError:
-    first = exc.errors(include_url=False)[0]
-    param = _param(tuple(first["loc"]))
+    errors = exc.errors(include_url=False)
+    param = _param(tuple(errors[0]["loc"]))
+    # A union fails once per member: report the member that got furthest into the value, and one whose
+    # type matched (its value did not) over those whose type did not.
+    same_field = [e for e in errors if _param(tuple(e["loc"])).startswith(param)]
+    param = max((_param(tuple(e["loc"])) for e in same_field), key=len)
+    deepest = [e for e in same_field if _param(tuple(e["loc"])) == param]
+    first = next((e for e in deepest if e["type"] not in _EXPECTED), deepest[0])
     if first["type"] == "missing":
         return InvalidRequestError(
             f"Missing required parameter: '{param}'.",
             param=param,
             code="missing_required_parameter",
+        )
+    if first["type"] in _EXPECTED:
+        # and name every type the parameter may have
+        same = [e for e in errors if _param(tuple(e["loc"])) == param and e["type"] in _EXPECTED]
+        expected = " or ".join(dict.fromkeys(_EXPECTED[e["type"]] for e in same))
+        return InvalidRequestError(
+            f"Invalid type for '{param}': expected {expected}, but got {_kind(first['input'])} instead.",
+            param=param,
+            code="invalid_type",
         )
     message = first["msg"].removeprefix("Value error, ")
     return InvalidRequestError(f"Invalid value for '{param}': {message}.", param=param, code="invalid_value")
@@ -116,3 +156,18 @@ def parse_chat_request(data: dict[str, Any], limits: LimitsConfig) -> ChatComple
                 code="string_above_max_length",
             )
     return request
+
+
+def check_token_limit(request: ChatCompletionRequest, card: ModelCard) -> None:
+    """A 400 naming the limit when the completion asked for is more than the model may give, as
+    OpenAI answers (its words), before any work is done for the request."""
+    limit = request.token_limit
+    if limit is None or card.max_tokens is None or limit <= card.max_tokens:
+        return
+    field = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
+    raise InvalidRequestError(
+        f"{field} is too large: {limit}. This model supports at most {card.max_tokens} completion tokens, "
+        f"whereas you provided {limit}.",
+        param=field,
+        code="invalid_value",
+    )

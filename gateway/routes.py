@@ -23,7 +23,7 @@ from gateway.errors import (
     render,
 )
 from gateway.ratelimit import chat_tokens, moderation_tokens
-from gateway.requests import parse_chat_request, parse_json_object, read_body
+from gateway.requests import check_token_limit, parse_chat_request, parse_json_object, read_body
 from gateway.serving import RequestContext
 
 if TYPE_CHECKING:
@@ -69,11 +69,14 @@ async def chat_completions(request: Request) -> Response:
             identity, chat_tokens(body, limits.reserved_completion_tokens)
         )
         chat_request = parse_chat_request(body, limits)
-        services.models.card(chat_request.model)
+        check_token_limit(chat_request, services.models.card(chat_request.model))
     except RailguardError as error:
         services.limiter.release(slot)
         services.chat.record_rejection(ctx, model, error)
         error.headers = {**rate, **error.headers}
+        raise
+    except BaseException:
+        services.limiter.release(slot)
         raise
     try:
         result = await cancel_on_disconnect(request, services.chat.create(chat_request, body, ctx))

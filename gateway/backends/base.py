@@ -24,6 +24,9 @@ class ModelCard:
     # What produced the answers, for the decision records (audits): the LoRA adapter merged or selected
     # for this id, as `<name>@<first 12 hex of its weights' sha256>`, or None for plain weights.
     adapter: str | None = None
+    # The most completion tokens a request may ask for (max_tokens / max_completion_tokens): a local
+    # model's context, an upstream's configured ceiling. None: unbounded here (the backend decides).
+    max_tokens: int | None = None
 
     def to_openai(self) -> dict[str, Any]:
         return {

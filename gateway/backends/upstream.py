@@ -64,9 +64,10 @@ class UpstreamBackend:
             await self._session.close()
 
     def models(self) -> list[ModelCard]:
+        ceiling = self.config.max_tokens_ceiling
         if self.config.models is not None:
             now = int(time.time())
-            return [ModelCard(m, "upstream", now, self.name) for m in self.config.models]
+            return [ModelCard(m, "upstream", now, self.name, max_tokens=ceiling) for m in self.config.models]
         return self._cards
 
     async def ready(self) -> bool:
@@ -90,8 +91,15 @@ class UpstreamBackend:
                 async with self.session.get(self._base + "/models", timeout=timeout) as response:
                     response.raise_for_status()
                     listed = orjson.loads(await response.read())["data"]
+                ceiling = self.config.max_tokens_ceiling
                 self._cards = [
-                    ModelCard(m["id"], m.get("owned_by", "upstream"), int(m.get("created", 0)), self.name)
+                    ModelCard(
+                        m["id"],
+                        m.get("owned_by", "upstream"),
+                        int(m.get("created", 0)),
+                        self.name,
+                        max_tokens=ceiling,
+                    )
                     for m in listed
                 ]
                 self._reachable = True
@@ -131,8 +139,8 @@ class UpstreamBackend:
             data: dict[str, Any] = orjson.loads(content)
         except orjson.JSONDecodeError as exc:
             raise UpstreamError("the upstream answered with invalid JSON") from exc
-        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
-            raise UpstreamError("the upstream answered without choices")
+        if not isinstance(data, dict) or not _choices_ok(data.get("choices"), "message"):
+            raise UpstreamError("the upstream answered without valid choices")
         return data
 
     async def open_stream(self, generation: Generation) -> AsyncIterator[dict[str, Any]]:
@@ -196,14 +204,36 @@ async def _events(response: aiohttp.ClientResponse) -> AsyncGenerator[dict[str, 
                 event = orjson.loads(payload)
             except orjson.JSONDecodeError as exc:
                 raise UpstreamError("the upstream sent an invalid stream event") from exc
+            if not isinstance(event, dict):
+                raise UpstreamError("the upstream sent a stream event that is not a JSON object")
             if "error" in event:
-                message = str(event["error"].get("message", "upstream error"))
+                error = event["error"]
+                message = error.get("message", "upstream error") if isinstance(error, dict) else error
                 raise UpstreamError(f"the upstream failed mid-stream: {message}")
+            if not _choices_ok(event.get("choices") or [], "delta"):
+                raise UpstreamError("the upstream sent a stream event with malformed choices")
             yield event
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise _map_transport_error(exc) from exc
     finally:
         response.release()
+
+
+def _choices_ok(choices: Any, part: str) -> bool:
+    """Choices as the guards read them: objects with an integer index and a `message` (or `delta`)
+    object whose content is a string or null. Anything else from an upstream is its failure (502),
+    not a crash in the guard."""
+    if not isinstance(choices, list):
+        return False
+    for choice in choices:
+        if not isinstance(choice, dict):
+            return False
+        index, body = choice.get("index", 0), choice.get(part) or {}
+        if not isinstance(index, int) or isinstance(index, bool) or not isinstance(body, dict):
+            return False
+        if not isinstance(body.get("content"), str | None):
+            return False
+    return True
 
 
 def _map_transport_error(exc: BaseException) -> RailguardError:

@@ -119,7 +119,7 @@ class Rule(_Strict):
         for pattern in self.patterns:
             try:
                 re.compile(pattern)
-            except re.error as exc:
+            except (re.error, OverflowError, RecursionError) as exc:  # a{9999999999}, deep nesting
                 raise ValueError(f"rule {self.id!r}: bad pattern {pattern!r}: {exc}") from exc
         return self
 
@@ -217,13 +217,21 @@ def default_policy_path() -> Path:
 def load_policy(path: Path | None = None) -> Policy:
     path = path or default_policy_path()
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError(f"cannot read policy {path}: {exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    # PyYAML raises more than YAMLError on malformed input: ValueError (a date 2001-13-01, `!!float zz`),
+    # AttributeError (`!!timestamp junk`), RecursionError (deep nesting). Each is a bad file.
+    except (yaml.YAMLError, ValueError, TypeError, AttributeError, RecursionError) as exc:
+        raise PolicyError(f"cannot parse policy {path}: {type(exc).__name__}: {exc}") from exc
     try:
         policy = Policy.model_validate(data)
     except ValidationError as exc:
         raise PolicyError(f"invalid policy {path}:\n{exc}") from exc
+    except RecursionError as exc:  # a structure nested too deep to check
+        raise PolicyError(f"invalid policy {path}: nested too deeply") from exc
     _warn_untranslated(policy, path)
     return policy
 

@@ -37,13 +37,18 @@ def reply_for(body: dict[str, Any]) -> str:
     if isinstance(body.get("stub_say"), str):  # an extra request field the gateway passes on: lets a
         return str(body["stub_say"])  # test make the model say what no input guard ever read
     for message in reversed(body.get("messages") or []):
-        if message.get("role") == "user":
+        if isinstance(message, dict) and message.get("role") == "user":
             content = message.get("content")
-            if isinstance(content, list):
-                content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+            if isinstance(content, list):  # text parts; any other part (or a fuzzer's odd one) is skipped
+                content = " ".join(
+                    p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+                )
             if isinstance(content, str) and "say64:" in content:  # lets a test make the model say
                 encoded = content.split("say64:", 1)[1].strip()  # what the input guard never saw
-                return base64.b64decode(encoded).decode("utf-8")
+                try:
+                    return base64.b64decode(encoded).decode("utf-8")
+                except ValueError:  # not base64 (binascii.Error) or not UTF-8: say it as written
+                    return encoded
             if isinstance(content, str) and "say:" in content:
                 return content.split("say:", 1)[1].strip()
             break

@@ -323,6 +323,14 @@ async def test_an_upstream_429_reaches_the_client_as_a_429_with_its_retry_after(
     assert r.status_code == 429
     assert r.headers["retry-after"] == "7"
     assert r.json()["error"]["code"] == "upstream_rate_limited"
+    r = await http.post(  # a stream too: the upstream refused before its first event
+        "/v1/chat/completions", json={**body, "stream": True}, headers={"authorization": f"Bearer {KEY_A}"}
+    )
+    assert r.status_code == 429 and r.headers["retry-after"] == "7"
+    assert set(r.json()["error"]) == {"message", "type", "param", "code"}
+    with pytest.raises(openai.RateLimitError) as limited:  # what the SDK backs off on
+        await app_client["client"].chat.completions.create(model="stub-429", messages=_user("hi"))
+    assert limited.value.response.headers["retry-after"] == "7"
 
 
 async def test_midstream_upstream_failure_ends_with_an_error_event(app_client: dict[str, Any]) -> None:

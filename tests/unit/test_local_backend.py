@@ -207,6 +207,7 @@ async def test_models_lists_the_base_and_its_adapters(tmp_path):
         ("gemma-3-270m-base", "railguard", "local"),  # its untuned weights
         ("tuned", "railguard", "local"),
     ]
+    assert {c.max_tokens for c in cards} == {config.max_context_tokens}  # what a request may ask: 400 past it
     untuned = LocalModelConfig(name="local-a", tuned=False, adapters={"tuned": tmp_path})
     assert [c.id for c in LocalBackend(untuned, tmp_path, loader=tiny_loaded).models()] == [
         "local-a",

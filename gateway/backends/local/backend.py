@@ -170,7 +170,14 @@ class LocalBackend:
             ids[config.served_base] = None
         ids.update({i: adapter_version(path) for i, path in config.adapters.items()})
         return [
-            ModelCard(i, owned_by="railguard", created=self._created, backend=self.name, adapter=a)
+            ModelCard(
+                i,
+                owned_by="railguard",
+                created=self._created,
+                backend=self.name,
+                adapter=a,
+                max_tokens=config.max_context_tokens,  # prompt and completion share it (plan_rows)
+            )
             for i, a in ids.items()
         ]
 
