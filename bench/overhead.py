@@ -3,7 +3,9 @@
 One run starts a stub upstream (`gateway.testing.stub_upstream`) and four gateways in front of it, each a
 subprocess on a free 127.0.0.1 port: the rule guard alone (input and output, the default policy) with
 metrics on and with `metrics: false`, and the full guard (rules and every classifier, input and output),
-once with the upstream called after the input guard and once while it runs (`input_guard: during_call`).
+once with the upstream called after the input guard and once while it runs (`input_guard: during_call`),
+and the rule guard with every decision record written to a Redis Stream (a real `redis-server` the run
+starts, append-only file, fsync every second): the request path must not wait on Redis.
 `--upstream-delay-ms` makes the stub wait that long before answering, as a model's prefill does: the
 input guard's latency hides behind it only in the second.
 It then measures:
@@ -12,7 +14,8 @@ It then measures:
 * streaming sequential: time to the first content token, direct and through, added TTFT p50/p99;
 * concurrency (32 connections): throughput each way, the ratio, latency p50/p99 under load;
 * metrics on vs off: the added latency and gateway CPU per request of the telemetry;
-* the full guard: added latency sequentially and added TTFT streaming, before and during the call.
+* the full guard: added latency sequentially and added TTFT streaming, before and during the call;
+* the Redis sink: added latency and throughput with every request's record sent to the stream.
 
 Sequential requests are interleaved (direct, through, through-without-metrics, direct, ...) so that noise
 from other work on the machine hits every target alike; every measurement is repeated `--rounds` times and
@@ -135,6 +138,8 @@ class Services:
     gateway_nometrics: int
     gateway_full: int
     gateway_during: int
+    gateway_redis: int
+    redis: int
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def pids(self) -> dict[str, int]:
@@ -147,7 +152,7 @@ def services(
 ) -> Iterator[Services]:
     python = sys.executable
     railguard = [python, "-m", "gateway.cli"]
-    svc = Services(free_port(), free_port(), free_port(), free_port(), free_port())
+    svc = Services(*(free_port() for _ in range(7)))
     upstream = f"http://127.0.0.1:{svc.stub}/v1"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     configs = {}
@@ -164,6 +169,11 @@ def services(
         "gateway_during": (
             "metrics: true\ninput_guard: during_call\n"
             f"classifiers: {{options: {{cache_dir: '{classifier_cache}'{full_options}}}}}\n"
+        ),
+        # the rule guard, every request's decision record to the Redis Stream
+        "gateway_redis": (
+            "metrics: true\nclassifiers: {enabled: false}\n"
+            f"redis_url: redis://127.0.0.1:{svc.redis}/0\nsink: {{kind: redis, record: all}}\n"
         ),
     }
     for name, text in settings.items():
@@ -187,12 +197,14 @@ def services(
             env,
             HELPER_CPU,
         ),
+        "redis": (redis_command(svc.redis, workdir), env, HELPER_CPU),
     }
     gateways = (
         ("gateway", svc.gateway),
         ("gateway_nometrics", svc.gateway_nometrics),
         ("gateway_full", svc.gateway_full),
         ("gateway_during", svc.gateway_during),
+        ("gateway_redis", svc.gateway_redis),
     )
     for name, port in gateways:
         config, cache = configs[name]
@@ -212,6 +224,8 @@ def services(
             )
             if name == "stub":
                 wait_ready(svc.stub, "/v1/models", svc.procs[name], workdir / "stub.log")
+            if name == "redis":
+                wait_redis(svc.redis, svc.procs[name], workdir / "redis.log")
         for name, port in gateways:
             wait_ready(port, "/readyz", svc.procs[name], workdir / f"{name}.log")
         yield svc
@@ -243,6 +257,36 @@ def wait_ready(port: int, path: str, proc: subprocess.Popen[bytes], log: Path) -
             pass
         time.sleep(0.1)
     raise RuntimeError(f"{log.stem} did not become ready:\n{log.read_text()[-3000:]}")
+
+
+def redis_command(port: int, workdir: Path) -> list[str]:
+    """Debian's redis-server as a production one runs: append-only file, fsync every second."""
+    return ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
+            "--appendonly", "yes", "--appendfsync", "everysec", "--save", ""]  # fmt: skip
+
+
+def wait_redis(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError("redis-server did not start")
+
+
+def stream_length(port: int, key: str = "{railguard}:records") -> int:
+    """XLEN of the records stream: the records the Redis-sink gateway delivered."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(f"*2\r\n$4\r\nXLEN\r\n${len(key)}\r\n{key}\r\n".encode())
+        reply = s.recv(64)
+    return int(reply[1:].split(b"\r\n")[0])
 
 
 # -- a lean keep-alive HTTP/1.1 client ---------------------------------------------------------------
@@ -525,11 +569,12 @@ async def one_round(
         "nometrics": svc.gateway_nometrics,
         "full": svc.gateway_full,
         "during": svc.gateway_during,
+        "redis": svc.gateway_redis,
     }
     seq = await sequential(opener, ports, args.requests, args.warmup, False, monitor)
     stream = await sequential(opener, ports, args.stream_requests, args.warmup // 4, True, monitor)
     conc = {}
-    for target in ("direct", "through", "nometrics"):
+    for target in ("direct", "through", "nometrics", "redis"):
         conc[target] = await load(
             opener, target, ports[target], args.concurrency, args.load_warmup_s,
             args.load_s, monitor,
@@ -543,6 +588,7 @@ def derive(raw: dict[str, Any], n: int, stream_n: int) -> dict[str, float]:
     d, t, o, f = (seq[k]["latency_ms"] for k in ("direct", "through", "nometrics", "full"))
     sd, st, sf, sg = (stream[k]["ttft_ms"] for k in ("direct", "through", "full", "during"))
     g = seq["during"]["latency_ms"]
+    r = seq["redis"]["latency_ms"]
     sl = stream["through"]["latency_ms"]
     seq_wall = seq["cpu"]["wall_s"]
     return {
@@ -573,6 +619,12 @@ def derive(raw: dict[str, Any], n: int, stream_n: int) -> dict[str, float]:
         "seq_during_added_p99": g["p99"] - d["p99"],
         "ttft_during_p50": sg["p50"],
         "ttft_during_added_p50": sg["p50"] - sd["p50"],
+        "seq_redis_p50": r["p50"],
+        "seq_redis_p99": r["p99"],
+        "seq_redis_added_p50": r["p50"] - d["p50"],
+        "seq_redis_added_p99": r["p99"] - d["p99"],
+        "sink_redis_added_p50": r["p50"] - t["p50"],
+        "c_redis_rps": conc["redis"]["rps"],
         "c_direct_rps": conc["direct"]["rps"],
         "c_through_rps": conc["through"]["rps"],
         "c_ratio": conc["through"]["rps"] / conc["direct"]["rps"],
@@ -628,6 +680,15 @@ ROWS: list[tuple[str, str, str, str, str]] = [
     ),
     ("… during: sequential p99 (ms)", "seq_direct_p99", "seq_during_p99", "seq_during_added_p99", ""),
     ("… during: streaming TTFT p50 (ms)", "ttft_direct_p50", "ttft_during_p50", "ttft_during_added_p50", ""),
+    (
+        "Rule guard, every record to the Redis Stream: sequential p50 (ms)",
+        "seq_direct_p50",
+        "seq_redis_p50",
+        "seq_redis_added_p50",
+        "",
+    ),
+    ("… Redis sink: sequential p99 (ms)", "seq_direct_p99", "seq_redis_p99", "seq_redis_added_p99", ""),
+    ("… Redis sink: c=32 throughput (req/s)", "c_direct_rps", "c_redis_rps", "", ""),
 ]
 METRIC_ROWS: list[tuple[str, str, str]] = [
     ("Metrics on − off, sequential p50 (ms)", "metrics_added_p50", "< 0.5"),
@@ -638,6 +699,7 @@ METRIC_ROWS: list[tuple[str, str, str]] = [
     ("Gateway CPU per request, full guard (µs)", "gw_full_cpu_us", ""),
     ("Gateway CPU per streamed request (µs)", "gw_stream_cpu_us", ""),
     ("c=32 throughput, metrics off (req/s)", "c_nometrics_rps", ""),
+    ("Redis sink on − off (every record sent), sequential p50 (ms)", "sink_redis_added_p50", "< 0.5"),
     ("c=32 gateway CPU (cores; 1.00 = its core to itself)", "c_gw_cores", ""),
     ("c=32 gateway CPU per request (µs)", "c_gw_cpu_us", ""),
     ("c=32 throughput per gateway core: req/s ÷ cores used", "c_capacity_rps", "≥ 250"),
@@ -767,9 +829,11 @@ def main(argv: list[str] | None = None) -> int:
         if pin:
             os.sched_setaffinity(0, {HELPER_CPU})
         result = asyncio.run(run(args, svc))
+        result["redis_records"] = stream_length(svc.redis)
     figures = aggregate(result["rounds"])
     print(table(figures, args.rounds))
     print(f"\nfull guard classifiers: {full_options.lstrip(', ') or 'the gateway defaults'}")
+    print(f"records the Redis-sink gateway delivered to the stream: {result['redis_records']}")
     meta = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),

@@ -249,6 +249,18 @@ class NightlyConfig:
         metadata={"help": "Suites the candidate and the served adapter are compared on (model only)"},
     )
     eval_limit: int = field(default=48, metadata={"help": "Items per suite, spread over its groups"})
+    drift_texts: int = field(
+        default=40, metadata={"help": "Held-out ordinary answers for perplexity and KL (0: not measured)"}
+    )
+    max_perplexity_increase: float = field(
+        default=0.05, metadata={"help": "Perplexity on ordinary text may rise at most this much (relative)"}
+    )
+    ifeval_limit: int = field(
+        default=0, metadata={"help": "IFEval prompts each adapter answers (0: IFEval not measured)"}
+    )
+    ifeval_margin: float = field(
+        default=0.02, metadata={"help": "IFEval prompt-level strict may fall at most this much (rate points)"}
+    )
     harmful_margin: float = field(
         default=0.0, metadata={"help": "Harmful compliance may not rise beyond this (rate points)"}
     )

@@ -1,7 +1,11 @@
-"""`railguard data build --from reviewed.jsonl [--general N] [--out DIR]`: a safety dataset version.
+"""`railguard data build|replay`: safety dataset versions, and traffic to make them from.
 
-Reads decided review items (`railguard review export`), writes `safety-<sha>/` with sft.jsonl, dpo.jsonl
-and manifest.json under `--out` (default `<cache_dir>/datasets`), and prints the version.
+    railguard data build --from reviewed.jsonl [--general N] [--out DIR]
+    railguard data replay --target http://127.0.0.1:8080/v1 [--harmful 150 --benign 150]
+
+`build` reads decided review items (`railguard review export`), writes `safety-<sha>/` with sft.jsonl,
+dpo.jsonl and manifest.json under `--out` (default `<cache_dir>/datasets`), and prints the version.
+`replay` sends training-set harmful prompts and our benign contrasts through a gateway (trainer/replay.py).
 """
 
 from __future__ import annotations
@@ -23,7 +27,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--general", type=int, default=0, help="our demonstrations mixed in against forgetting")
     b.add_argument("--out", type=Path, help="default: <cache_dir>/datasets")
     b.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    r = sub.add_parser("replay", help="training-set harmful prompts and benign contrasts through a gateway")
+    r.add_argument("--target", required=True, help="the gateway's base URL, e.g. http://127.0.0.1:8080/v1")
+    r.add_argument("--model", default="gemma-3-270m")
+    r.add_argument("--harmful", type=int, default=150)
+    r.add_argument("--benign", type=int, default=150)
+    r.add_argument("--concurrency", type=int, default=4)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     args = parser.parse_args(argv)
+    if args.action == "replay":
+        return _replay(args)
     from trainer.safety_data import build
 
     try:
@@ -46,4 +60,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts = built.manifest["counts"]
     print(f"{built.version}: {counts['sft']} SFT, {counts['dpo']} DPO, {counts['general']} general "
           f"-> {built.directory} (skipped: {built.manifest['skipped'] or 'none'})")  # fmt: skip
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+
+    import openai
+
+    from trainer.replay import replay, replay_prompts
+
+    try:
+        prompts = replay_prompts(args.data_dir, args.harmful, args.benign, args.seed)
+        counts = asyncio.run(replay(args.target, args.model, prompts, concurrency=args.concurrency,
+                                    api_key=os.environ.get("RAILGUARD_API_KEY", "unused")))  # fmt: skip
+    except (OSError, KeyError, openai.APIConnectionError) as exc:
+        print(f"railguard data replay: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(counts, indent=2))
     return 0

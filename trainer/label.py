@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -183,26 +184,37 @@ def label_queue(
     spot_check: float = 0.0,
     max_tokens: int = 200,
     min_score: float = 0.0,
+    concurrency: int = 4,
 ) -> dict[str, int]:
     """AI labels for up to ``limit`` open items no one has labelled; counts of what happened. An item
     whose highest guard score is below ``min_score`` (the guard was unsure: an over-refusal as likely as
-    a catch) is left to people, since the label's action is the guard's decision."""
+    a catch) is left to people, since the label's action is the guard's decision. ``concurrency`` items
+    are drafted at once (a local gateway batches their generations)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from gateway.review.intake import max_score
 
     counts: Counter[str] = Counter()
+    lock = threading.Lock()
+    items = []
     for item in store.needs_ai_label(limit):
         if max_score(item["record"]) < min_score:
             counts["left to people (guard unsure)"] += 1
-            continue
+        else:
+            items.append(item)
+
+    def one(item: dict[str, Any]) -> None:
         try:
             drafted = draft(item, teacher=teacher, answerer=answerer, engine=engine, max_tokens=max_tokens)
         except Exception as exc:  # a teacher that fails on one item: noted, the others go on
             log.warning("no AI label for %s: %s", item["request_id"], exc)
-            counts["failed"] += 1
-            continue
+            with lock:
+                counts["failed"] += 1
+            return
         if drafted is None:
-            counts["nothing to learn"] += 1
-            continue
+            with lock:
+                counts["nothing to learn"] += 1
+            return
         check = spot_checked(item["request_id"], spot_check)
         store.add_ai_label(
             item["request_id"],
@@ -211,6 +223,10 @@ def label_queue(
             rejected_answer=drafted.rejected_answer,
             spot_check=check,
         )
-        counts["labelled"] += 1
-        counts["spot checks"] += check
+        with lock:
+            counts["labelled"] += 1
+            counts["spot checks"] += check
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        list(pool.map(one, items))
     return dict(counts)

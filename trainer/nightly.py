@@ -300,18 +300,51 @@ class Nightly:
             meta, rows = read_results(out)
             summaries[name] = summarise(meta, [r for r in rows if r["key"] in wanted])
         (self.current / "eval" / "reports.json").write_text(json.dumps(summaries, indent=2), encoding="utf-8")
+        quality = self._quality(url, Path(adapters["serving"]), Path(candidate))
         return {"items": len(items), "reports": str(self.current / "eval" / "reports.json"),
-                "headline": {n: _headline(s) for n, s in summaries.items()}}  # fmt: skip
+                "headline": {n: _headline(s) for n, s in summaries.items()}, "quality": quality}  # fmt: skip
+
+    def _quality(self, url: str, serving: Path, candidate: Path) -> dict[str, Any]:
+        """Ordinary work: IFEval answered through the gateway, perplexity and KL on held-out text."""
+        c = self.config
+        quality: dict[str, Any] = {}
+        data_dir = self._data_dir()
+        if c.ifeval_limit > 0 and data_dir is not None:
+            from evaluation.assistant import run as assistant_run
+
+            report = assistant_run(
+                base_url=url, models=["serving", "candidate"], data_dir=data_dir,
+                ifeval_limit=c.ifeval_limit, subset_limit=0, max_tokens=max(c.max_tokens, 256),
+                concurrency=4, answers_dir=self.current / "eval" / "assistant", log=self._say,
+            )  # fmt: skip
+            quality["ifeval"] = {
+                name: {"k": round(r["ifeval_prompt_level_strict"] * r["ifeval_n"]), "n": int(r["ifeval_n"])}
+                for name, r in report.results.items()
+            }
+            quality["assistant"] = report.results
+        if c.drift_texts > 0 and data_dir is not None:
+            from gateway.backends.local.convert import ensure_model
+            from trainer.drift import drift, heldout_conversations
+
+            model_dir = ensure_model(self.settings.local, self.settings.cache_dir)
+            texts = heldout_conversations(data_dir, c.drift_texts)
+            quality.update(drift(model_dir, serving, candidate, texts, threads=c.threads))
+        return quality
 
     def _gate(self, state: dict[str, Any]) -> dict[str, Any]:
-        from evaluation.gate import Thresholds, gate
+        from evaluation.gate import Decision, Thresholds, gate, quality_reasons
 
         c = self.config
         reports = json.loads(Path(state["stages"]["evaluate"]["reports"]).read_text(encoding="utf-8"))
-        thresholds = Thresholds(c.harmful_margin, c.over_refusal_margin, tuple(c.improve))
+        thresholds = Thresholds(c.harmful_margin, c.over_refusal_margin, tuple(c.improve),
+                                c.max_perplexity_increase, c.ifeval_margin)  # fmt: skip
         decision = gate(reports["candidate"], reports["serving"], thresholds)
+        quality = state["stages"]["evaluate"].get("quality") or {}
+        worse = quality_reasons(quality, thresholds)
+        decision = Decision(decision.passed and not worse, [*decision.reasons, *worse])
         version = state["stages"]["register"]["version"]
         evaluation = {"candidate": _headline(reports["candidate"]), "serving": _headline(reports["serving"]),
+                      "quality": {k: v for k, v in quality.items() if k != "assistant"},
                       "thresholds": asdict(thresholds), "passed": decision.passed,
                       "reasons": decision.reasons}  # fmt: skip
         self.registry.annotate(version, evaluation=evaluation)

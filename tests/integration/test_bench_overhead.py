@@ -27,6 +27,7 @@ POSITIVE_ROWS = [
     "c=32 latency p99 (ms)",
     "Full guard (rules + classifiers, in and out): sequential p50 (ms)",
     "Full guard, upstream called during the input guard: sequential p50 (ms)",
+    "Rule guard, every record to the Redis Stream: sequential p50 (ms)",
 ]
 OTHER_ROWS = [
     "Metrics on − off, sequential p50 (ms)",
@@ -69,6 +70,9 @@ def test_quick_run_prints_the_table(tmp_path: Path) -> None:
         assert label in rows, f"missing row {label!r} in:\n{result.stdout}"
         _number(rows[label][0])  # a number, whatever its sign
     assert _number(rows["Gateway CPU per request, metrics on (µs)"][0]) > 0
-    figures = json.loads(out.read_text())["figures"]
-    assert figures["c_through_rps"]["median"] > 0
+    result_json = json.loads(out.read_text())
+    figures = result_json["figures"]
+    assert figures["c_through_rps"]["median"] > 0 and figures["c_redis_rps"]["median"] > 0
+    # every request the Redis-sink gateway answered left its record in the stream
+    assert result_json["redis_records"] > 100
     assert figures["seq_through_p50"]["median"] > 0

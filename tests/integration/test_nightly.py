@@ -25,7 +25,7 @@ import redis
 import yaml
 from safetensors.torch import load_file
 
-from evaluation.gate import Thresholds, gate
+from evaluation.gate import Thresholds, gate, quality_reasons
 from gateway.backends.local.convert import ensure_model
 from gateway.review.store import ReviewStore
 from gateway.settings import SHIPPED_ADAPTER, LocalModelConfig, Settings
@@ -108,6 +108,7 @@ def config_for(loop: dict[str, Any]) -> NightlyConfig:
         settings=loop["config"], data_dir=DATA_DIR, label_limit=10, spot_check=0.5, max_tokens=32,
         general=2, sft_max_steps=2, sft_learning_rate=2e-3, dpo_max_steps=2, dpo_learning_rate=1e-4,
         batch_size=2, max_length=192, threads=2, eval_suites=["xstest", "harmbench-test"], eval_limit=2,
+        drift_texts=3, max_perplexity_increase=100.0,  # two steps at a high rate move it a lot
     )  # fmt: skip
 
 
@@ -196,7 +197,12 @@ def test_the_loop_end_to_end(loop: dict[str, Any]) -> None:
     reports = json.loads(Path(summary["directory"], "eval", "reports.json").read_text())
     assert set(reports) == {"serving", "candidate"}
     assert all(reports[n]["suites"]["xstest"]["over_refusal"]["n"] >= 1 for n in reports)
-    assert gate(reports["candidate"], reports["serving"], Thresholds()).passed is stages["gate"]["passed"]
+    quality = stages["evaluate"]["quality"]
+    assert quality["texts"] == 3 and quality["kl_per_token"] > 0  # the candidate moved on ordinary text
+    assert quality["perplexity"]["candidate"] != quality["perplexity"]["serving"]
+    thresholds = Thresholds(max_perplexity_increase=100.0)
+    passed = gate(reports["candidate"], reports["serving"], thresholds).passed
+    assert (passed and not quality_reasons(quality, thresholds)) is stages["gate"]["passed"]
 
     # the running gateway serves the candidate, without a restart; the stream in flight finished
     deadline = time.monotonic() + 180

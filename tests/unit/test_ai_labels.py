@@ -102,7 +102,9 @@ def test_ai_labels_stay_beside_open_items_and_a_persons_decision_wins(
     store.label("ann", "r0", Label(action="refuse", category="secrets"))  # a person started on r0
     # one model answers, critiques and revises in turn
     gemma = Scripted("gemma", ["The codes are 1234.", "It leaks the codes.", "I can't help with that."] * 3)
-    counts = label_queue(store, teacher=gemma, answerer=gemma, engine=engine, limit=10, spot_check=1.0)
+    counts = label_queue(
+        store, teacher=gemma, answerer=gemma, engine=engine, limit=10, spot_check=1.0, concurrency=1
+    )
     assert counts == {"labelled": 3, "spot checks": 3}
     assert store.needs_ai_label(10) == []  # r0 has a person's label, the others an AI's
     assert store.ai_label("r0") is None
@@ -193,6 +195,8 @@ def test_items_the_guard_was_unsure_of_are_left_to_people(tmp_path: Path, engine
     for r in (sure, unsure):
         store.enqueue(r, reason="refused", priority=0)
     gemma = Scripted("gemma", ["1234.", "It leaks them.", "I can't help with that."])
-    counts = label_queue(store, teacher=gemma, answerer=gemma, engine=engine, limit=10, min_score=0.9)
+    counts = label_queue(
+        store, teacher=gemma, answerer=gemma, engine=engine, limit=10, min_score=0.9, concurrency=1
+    )
     assert counts == {"labelled": 1, "left to people (guard unsure)": 1, "spot checks": 0}
     assert store.ai_label("r1") is not None and store.ai_label("r2") is None

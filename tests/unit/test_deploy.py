@@ -13,7 +13,7 @@ import yaml
 
 from gateway.policy import load_policy
 from gateway.settings import Settings
-from trainer.config import NightlyConfig, load_config, parse_overrides
+from trainer.config import NightlyConfig, SFTConfig, load_config, parse_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -147,3 +147,18 @@ def test_compose_prometheus_scrapes_the_gateway() -> None:
     assert "gateway:8080" in targets
     settings = yaml.safe_load((DEPLOY / "railguard.yaml").read_text(encoding="utf-8"))
     assert settings["port"] == 8080 and settings["metrics"] is True
+
+
+def test_the_multi_gpu_training_job_validates_and_runs_the_trainer_under_accelerate() -> None:
+    (job,) = documents(K8S / "jobs" / "train-multi-gpu.yaml")
+    kubernetes_validate.validate(job, K8S_VERSION, strict=True)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    command = container["command"]
+    assert command[:2] == ["accelerate", "launch"] and command[command.index("-m") + 1 :][:3] == [
+        "railguard", "train", "sft",
+    ]  # fmt: skip
+    gpus = int(command[command.index("--num_processes") + 1])
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == str(gpus)  # one process per GPU
+    sft_args = command[command.index("sft") + 1 :]
+    sft_args[sft_args.index("--config") : sft_args.index("--config") + 2] = []
+    load_config(SFTConfig, ROOT / "trainer" / "configs" / "assistant.yaml", parse_overrides(sft_args))

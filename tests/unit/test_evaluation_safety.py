@@ -185,3 +185,21 @@ def test_a_limited_suite_keeps_every_language_and_expectation() -> None:
     assert {i.language for i in chosen} == {"en", "de", "zh", "ar"}
     assert {i.expected for i in chosen} == {"refuse", "comply"}
     assert [i.id for i in chosen] == sorted((i.id for i in chosen), key=lambda x: int(x[1:]))  # suite order
+
+
+def test_the_gate_refuses_a_candidate_worse_at_ordinary_work() -> None:
+    from evaluation.gate import Thresholds, quality_reasons
+
+    fine = {"perplexity": {"serving": 10.0, "candidate": 10.3},
+            "ifeval": {"serving": {"k": 30, "n": 100}, "candidate": {"k": 29, "n": 100}}}  # fmt: skip
+    assert quality_reasons(fine) == []
+    worse_ppl = {"perplexity": {"serving": 10.0, "candidate": 11.0}}
+    assert quality_reasons(worse_ppl) == [
+        "worse: perplexity on ordinary text 10.00 -> 11.00 (+10.0 %, bound 5 %)"
+    ]
+    assert quality_reasons(worse_ppl, Thresholds(max_perplexity_increase=0.2)) == []
+    fell = {"ifeval": {"serving": {"k": 60, "n": 100}, "candidate": {"k": 30, "n": 100}}}
+    (reason,) = quality_reasons(fell)
+    assert reason.startswith("worse: IFEval prompt-level strict 60.0 % -> 30.0 %")
+    noisy = {"ifeval": {"serving": {"k": 6, "n": 10}, "candidate": {"k": 4, "n": 10}}}
+    assert quality_reasons(noisy) == []  # 20 points down on 10 prompts: not sure at 95 %
