@@ -109,6 +109,7 @@ def config_for(loop: dict[str, Any]) -> NightlyConfig:
         general=2, sft_max_steps=2, sft_learning_rate=2e-3, dpo_max_steps=2, dpo_learning_rate=1e-4,
         batch_size=2, max_length=192, threads=2, eval_suites=["xstest", "harmbench-test"], eval_limit=2,
         drift_texts=3, max_perplexity_increase=100.0,  # two steps at a high rate move it a lot
+        harmful_margin=1.0, over_refusal_margin=1.0,  # two items a suite: the gate's rule is unit-tested
     )  # fmt: skip
 
 
@@ -200,7 +201,7 @@ def test_the_loop_end_to_end(loop: dict[str, Any]) -> None:
     quality = stages["evaluate"]["quality"]
     assert quality["texts"] == 3 and quality["kl_per_token"] > 0  # the candidate moved on ordinary text
     assert quality["perplexity"]["candidate"] != quality["perplexity"]["serving"]
-    thresholds = Thresholds(max_perplexity_increase=100.0)
+    thresholds = Thresholds(harmful_margin=1.0, over_refusal_margin=1.0, max_perplexity_increase=100.0)
     passed = gate(reports["candidate"], reports["serving"], thresholds).passed
     assert (passed and not quality_reasons(quality, thresholds)) is stages["gate"]["passed"]
 
