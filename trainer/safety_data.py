@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainer.datasets import DataError, demo_conversations
+from trainer.datasets import Conversation, DataError, demo_conversations
 
 # A principled refusal with a safe alternative, per language, for harmful items that no reviewer wrote
 # a refusal for and that the gateway did not refuse itself (its refusal, in the user's language, is used
@@ -100,6 +100,15 @@ def _last_user(messages: list[dict[str, Any]]) -> str:
         if message.get("role") == "user" and isinstance(message.get("content"), str):
             return str(message["content"])
     return ""
+
+
+def _against_forgetting(demos: list[Conversation], count: int) -> list[Conversation]:
+    """``count`` of our demonstrations: first every helpful answer to a prompt that sounds unsafe (the
+    counterweight to the refusals this data teaches: without them a safety update raises over-refusal),
+    then the other kinds in a stable order spread over kinds and languages."""
+    contrast = [c for c in demos if c.kind == "sounds_unsafe"]
+    rest = sorted((c for c in demos if c.kind != "sounds_unsafe"), key=lambda c: c.digest)
+    return (contrast + rest)[:count]
 
 
 def _pair(prompt: list[dict[str, Any]], chosen: str, rejected: str) -> dict[str, Any]:
@@ -186,7 +195,8 @@ def build(
             demos_dir or Path(__file__).resolve().parent / "data" / "assistant" / "demos"
         )
         general_examples = [
-            {"messages": [{"role": r, "content": c} for r, c in conv.messages]} for conv in demos[:general]
+            {"messages": [{"role": r, "content": c} for r, c in conv.messages], "lang": conv.lang}
+            for conv in _against_forgetting(demos, general)
         ]
     files = {
         "sft.jsonl": "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in [*sft, *general_examples]),

@@ -12,9 +12,11 @@ import pytest
 from classifiers.cli import default_data_dir
 from gateway.review.store import Label, ReviewStore
 from trainer.data_cli import main
+from trainer.datasets import demo_conversations
 from trainer.safety_data import build
 
 DATA = default_data_dir()
+DEMOS = Path(__file__).parents[2] / "trainer" / "data" / "assistant" / "demos"
 
 
 def record(i: int, prompt: str, action: str, response: str, lang: str = "en") -> dict[str, Any]:
@@ -66,6 +68,9 @@ def test_reviewed_items_become_sft_and_dpo_data_with_a_manifest(tmp_path: Path) 
     assert all(i["adapter"] == "assistant@abc" and i["policy_version"] == "v7" for i in manifest["items"])
     again = build(decided(tmp_path / "again"), tmp_path / "datasets", data_dir=None, general=3)
     assert again.version == built.version  # content-addressed
+    # against forgetting, and against over-refusal: our helpful answers to prompts that sound unsafe first
+    kinds = {c.messages[0][1]: c.kind for c in demo_conversations(DEMOS)}
+    assert [kinds[x["messages"][0]["content"]] for x in sft[2:]] == ["sounds_unsafe"] * 3
 
 
 @pytest.mark.skipif(DATA is None, reason="no ../shared/data beside the repository")
