@@ -310,18 +310,7 @@ class Nightly:
         quality: dict[str, Any] = {}
         data_dir = self._data_dir()
         if c.ifeval_limit > 0 and data_dir is not None:
-            from evaluation.assistant import run as assistant_run
-
-            report = assistant_run(
-                base_url=url, models=["serving", "candidate"], data_dir=data_dir,
-                ifeval_limit=c.ifeval_limit, subset_limit=0, max_tokens=max(c.max_tokens, 256),
-                concurrency=4, answers_dir=self.current / "eval" / "assistant", log=self._say,
-            )  # fmt: skip
-            quality["ifeval"] = {
-                name: {"k": round(r["ifeval_prompt_level_strict"] * r["ifeval_n"]), "n": int(r["ifeval_n"])}
-                for name, r in report.results.items()
-            }
-            quality["assistant"] = report.results
+            quality["ifeval"] = self._ifeval(url, data_dir)
         if c.drift_texts > 0 and data_dir is not None:
             from gateway.backends.local.convert import ensure_model
             from trainer.drift import drift, heldout_conversations
@@ -356,6 +345,24 @@ class Nightly:
             self.registry.reject(version, actor="nightly", reason="; ".join(decision.reasons))
             state["outcome"] = f"rejected {version}"
         return {"passed": decision.passed, "reasons": decision.reasons, "version": version}
+
+    def _ifeval(self, url: str, data_dir: Path) -> dict[str, Any]:
+        """IFEval prompt-level strict of both adapters, answered through the gateway (answers kept)."""
+        import asyncio
+
+        from classifiers.refusals import is_refusal
+        from evaluation.assistant import ask_all, ifeval_prompts, summarise, write_answers
+
+        prompts, items = ifeval_prompts(data_dir, self.config.ifeval_limit)
+        out: dict[str, Any] = {}
+        for name in ("serving", "candidate"):
+            answers = asyncio.run(ask_all(url, name, prompts, max_tokens=max(self.config.max_tokens, 256),
+                                          concurrency=4))  # fmt: skip
+            write_answers(self.current / "eval" / "ifeval" / f"{name}.jsonl", answers)
+            figures = summarise(answers, is_refusal, items)
+            n = int(figures["ifeval_n"])
+            out[name] = {"k": round(figures["ifeval_prompt_level_strict"] * n), "n": n, **figures}
+        return out
 
     # --- helpers -----------------------------------------------------------------------------------
 
