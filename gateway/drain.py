@@ -18,10 +18,10 @@ from collections.abc import AsyncIterator, Callable
 from types import FrameType
 from typing import Any
 
-import orjson
+from gateway.chat.answers import DONE, error_event
+from gateway.errors import ServiceUnavailableError
 
 log = logging.getLogger(__name__)
-DONE = b"data: [DONE]\n\n"
 
 
 class Drain:
@@ -84,13 +84,8 @@ class Drain:
 
 
 def _error_event() -> bytes:
-    error = {
-        "message": "The server is shutting down: this answer was cut at the drain deadline. Retry it.",
-        "type": "server_error",
-        "param": None,
-        "code": "server_shutting_down",
-    }
-    return b"data: " + orjson.dumps({"error": error}) + b"\n\n"
+    message = "The server is shutting down: this answer was cut at the drain deadline. Retry it."
+    return error_event(ServiceUnavailableError(message, code="server_shutting_down"))
 
 
 def serve(config: Any, drain: Drain, in_flight: Callable[[], int]) -> None:

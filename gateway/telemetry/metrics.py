@@ -19,7 +19,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from classifiers.refusals import RefusalDetector
-from gateway.guards.base import Action, Verdict
+from gateway.policy.verdict import Action, Verdict
 from gateway.records import DecisionRecord
 from gateway.telemetry.labels import LANGUAGES, OTHER, BoundedLabel, status_label
 

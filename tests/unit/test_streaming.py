@@ -5,8 +5,8 @@ from typing import Any
 
 import pytest
 
-from gateway.guards.base import Action, Finding, Stage, Verdict
 from gateway.policy.model import StreamPolicy
+from gateway.policy.verdict import Action, Finding, Stage, Verdict
 from gateway.redaction import redact_spans
 from gateway.streaming import StreamGuard
 
