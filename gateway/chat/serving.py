@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 
-from gateway.backends.base import Backend, Generation, SteeringSpec
+from gateway.backends.base import Backend, Generation
 from gateway.backends.models import ModelRouter
 from gateway.chat import answers
 from gateway.chat.recording import Recorder, RequestContext, Trace
-from gateway.errors import ContentFilterError, InvalidRequestError, RailguardError, UnsupportedParameterError
+from gateway.chat.steering import steering_for
+from gateway.errors import ContentFilterError, RailguardError
+from gateway.guards.output import StreamGuard, guard_completion
 from gateway.guards.runner import GuardRunner
 from gateway.messages import Segment, guarded_text
 from gateway.policy.engine import PolicyEngine
@@ -31,8 +33,7 @@ from gateway.protocol import (
     Envelope,
     RailguardBlock,
 )
-from gateway.redaction import redact_messages, redact_text
-from gateway.streaming import StreamGuard
+from gateway.redaction import redact_messages
 from gateway.telemetry import Tracing
 
 __all__ = ["ChatResult", "ChatService"]
@@ -133,15 +134,18 @@ class ChatService:
         with self.tracing.span("railguard.backend", backend=backend.name):
             completion = await (early or backend.complete(self._generation(call, messages, verdict)))
         trace.backend_ms = (time.perf_counter() - started) * 1000
+        trace.count_tokens(completion.get("usage"))
         with self.tracing.span("railguard.output_guard"):
-            await self._guard_completion(completion, trace)
+            trace.output, trace.response = await guard_completion(completion, self._output_check(call))
         completion["railguard"] = self._block(trace, trace.action)
         return ChatResult(trace.action, body=completion)
 
     def _generation(self, call: _Call, messages: list[dict[str, Any]], verdict: Verdict) -> Generation:
-        steering = self._steering(call, verdict)
-        banned = call.trace.policy.banned_phrases
-        return Generation(call.request, call.forward, messages, call.request_id, steering, banned)
+        policy = call.trace.policy
+        steering = steering_for(call.request, verdict, policy, local=call.backend.name == "local")
+        return Generation(
+            call.request, call.forward, messages, call.request_id, steering, policy.banned_phrases
+        )
 
     def _call_during_guard(
         self, call: _Call, text: str, messages: list[dict[str, Any]]
@@ -161,53 +165,8 @@ class ChatService:
         opened = backend.open_stream(generation) if call.request.stream else backend.complete(generation)
         return asyncio.ensure_future(opened)
 
-    def _steering(self, call: _Call, verdict: Verdict) -> tuple[SteeringSpec, ...]:
-        """The policy's steering (a `steer` verdict) plus what the request asked for and may have."""
-        request = call.request
-        options = request.railguard.steering if request.railguard else None
-        asked = tuple(SteeringSpec(s.vector, s.scale) for s in options or ())
-        refused = [s.vector for s in asked if s.vector not in call.trace.policy.steering_vectors]
-        if refused:
-            raise InvalidRequestError(
-                f"Steering vector(s) {refused} are not allowed for this API key.",
-                param="railguard.steering",
-                code="steering_not_allowed",
-            )
-        if call.backend.name != "local":
-            if asked:
-                raise UnsupportedParameterError(
-                    f"The model `{request.model}` is served by an upstream and cannot be steered.",
-                    param="railguard.steering",
-                )
-            return ()  # a policy `steer` verdict on an upstream model: answered unsteered (recorded)
-        return (*(SteeringSpec(s.vector, s.scale) for s in verdict.steering), *asked)
-
-    async def _guard_completion(self, completion: ChatCompletion, trace: Trace) -> None:
-        trace.count_tokens(completion.get("usage"))
-        strictest: Verdict | None = None
-        texts: list[str] = []
-        for choice in completion["choices"]:
-            message = choice.get("message")
-            content = message.get("content") if message else None
-            if not message or not isinstance(content, str) or not content:
-                continue
-            verdict = await self.guards.check(Stage.OUTPUT, content, trace.policy, trace.ctx.request_id)
-            if verdict.action.blocks:
-                choice["message"] = {**message, "content": verdict.message, "tool_calls": None}
-                choice["finish_reason"] = answers.CONTENT_FILTER
-            elif verdict.action is Action.REDACT:
-                choice["message"] = {**message, "content": redact_text(content, verdict)}
-            if strictest is None or verdict.action.severity > strictest.action.severity:
-                strictest = verdict
-            texts.append(choice["message"]["content"] or "")
-        trace.output = strictest
-        trace.response = "\n".join(texts)
-
     async def _stream(self, call: _Call, events: AsyncIterator[ChatCompletionChunk]) -> AsyncIterator[bytes]:
         trace = call.trace
-
-        async def check(text: str) -> Verdict:
-            return await self.guards.check(Stage.OUTPUT, text, trace.policy, call.request_id)
 
         def refusal(
             template: ChatCompletionChunk | None, index: int, verdict: Verdict, after: bool
@@ -217,7 +176,7 @@ class ChatService:
             block = self._block(trace, verdict.action, verdict)
             return answers.refusal_chunk(template, call.envelope, index, message, block)
 
-        guard = StreamGuard(check, trace.policy.stream, refusal)
+        guard = StreamGuard(self._output_check(call), trace.policy.stream, refusal)
         started = time.perf_counter()
         with self.recorder.recording(trace):
             try:
@@ -241,6 +200,12 @@ class ChatService:
                 trace.response = guard.text(0)
                 trace.output_guard_ms = guard.stats.check_ms
         yield answers.DONE
+
+    def _output_check(self, call: _Call) -> Callable[[str], Awaitable[Verdict]]:
+        async def check(text: str) -> Verdict:
+            return await self.guards.check(Stage.OUTPUT, text, call.trace.policy, call.request_id)
+
+        return check
 
     def _refuse(self, call: _Call, verdict: Verdict) -> ChatResult:
         """A prompt the policy refuses or escalates, answered by railguard (or an Azure-style error)."""

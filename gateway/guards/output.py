@@ -1,4 +1,9 @@
-"""The streaming output guard: text reaches the client only after the guard has seen it.
+"""The output guard, on a whole answer (`guard_completion`) or on a stream (`StreamGuard`).
+
+A whole answer is checked choice by choice: a choice the policy blocks is replaced by its refusal
+(`finish_reason: "content_filter"`), one it redacts is redacted.
+
+On a stream, text reaches the client only after the guard has seen it.
 
 Per choice, chunks are held back. At each release point (a sentence end, when `sentence_release` is on, or
 when more than `holdback_tokens` content chunks wait) the guard checks everything the client has seen plus
@@ -19,14 +24,36 @@ from dataclasses import dataclass, field
 
 from gateway.policy.model import StreamPolicy
 from gateway.policy.verdict import Action, Verdict
-from gateway.protocol import ChatCompletionChunk, ChunkChoice
-from gateway.redaction import redact_spans, verdict_spans
+from gateway.protocol import ChatCompletion, ChatCompletionChunk, ChunkChoice
+from gateway.redaction import redact_spans, redact_text, verdict_spans
 
 _SENTENCE_END = re.compile(r"""[.!?。！？…]["')\]]*(?=\s|$)|\n""")
 
 CheckText = Callable[[str], Awaitable[Verdict]]
 # (the held chunk the refusal replaces, if any; the choice's index; the verdict; whether text went out)
 RefusalChunk = Callable[[ChatCompletionChunk | None, int, Verdict, bool], ChatCompletionChunk]
+
+
+async def guard_completion(completion: ChatCompletion, check: CheckText) -> tuple[Verdict | None, str]:
+    """Check each choice's text, and rewrite the choices the policy blocks or redacts; the strictest
+    verdict and the answer's text as the client gets it (choices joined by newlines)."""
+    strictest: Verdict | None = None
+    texts: list[str] = []
+    for choice in completion["choices"]:
+        message = choice.get("message")
+        content = message.get("content") if message else None
+        if not message or not isinstance(content, str) or not content:
+            continue
+        verdict = await check(content)
+        if verdict.action.blocks:
+            choice["message"] = {**message, "content": verdict.message, "tool_calls": None}
+            choice["finish_reason"] = "content_filter"
+        elif verdict.action is Action.REDACT:
+            choice["message"] = {**message, "content": redact_text(content, verdict)}
+        if strictest is None or verdict.action.severity > strictest.action.severity:
+            strictest = verdict
+        texts.append(choice["message"]["content"] or "")
+    return strictest, "\n".join(texts)
 
 
 @dataclass
