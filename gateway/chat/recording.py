@@ -141,9 +141,7 @@ class Recorder:
             error_code=error.code,
             latency=Latencies(total_ms=(time.perf_counter() - ctx.started) * 1000),
         )
-        ctx.recorded = True
-        self.telemetry.observe(record)
-        self.request_log.log(record)
+        self._publish(ctx, record, sink=False)
 
     def _finish(self, trace: Trace) -> None:
         assert not trace.ctx.recorded, "a request has exactly one decision record"
@@ -184,7 +182,12 @@ class Recorder:
             adapter=trace.adapter,
         )
         trace.record = record
-        trace.ctx.recorded = True
+        self._publish(trace.ctx, record, sink=True)
+
+    def _publish(self, ctx: RequestContext, record: DecisionRecord, *, sink: bool) -> None:
+        """The fan-out: metrics, the request's log line, and (for records the policy made) the sink."""
+        ctx.recorded = True
         self.telemetry.observe(record)
         self.request_log.log(record)
-        self.sink.submit(record)
+        if sink:
+            self.sink.submit(record)
