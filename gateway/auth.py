@@ -170,7 +170,12 @@ class Slot:
             async for data in stream:
                 yield data
         finally:
-            self._release()
+            try:
+                aclose = getattr(stream, "aclose", None)
+                if aclose is not None:  # closed with the wrapper, not left to the garbage collector
+                    await aclose()
+            finally:
+                self._release()
 
     def _release(self) -> None:
         if self._key is not None:

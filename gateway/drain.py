@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator, Callable
 from types import FrameType
 from typing import Any
 
+import anyio
+
 from gateway.chat.answers import DONE, error_event
 from gateway.errors import ServiceUnavailableError
 
@@ -59,6 +61,7 @@ class Drain:
         """``stream``, ended with an error event and ``[DONE]`` if the drain deadline comes first."""
         expired = asyncio.ensure_future(self._event().wait())
         iterator = stream.__aiter__()
+        step: asyncio.Future[bytes] | None = None
         try:
             while True:
                 step = asyncio.ensure_future(iterator.__anext__())
@@ -77,10 +80,14 @@ class Drain:
                 return
         finally:
             expired.cancel()
-            aclose = getattr(iterator, "aclose", None)
-            if aclose is not None:
-                with contextlib.suppress(Exception):
-                    await aclose()
+            with anyio.CancelScope(shield=True):  # this generator may be being cancelled (a client gone)
+                if step is not None and not step.done():  # the stream is mid-step: stop it there
+                    step.cancel()
+                    await asyncio.wait({step})
+                aclose = getattr(iterator, "aclose", None)
+                if aclose is not None:
+                    with contextlib.suppress(Exception):
+                        await aclose()
 
 
 def _error_event() -> bytes:

@@ -7,12 +7,12 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from gateway.chat.recording import RequestContext
 from gateway.disconnect import ClientDisconnected, cancel_on_disconnect
 from gateway.errors import RailguardError, ServiceUnavailableError
-from gateway.http import json_response, services_of
+from gateway.http import EventStreamResponse, json_response, services_of
 from gateway.ratelimit import chat_tokens
 from gateway.requests import check_token_limit, parse_chat_request, parse_json_object, read_body
 
@@ -53,8 +53,7 @@ async def chat_completions(request: Request) -> Response:
             if result.stream is None:
                 return json_response(result.body, headers=headers)
             headers["cache-control"] = "no-cache"
-            stream = slot.release_after(services.drain.guard(result.stream))
-            return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+            return EventStreamResponse(slot.release_after(services.drain.guard(result.stream)), headers)
     except RailguardError as error:
         services.chat.recorder.reject(ctx, model, error)  # refused before the service had it (else a no-op)
         error.headers = {**rate, **error.headers}
