@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gateway.guards.base import Action, Stage, Verdict
+from gateway.policy.verdict import Action, Stage, Verdict
 from gateway.records import DecisionRecord
 from gateway.sinks.redis import RedisStreamSink
 from gateway.sinks.sqlite import SQLiteSink

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
 
-from gateway.guards.base import Action, Stage, Verdict
+from gateway.policy.verdict import Action, Stage, Verdict
 from gateway.records import DecisionRecord, Latencies
 from gateway.telemetry import JsonFormatter, RequestLog, Telemetry
 

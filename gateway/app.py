@@ -13,18 +13,22 @@ from prometheus_client import CollectorRegistry
 
 from gateway.auth import Authenticator, ConcurrencyLimiter
 from gateway.backends.base import Backend
+from gateway.backends.models import ModelRouter
+from gateway.chat.recording import Recorder
+from gateway.chat.router import router as chat_router
+from gateway.chat.serving import ChatService
 from gateway.drain import Drain
-from gateway.guarding import GuardRunner
-from gateway.guards.base import Guard, Stage
+from gateway.guards.base import Guard
 from gateway.guards.classifier import ClassifierGuard
-from gateway.moderations import ModerationService
+from gateway.guards.runner import GuardRunner
+from gateway.moderations.router import router as moderations_router
+from gateway.moderations.serving import ModerationService
 from gateway.openapi import install_openapi
-from gateway.policy import Policy, PolicyEngine, load_policy
+from gateway.policy import Policy, PolicyEngine, Stage, load_policy
 from gateway.ratelimit import Buckets, LocalBuckets, RateLimiter
 from gateway.review.routes import router as review_router
 from gateway.review.service import ReviewService
 from gateway.routes import install_error_handlers, router
-from gateway.serving import ChatService, ModelRouter
 from gateway.settings import Settings
 from gateway.sinks import SQLiteSink
 from gateway.sinks.base import Sink, SinkEvents
@@ -145,12 +149,14 @@ def create_app(
         service_name=settings.tracing.service_name,
         endpoint=settings.tracing.endpoint,
     )
+    recorder = Recorder(
+        telemetry, record_sink, policy_version=engine.version, guard_versions=lambda: runner.versions
+    )
     chat = ChatService(
         models,
         engine,
         runner,
-        record_sink,
-        telemetry,
+        recorder,
         detect_language=detect,
         tracing=spans,
         during_call=settings.input_guard == "during_call",
@@ -201,6 +207,8 @@ def create_app(
     )
     app.add_middleware(BodyReadTimeout, timeout_s=settings.limits.body_read_timeout_s)
     install_error_handlers(app)
+    app.include_router(chat_router)
+    app.include_router(moderations_router)
     app.include_router(router)
     app.include_router(review_router)
     install_openapi(app)

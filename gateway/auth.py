@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 from gateway.errors import AuthenticationError, RateLimitError
@@ -126,6 +126,11 @@ class ConcurrencyLimiter:
         self._in_flight[slot] = current + 1
         return slot
 
+    def slot(self, identity: Identity) -> Slot:
+        """``async with limiter.slot(identity):`` one request in flight for the block (a 429 on entry
+        past the limit), or until the end of a stream the block hands it to (`Slot.release_after`)."""
+        return Slot(self, identity)
+
     def release(self, slot: str) -> None:
         remaining = self._in_flight.get(slot, 1) - 1
         if remaining > 0:
@@ -136,3 +141,43 @@ class ConcurrencyLimiter:
     def in_flight(self) -> int:
         """Requests in flight over all keys (the drain waits for none)."""
         return sum(self._in_flight.values())
+
+
+class Slot:
+    """One request's place among its key's requests in flight."""
+
+    def __init__(self, limiter: ConcurrencyLimiter, identity: Identity) -> None:
+        self._limiter = limiter
+        self._identity = identity
+        self._key: str | None = None
+        self._handed_on = False
+
+    async def __aenter__(self) -> Slot:
+        self._key = self._limiter.acquire(self._identity)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if not self._handed_on:
+            self._release()
+
+    def release_after(self, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """``stream``, holding the slot past the block until it ends (or is closed)."""
+        self._handed_on = True
+        return self._holding(stream)
+
+    async def _holding(self, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        try:
+            async for data in stream:
+                yield data
+        finally:
+            try:
+                aclose = getattr(stream, "aclose", None)
+                if aclose is not None:  # closed with the wrapper, not left to the garbage collector
+                    await aclose()
+            finally:
+                self._release()
+
+    def _release(self) -> None:
+        if self._key is not None:
+            self._limiter.release(self._key)
+            self._key = None

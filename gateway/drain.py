@@ -18,10 +18,12 @@ from collections.abc import AsyncIterator, Callable
 from types import FrameType
 from typing import Any
 
-import orjson
+import anyio
+
+from gateway.chat.answers import DONE, error_event
+from gateway.errors import ServiceUnavailableError
 
 log = logging.getLogger(__name__)
-DONE = b"data: [DONE]\n\n"
 
 
 class Drain:
@@ -59,6 +61,7 @@ class Drain:
         """``stream``, ended with an error event and ``[DONE]`` if the drain deadline comes first."""
         expired = asyncio.ensure_future(self._event().wait())
         iterator = stream.__aiter__()
+        step: asyncio.Future[bytes] | None = None
         try:
             while True:
                 step = asyncio.ensure_future(iterator.__anext__())
@@ -77,20 +80,19 @@ class Drain:
                 return
         finally:
             expired.cancel()
-            aclose = getattr(iterator, "aclose", None)
-            if aclose is not None:
-                with contextlib.suppress(Exception):
-                    await aclose()
+            with anyio.CancelScope(shield=True):  # this generator may be being cancelled (a client gone)
+                if step is not None and not step.done():  # the stream is mid-step: stop it there
+                    step.cancel()
+                    await asyncio.wait({step})
+                aclose = getattr(iterator, "aclose", None)
+                if aclose is not None:
+                    with contextlib.suppress(Exception):
+                        await aclose()
 
 
 def _error_event() -> bytes:
-    error = {
-        "message": "The server is shutting down: this answer was cut at the drain deadline. Retry it.",
-        "type": "server_error",
-        "param": None,
-        "code": "server_shutting_down",
-    }
-    return b"data: " + orjson.dumps({"error": error}) + b"\n\n"
+    message = "The server is shutting down: this answer was cut at the drain deadline. Retry it."
+    return error_event(ServiceUnavailableError(message, code="server_shutting_down"))
 
 
 def serve(config: Any, drain: Drain, in_flight: Callable[[], int]) -> None:

@@ -1,16 +1,17 @@
-"""The text of a conversation that the input guard reads, and redaction mapped back onto the messages.
+"""The text of a conversation that the input guard reads, and where each piece of it came from.
 
 Only what users and tools contributed is guarded (roles user, tool, function): system and developer
-messages are the application's own, assistant turns were guarded when they were produced.
+messages are the application's own, assistant turns were guarded when they were produced. A `Segment`
+maps a stretch of the guarded text back to its message (and content part), so that a redaction of the
+text can be applied to the messages (`gateway.redaction.redact_messages`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from gateway.guards.base import Verdict
-from gateway.redaction import redact_spans
+from gateway.protocol import ChatMessage
 
 GUARDED_ROLES = frozenset({"user", "tool", "function"})
 SEPARATOR = "\n\n"
@@ -24,22 +25,18 @@ class Segment:
     end: int
 
 
-def guarded_text(messages: list[dict[str, Any]]) -> tuple[str, list[Segment]]:
+def guarded_text(messages: Sequence[ChatMessage]) -> tuple[str, list[Segment]]:
     texts: list[str] = []
     segments: list[Segment] = []
     offset = 0
     for i, message in enumerate(messages):
-        if message.get("role") not in GUARDED_ROLES:
+        if message.role not in GUARDED_ROLES:
             continue
-        content = message.get("content")
+        content = message.content
         if isinstance(content, str):
             pieces: list[tuple[int | None, str]] = [(None, content)]
         elif isinstance(content, list):
-            pieces = [
-                (j, part["text"])
-                for j, part in enumerate(content)
-                if isinstance(part, dict) and isinstance(part.get("text"), str)
-            ]
+            pieces = [(j, part.text) for j, part in enumerate(content) if part.text is not None]
         else:
             continue
         for part, text in pieces:
@@ -49,33 +46,3 @@ def guarded_text(messages: list[dict[str, Any]]) -> tuple[str, list[Segment]]:
             segments.append(Segment(i, part, offset, offset + len(text)))
             offset += len(text)
     return SEPARATOR.join(texts), segments
-
-
-def redact_messages(
-    messages: list[dict[str, Any]], segments: list[Segment], verdict: Verdict
-) -> list[dict[str, Any]]:
-    """A copy of the messages with the verdict's redacted categories replaced by placeholders."""
-    redacted = [dict(m) for m in messages]
-    for segment in segments:
-        spans = [
-            (
-                max(f.span[0], segment.start) - segment.start,
-                min(f.span[1], segment.end) - segment.start,
-                f.category,
-            )
-            for f in verdict.findings
-            if f.span is not None
-            and f.category in verdict.categories
-            and f.span[0] < segment.end
-            and f.span[1] > segment.start
-        ]
-        if not spans:
-            continue
-        message = redacted[segment.message]
-        if segment.part is None:
-            message["content"] = redact_spans(message["content"], spans)
-        else:
-            parts = [dict(p) for p in message["content"]]
-            parts[segment.part]["text"] = redact_spans(parts[segment.part]["text"], spans)
-            message["content"] = parts
-    return redacted

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
-from gateway.moderations import ModerationRequest
+from gateway.moderations.protocol import ModerationRequest
 from gateway.protocol import ChatCompletionRequest
 
 __all__ = ["ERROR_SCHEMA", "install_openapi", "openapi_document"]

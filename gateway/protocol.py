@@ -1,8 +1,14 @@
-"""Pydantic models of the OpenAI chat-completions request, in the order of OpenAI's reference.
+"""OpenAI's chat completions: the request as pydantic models, the response as typed dicts.
 
-Unknown fields are kept (`extra="allow"`): an upstream backend passes them on unchanged, the local backend
-ignores them and says so in the log. railguard's own extensions live in one `railguard` block.
-Responses are plain dicts built by the backends in OpenAI's shape (see `gateway.chunks`).
+The request's fields are in the order of OpenAI's reference. Unknown fields are kept (`extra="allow"`):
+an upstream backend passes them on unchanged, the local backend ignores them and says so in the log.
+railguard's own extensions live in one `railguard` block, in the request and in the response.
+
+Responses are plain dicts (`ChatCompletion`, `ChatCompletionChunk`, typed below): an upstream's are
+passed through with whatever else it adds, and only what railguard writes itself is built here, by
+`completion`, `chunk` and `usage` (shared by the local backend, `gateway.backends.local.responses`, and
+railguard's own answers, `gateway.chat.answers`). This module sits below the backends and the chat
+service, which both speak it; the moderation endpoint's models are in `gateway.moderations.protocol`.
 
 Types are strict, as OpenAI's are: a string is not a boolean or a number (`"stream": "true"` is a 400),
 a boolean is not a number, and a decimal is not an integer. Null is accepted wherever OpenAI accepts it
@@ -12,7 +18,8 @@ request bodies of the OpenAPI document (`gateway.openapi`), with the rules the v
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
@@ -157,3 +164,124 @@ class ChatCompletionRequest(BaseModel):
 
     def ignored_fields(self) -> list[str]:
         return sorted(self.model_extra or {})
+
+
+# --- responses ---------------------------------------------------------------------------------------
+
+
+class Usage(TypedDict):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletionMessage(TypedDict):
+    role: str
+    content: str | None
+    refusal: NotRequired[str | None]
+    tool_calls: NotRequired[list[dict[str, Any]] | None]
+
+
+class Choice(TypedDict):
+    index: int
+    message: ChatCompletionMessage
+    finish_reason: str | None
+    logprobs: NotRequired[dict[str, Any] | None]
+
+
+class ChoiceDelta(TypedDict, total=False):
+    role: str
+    content: str | None
+    refusal: str | None
+    tool_calls: list[dict[str, Any]] | None
+
+
+class ChunkChoice(TypedDict):
+    index: int
+    delta: ChoiceDelta
+    finish_reason: str | None
+    logprobs: NotRequired[dict[str, Any] | None]
+
+
+class RailguardBlock(TypedDict):
+    """railguard's block in a response: what the policy did, and why when it did more than allow."""
+
+    action: str
+    categories: list[str]
+    request_id: str
+    policy_version: str
+    stage: NotRequired[str]
+    principle: NotRequired[str | None]
+
+
+class ChatCompletion(TypedDict):
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: NotRequired[Usage | None]
+    system_fingerprint: NotRequired[str | None]
+    railguard: NotRequired[RailguardBlock]
+
+
+class ChatCompletionChunk(TypedDict):
+    id: str
+    object: Literal["chat.completion.chunk"]
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: NotRequired[Usage | None]
+    system_fingerprint: NotRequired[str | None]
+    railguard: NotRequired[RailguardBlock]
+
+
+class ErrorBody(TypedDict):
+    """OpenAI's error object, `{"error": ErrorBody}` in a JSON answer or an SSE event."""
+
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What every object of one response repeats."""
+
+    id: str
+    model: str
+    created: int
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> Usage:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def completion(envelope: Envelope, choices: list[Choice], tokens: Usage) -> ChatCompletion:
+    return {
+        "id": envelope.id,
+        "object": "chat.completion",
+        "created": envelope.created,
+        "model": envelope.model,
+        "choices": choices,
+        "usage": tokens,
+    }
+
+
+def chunk(envelope: Envelope, choices: list[ChunkChoice]) -> ChatCompletionChunk:
+    return {
+        "id": envelope.id,
+        "object": "chat.completion.chunk",
+        "created": envelope.created,
+        "model": envelope.model,
+        "choices": choices,
+    }
+
+
+def chunk_choice(index: int, delta: ChoiceDelta, finish_reason: str | None) -> ChunkChoice:
+    return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}

@@ -5,11 +5,12 @@ Its JSON form (`to_json`) is the schema of the flagged stream; change it only by
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from gateway.guards.base import Action, Verdict
+from gateway.policy.verdict import Action, Verdict
+from gateway.redaction import deidentify_messages
 
 SCHEMA_VERSION = 1
 
@@ -78,9 +79,7 @@ class DecisionRecord:
             from classifiers.pii import redact
         except ImportError:  # an upstream-only install without `railguard[classifiers]`
             return replace(self, prompt=None, response=None)
-        prompt = None
-        if self.prompt is not None:
-            prompt = [_deidentify_message(m, redact) for m in self.prompt]
+        prompt = deidentify_messages(self.prompt, redact) if self.prompt is not None else None
         response = redact(self.response) if self.response is not None else None
         return replace(self, prompt=prompt, response=response)
 
@@ -122,23 +121,6 @@ class DecisionRecord:
             "response": self.response,
             "raw_text": self.raw_text,
         }
-
-
-def _deidentify_message(message: dict[str, Any], redact: Callable[[str], str]) -> dict[str, Any]:
-    content = message.get("content")
-    if isinstance(content, str):
-        return {**message, "content": redact(content)}
-    if isinstance(content, list):  # content parts: the text ones are redacted, others kept by type only
-        parts = [
-            {**p, "text": redact(p["text"])}
-            if isinstance(p, dict) and isinstance(p.get("text"), str)
-            else {"type": p.get("type")}
-            if isinstance(p, dict)
-            else p
-            for p in content
-        ]
-        return {**message, "content": parts}
-    return message
 
 
 def merged_categories(*verdicts: Verdict | None) -> tuple[str, ...]:

@@ -5,3 +5,4 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 .venv/bin/ruff format --check --exclude '*.md' .
 .venv/bin/ruff check .
 .venv/bin/mypy
+.venv/bin/mypy grafana/generate.py  # the dashboards' generator, a script outside the packages

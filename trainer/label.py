@@ -27,8 +27,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gateway.guards.base import Action
 from gateway.policy.engine import PolicyEngine
+from gateway.policy.verdict import Action
 from gateway.review.model import Label
 from gateway.review.store import ReviewStore
 

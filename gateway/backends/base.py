@@ -1,9 +1,10 @@
 """The seam between the gateway and whatever produces completions.
 
-A backend speaks OpenAI's response shapes as plain dicts: `complete` returns a `chat.completion` object,
-`open_stream` returns an async iterator of `chat.completion.chunk` objects. Errors raised before the first
-chunk (by `complete` or by `open_stream` itself) become HTTP errors; errors raised while iterating end the
-stream with an error event, since the status line has already gone out.
+A backend speaks OpenAI's response shapes as plain dicts (`gateway.protocol`): `complete` returns a
+`chat.completion` object, `open_stream` returns an async iterator of `chat.completion.chunk` objects.
+Errors raised before the first chunk (by `complete` or by `open_stream` itself) become HTTP errors;
+errors raised while iterating end the stream with an error event, since the status line has already
+gone out.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.protocol import ChatCompletionRequest
+from gateway.protocol import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,8 @@ class Backend(Protocol):
     async def ready(self) -> bool:
         """True once every model is loaded or the upstream answers."""
 
-    async def complete(self, generation: Generation) -> dict[str, Any]:
+    async def complete(self, generation: Generation) -> ChatCompletion:
         """A whole `chat.completion` object."""
 
-    async def open_stream(self, generation: Generation) -> AsyncIterator[dict[str, Any]]:
+    async def open_stream(self, generation: Generation) -> AsyncIterator[ChatCompletionChunk]:
         """Connect, then return an iterator of `chat.completion.chunk` objects."""

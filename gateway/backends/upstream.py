@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import orjson
@@ -28,6 +28,7 @@ from gateway.errors import (
     UpstreamRejectedError,
     UpstreamTimeoutError,
 )
+from gateway.protocol import ChatCompletion, ChatCompletionChunk
 from gateway.settings import UpstreamConfig
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ class UpstreamBackend:
                 raise _map_transport_error(exc) from exc
         raise AssertionError("unreachable")
 
-    async def complete(self, generation: Generation) -> dict[str, Any]:
+    async def complete(self, generation: Generation) -> ChatCompletion:
         response = await self._post(generation)
         try:
             content = await response.read()
@@ -136,14 +137,14 @@ class UpstreamBackend:
         if response.status != 200:
             raise _map_status(response.status, content, response.headers.get("Retry-After"))
         try:
-            data: dict[str, Any] = orjson.loads(content)
+            data = orjson.loads(content)
         except orjson.JSONDecodeError as exc:
             raise UpstreamError("the upstream answered with invalid JSON") from exc
         if not isinstance(data, dict) or not _choices_ok(data.get("choices"), "message"):
             raise UpstreamError("the upstream answered without valid choices")
-        return data
+        return cast(ChatCompletion, data)  # checked where the guards read it; the rest passes through
 
-    async def open_stream(self, generation: Generation) -> AsyncIterator[dict[str, Any]]:
+    async def open_stream(self, generation: Generation) -> AsyncIterator[ChatCompletionChunk]:
         response = await self._post(generation)
         if response.status != 200:
             try:
@@ -168,7 +169,7 @@ class EventStream:
     def __aiter__(self) -> EventStream:
         return self
 
-    async def __anext__(self) -> dict[str, Any]:
+    async def __anext__(self) -> ChatCompletionChunk:
         return await self._events.__anext__()
 
     async def aclose(self) -> None:
@@ -188,7 +189,7 @@ async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         yield pending
 
 
-async def _events(response: aiohttp.ClientResponse) -> AsyncGenerator[dict[str, Any]]:
+async def _events(response: aiohttp.ClientResponse) -> AsyncGenerator[ChatCompletionChunk]:
     try:
         lines = _lines(response)
         async for raw in lines:
@@ -212,7 +213,7 @@ async def _events(response: aiohttp.ClientResponse) -> AsyncGenerator[dict[str, 
                 raise UpstreamError(f"the upstream failed mid-stream: {message}")
             if not _choices_ok(event.get("choices") or [], "delta"):
                 raise UpstreamError("the upstream sent a stream event with malformed choices")
-            yield event
+            yield cast(ChatCompletionChunk, event)
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise _map_transport_error(exc) from exc
     finally:

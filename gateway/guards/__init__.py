@@ -1,5 +1,7 @@
-"""Guards turn text into findings; the policy turns findings into a verdict."""
+"""Guards turn text into findings (`base.Guard`); `runner.GuardRunner` runs them on one stage of a request
+and asks the policy (`gateway.policy`) for its verdict. The policy's own rules are `gateway.policy.rules`."""
 
-from gateway.guards.base import Action, Finding, Guard, GuardResult, Stage, Verdict
+from gateway.guards.base import Guard
+from gateway.guards.runner import GuardRunner
 
-__all__ = ["Action", "Finding", "Guard", "GuardResult", "Stage", "Verdict"]
+__all__ = ["Guard", "GuardRunner"]

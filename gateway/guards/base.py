@@ -1,62 +1,13 @@
-"""The guard seam: what a guard returns, and what the policy decides from it."""
+"""The guard seam: a guard reads a text and reports findings (`gateway.policy.verdict.Finding`), which
+the policy turns into a verdict."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any, Protocol
+from typing import Protocol
 
-from gateway.backends.base import SteeringSpec
+from gateway.policy.verdict import Finding, Stage
 
-
-class Stage(StrEnum):
-    INPUT = "input"
-    OUTPUT = "output"
-
-
-class Action(StrEnum):
-    """What the policy does with a request. Listed from mildest to strictest."""
-
-    ALLOW = "allow"
-    STEER = "steer"
-    REDACT = "redact"
-    ESCALATE = "escalate"
-    REFUSE = "refuse"
-
-    @property
-    def severity(self) -> int:
-        return _SEVERITY[self]
-
-    @property
-    def blocks(self) -> bool:
-        """Whether the request is answered by railguard instead of the model."""
-        return self in (Action.ESCALATE, Action.REFUSE)
-
-
-_SEVERITY = {a: i for i, a in enumerate(Action)}
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One thing a guard saw: a category, a score in [0, 1], and where in the text when it knows."""
-
-    category: str
-    score: float
-    source: str
-    span: tuple[int, int] | None = None
-    threshold: float = 0.5  # the source's own calibrated threshold; a policy may set another
-
-
-@dataclass(frozen=True, slots=True)
-class GuardResult:
-    guard: str
-    findings: tuple[Finding, ...]
-    latency_ms: float
-    error: str | None = None
-
-    @property
-    def failed(self) -> bool:
-        return self.error is not None
+__all__ = ["Guard"]
 
 
 class Guard(Protocol):
@@ -66,30 +17,3 @@ class Guard(Protocol):
     blocking: bool
 
     def check(self, text: str, stage: Stage, language: str) -> tuple[Finding, ...]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """The policy's decision on one stage of one request."""
-
-    stage: Stage
-    action: Action
-    categories: tuple[str, ...] = ()
-    findings: tuple[Finding, ...] = ()
-    principle: str | None = None
-    message: str | None = None
-    latency_ms: float = 0.0
-    failed_guards: tuple[str, ...] = ()
-    scores: dict[str, float] = field(default_factory=dict)
-    steering: tuple[SteeringSpec, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "stage": self.stage.value,
-            "action": self.action.value,
-            "categories": list(self.categories),
-            "principle": self.principle,
-            "scores": self.scores,
-            "failed_guards": list(self.failed_guards),
-            "latency_ms": round(self.latency_ms, 3),
-        }

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from classifiers.config import ClassifiersConfig
 from classifiers.pii import PiiSpan, find_pii
-from gateway.guards.base import Finding, Stage
+from gateway.policy.verdict import Finding, Stage
 
 log = logging.getLogger(__name__)
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from gateway.backends.base import SteeringSpec
-from gateway.guards.base import Action, Finding, GuardResult, Stage, Verdict
-from gateway.guards.rules import RuleGuard
 from gateway.policy.model import CategoryPolicy, Overlay, Policy, Rule, SteerPolicy, StreamPolicy
+from gateway.policy.rules import RuleGuard
+from gateway.policy.verdict import Action, Finding, GuardResult, Stage, Steering, Verdict
 
 BANNED_PHRASE = "banned_phrase"
 
@@ -97,12 +96,12 @@ class EffectivePolicy:
         )
 
     @staticmethod
-    def _steering(judged: list[_Judgement]) -> tuple[SteeringSpec, ...]:
+    def _steering(judged: list[_Judgement]) -> tuple[Steering, ...]:
         specs = {}
         for judgement in judged:
             steer = judgement.steer
             if steer is not None:
-                specs[steer.vector] = SteeringSpec(steer.vector, steer.scale)
+                specs[steer.vector] = Steering(steer.vector, steer.scale)
         return tuple(specs.values())
 
     def _judge(self, finding: Finding) -> _Judgement:

@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.guards.base import Action, Stage
+from gateway.policy.verdict import Action, Stage
 
 RefusalMode = Literal["message", "error"]
 FailMode = Literal["fail_open", "fail_closed"]

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.guards.base import Action
+from gateway.policy.verdict import Action
 from gateway.review.store import ReviewStore
 
 log = logging.getLogger(__name__)

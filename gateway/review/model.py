@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.guards.base import Action
+from gateway.policy.verdict import Action
 
 Role = Literal["reviewer", "adjudicator", "admin"]
 ROLES: tuple[Role, ...] = ("reviewer", "adjudicator", "admin")

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from gateway.errors import InvalidRequestError, NotFoundError, RailguardError
-from gateway.guards.base import Action
+from gateway.policy.verdict import Action
 from gateway.requests import parse_json_object, read_body
 from gateway.review.auth import COOKIE, SESSION_S
 from gateway.review.store import ROLES, Label, ReviewError

@@ -10,17 +10,15 @@ to files there, and `render()` adds them up.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
 
 from classifiers.refusals import RefusalDetector
-from gateway.guards.base import Action, Verdict
+from gateway.policy.verdict import Action, Verdict
 from gateway.records import DecisionRecord
+from gateway.telemetry import exposition
 from gateway.telemetry.labels import LANGUAGES, OTHER, BoundedLabel, status_label
 
 __all__ = ["GUARD_FAILURE_MODES", "SINK_EVENTS", "Telemetry"]
@@ -33,10 +31,6 @@ _REQUEST_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0
 _SCORE_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 _GaugeMode = Literal["livemax", "livemostrecent"]
 _ANSWERED = frozenset({Action.ALLOW, Action.STEER, Action.REDACT})
-
-
-def _multiprocess() -> bool:
-    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
 class Telemetry:
@@ -349,7 +343,7 @@ class Telemetry:
         )  # fmt: skip
         previous, self._info_labels = self._info_labels, labels
         if previous is not None and previous != labels:
-            if _multiprocess():
+            if exposition.multiprocess():
                 self.model_info.labels(*previous).set(0)  # removal is not supported there
             else:
                 self.model_info.remove(*previous)
@@ -381,22 +375,8 @@ class Telemetry:
 
     def render(self) -> tuple[bytes, str]:
         """The body and content type of `GET /metrics`; all workers' values in multiprocess mode."""
-        if not self.enabled:
-            return b"", CONTENT_TYPE_LATEST
-        if _multiprocess():
-            merged = CollectorRegistry()
-            MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
-            return generate_latest(merged), CONTENT_TYPE_LATEST
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        return exposition.render(self.registry) if self.enabled else (b"", exposition.CONTENT_TYPE_LATEST)
 
     def metric_names(self) -> frozenset[str]:
         """Every series name this object exports (with `_total`, `_bucket`, ... suffixes)."""
-        names: set[str] = set()
-        for family in self.registry.collect():
-            names.add(family.name)
-            kind = family.type
-            if kind == "counter":
-                names.add(family.name + "_total")
-            elif kind == "histogram":
-                names.update(family.name + s for s in ("_bucket", "_sum", "_count"))
-        return frozenset(names)
+        return exposition.metric_names(self.registry)

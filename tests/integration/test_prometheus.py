@@ -27,7 +27,7 @@ import openai
 import pytest
 import yaml
 
-from gateway.telemetry.dashboards import DASHBOARDS, build
+from tests.grafana import DASHBOARDS, build
 
 pytestmark = pytest.mark.integration
 

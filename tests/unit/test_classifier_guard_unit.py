@@ -9,8 +9,8 @@ from types import MappingProxyType
 from classifiers.config import ClassifiersConfig
 from classifiers.pii import PiiSpan
 from classifiers.runtime import TextScores
-from gateway.guards.base import Stage
 from gateway.guards.classifier import ClassifierGuard
+from gateway.policy.verdict import Stage
 
 
 @dataclass

@@ -13,10 +13,11 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from gateway.telemetry import Telemetry
-from gateway.telemetry.dashboards import DASHBOARDS, build, render
+from tests.grafana import DASHBOARDS, build, render
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "grafana"
+
 RULES = ROOT / "deploy" / "prometheus" / "rules"
 FILES = sorted((GRAFANA / "dashboards").glob("*.json"))
 SCHEMA = json.loads((GRAFANA / "dashboard.schema.json").read_text(encoding="utf-8"))
@@ -43,7 +44,7 @@ def test_committed_dashboards_are_the_generated_ones() -> None:
     for dashboard in DASHBOARDS:
         committed = (GRAFANA / "dashboards" / f"{dashboard.uid}.json").read_text(encoding="utf-8")
         assert committed == render(dashboard), (
-            f"{dashboard.uid}.json is stale: run python -m gateway.telemetry.dashboards"
+            f"{dashboard.uid}.json is stale: run python grafana/generate.py"
         )
 
 

@@ -19,6 +19,7 @@ from gateway.app import create_app
 from gateway.backends.local import LocalBackend
 from gateway.backends.local.loader import LoadedModel
 from gateway.backends.local.testing import tiny_loaded
+from gateway.drain import Drain
 from gateway.settings import LocalModelConfig, Settings
 from tests.servers import free_port
 
@@ -104,3 +105,27 @@ async def test_a_client_that_leaves_a_completion_stops_its_generation(served: di
     r = await client.post("/v1/chat/completions", json={**body, "max_tokens": 3}, headers=headers)
     assert r.status_code == 200, r.text
     assert r.json()["usage"]["completion_tokens"] == 3
+
+
+async def test_a_stream_cancelled_while_waiting_for_its_next_event_is_closed_at_once() -> None:
+    """Starlette cancels a streamed response when its client leaves, mostly while the stream waits
+    for its next event: the stream must end then (its request recorded as a 499, its slot freed), not
+    whenever the garbage collector finds it."""
+    closed = asyncio.Event()
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            yield b"first"
+            await asyncio.sleep(30)  # the model's next token
+            yield b"second"
+        finally:
+            closed.set()
+
+    guarded = Drain(30.0).guard(events())
+    assert await guarded.__anext__() == b"first"
+    waiting = asyncio.ensure_future(guarded.__anext__())
+    await asyncio.sleep(0.01)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert closed.is_set()

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.app import create_app
 from gateway.backends.base import Generation, ModelCard
-from gateway.guards.base import Finding, Stage
+from gateway.policy.verdict import Finding, Stage
 from gateway.settings import Settings
 
 pytestmark = pytest.mark.anyio

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from gateway.app import create_app
-from gateway.guards.base import Finding, Stage
+from gateway.policy.verdict import Finding, Stage
 from gateway.settings import Settings
 from gateway.sinks.sqlite import read_records
 

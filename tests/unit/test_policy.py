@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from classifiers.language import detect
-from gateway.guards.base import Action, Finding, GuardResult, Stage
 from gateway.policy import PolicyEngine, PolicyError, load_policy
+from gateway.policy.verdict import Action, Finding, GuardResult, Stage
 
 
 def _engine(path: Path) -> PolicyEngine:

@@ -19,7 +19,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from gateway.app import create_app
-from gateway.moderations import ModerationService
+from gateway.moderations.serving import ModerationService
 from gateway.ratelimit import Budget, LocalBuckets, RateLimiter, chat_tokens, duration, moderation_tokens
 from gateway.settings import Settings
 

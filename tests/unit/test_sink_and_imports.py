@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from gateway.guards.base import Action
+from gateway.policy.verdict import Action
 from gateway.records import DecisionRecord
 from gateway.sinks.sqlite import SQLiteSink, read_records
 

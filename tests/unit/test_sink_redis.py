@@ -9,7 +9,7 @@ from pathlib import Path
 
 import redis
 
-from gateway.guards.base import Action
+from gateway.policy.verdict import Action
 from gateway.records import DecisionRecord
 from gateway.sinks.redis import RecordReader, RedisStreamSink, sampled
 from tests.servers import free_port, redis_server

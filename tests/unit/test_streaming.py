@@ -5,10 +5,10 @@ from typing import Any
 
 import pytest
 
-from gateway.guards.base import Action, Finding, Stage, Verdict
+from gateway.guards.output import StreamGuard
 from gateway.policy.model import StreamPolicy
+from gateway.policy.verdict import Action, Finding, Stage, Verdict
 from gateway.redaction import redact_spans
-from gateway.streaming import StreamGuard
 
 pytestmark = pytest.mark.anyio
 

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.guards.base import Action, Stage, Verdict
+from gateway.policy.verdict import Action, Stage, Verdict
 from gateway.records import DecisionRecord, Latencies
 from gateway.telemetry import Telemetry
 
@@ -215,7 +215,7 @@ def test_observe_is_cheap(telemetry: Telemetry) -> None:
 _WORKER = textwrap.dedent(
     """
     import sys
-    from gateway.guards.base import Action
+    from gateway.policy.verdict import Action
     from gateway.records import DecisionRecord
     from gateway.telemetry import Telemetry
     t = Telemetry()

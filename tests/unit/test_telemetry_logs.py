@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from gateway.guards.base import Action, Stage, Verdict
+from gateway.policy.verdict import Action, Stage, Verdict
 from gateway.records import DecisionRecord, Latencies
 from gateway.telemetry import JsonFormatter, RequestLog, Tracing
 

@@ -39,9 +39,10 @@ from gateway.backends.local.processors import (
     Penalties,
     banned_phrase_sequences,
 )
-from gateway.backends.local.responses import Identity, collect_completion, stream_chunks
+from gateway.backends.local.responses import collect_completion, stream_chunks
 from gateway.backends.local.vectors import StoreResolver
 from gateway.errors import InvalidRequestError, NotFoundError, ServiceUnavailableError
+from gateway.protocol import ChatCompletion, ChatCompletionChunk, Envelope
 from gateway.settings import LocalModelConfig
 from steering.constrain import ConstraintError, ConstraintSpec
 
@@ -192,28 +193,30 @@ class LocalBackend:
     def compiler(self) -> ConstraintCompiler | None:
         return self._compiler
 
-    async def complete(self, generation: Generation) -> dict[str, Any]:
+    async def complete(self, generation: Generation) -> ChatCompletion:
         engine, plan = await self._prepare(generation)
         ticket = engine.submit(plan.rows)
         try:
             return await collect_completion(
-                ticket.events(), _identity(generation), len(plan.rows), plan.prompt_tokens
+                ticket.events(), _envelope(generation), len(plan.rows), plan.prompt_tokens
             )
         finally:
             ticket.cancel()  # a no-op once every row has finished
 
-    async def open_stream(self, generation: Generation) -> AsyncIterator[dict[str, Any]]:
+    async def open_stream(self, generation: Generation) -> AsyncIterator[ChatCompletionChunk]:
         engine, plan = await self._prepare(generation)
         options = generation.request.stream_options
         include_usage = options is not None and options.include_usage
-        return self._stream(engine, plan, _identity(generation), include_usage)
+        return self._stream(engine, plan, _envelope(generation), include_usage)
 
     async def _stream(
-        self, engine: Engine, plan: Plan, ident: Identity, include_usage: bool
-    ) -> AsyncIterator[dict[str, Any]]:
+        self, engine: Engine, plan: Plan, envelope: Envelope, include_usage: bool
+    ) -> AsyncIterator[ChatCompletionChunk]:
         ticket = engine.submit(plan.rows)  # on first iteration: a stream never read costs nothing
         try:
-            chunks = stream_chunks(ticket.events(), ident, len(plan.rows), plan.prompt_tokens, include_usage)
+            chunks = stream_chunks(
+                ticket.events(), envelope, len(plan.rows), plan.prompt_tokens, include_usage
+            )
             async for chunk in chunks:
                 yield chunk
         finally:
@@ -383,8 +386,8 @@ def _check_steering(plan: Plan, model: Any) -> None:
             )
 
 
-def _identity(generation: Generation) -> Identity:
-    return Identity(
+def _envelope(generation: Generation) -> Envelope:
+    return Envelope(
         id=f"chatcmpl-{generation.request_id}",
         model=generation.request.model,
         created=int(time.time()),

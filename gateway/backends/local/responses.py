@@ -1,36 +1,29 @@
-"""OpenAI's `chat.completion` and `chat.completion.chunk` shapes, built from engine events."""
+"""OpenAI's `chat.completion` and `chat.completion.chunk` shapes, built from engine events with the
+protocol's builders (`gateway.protocol`), as railguard's own answers are."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
 
 from gateway.backends.local.params import RowEvent
+from gateway.protocol import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    Choice,
+    ChoiceDelta,
+    Envelope,
+    chunk,
+    chunk_choice,
+    completion,
+    usage,
+)
 
-__all__ = ["Identity", "collect_completion", "stream_chunks"]
-
-
-@dataclass(frozen=True)
-class Identity:
-    """What every object of one response repeats."""
-
-    id: str
-    model: str
-    created: int
-
-
-def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    return {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-    }
+__all__ = ["collect_completion", "stream_chunks"]
 
 
 async def collect_completion(
-    events: AsyncIterator[RowEvent], ident: Identity, n: int, prompt_tokens: int
-) -> dict[str, Any]:
+    events: AsyncIterator[RowEvent], envelope: Envelope, n: int, prompt_tokens: int
+) -> ChatCompletion:
     texts = [""] * n
     finish: list[str | None] = [None] * n
     tokens = [0] * n
@@ -39,7 +32,7 @@ async def collect_completion(
         tokens[event.index] = event.completion_tokens
         if event.finish_reason is not None:
             finish[event.index] = event.finish_reason
-    choices = [
+    choices: list[Choice] = [
         {
             "index": i,
             "message": {"role": "assistant", "content": texts[i]},
@@ -48,49 +41,34 @@ async def collect_completion(
         }
         for i in range(n)
     ]
-    return {
-        "id": ident.id,
-        "object": "chat.completion",
-        "created": ident.created,
-        "model": ident.model,
-        "choices": choices,
-        "usage": usage(prompt_tokens, sum(tokens)),
-    }
+    return completion(envelope, choices, usage(prompt_tokens, sum(tokens)))
 
 
 async def stream_chunks(
     events: AsyncIterator[RowEvent],
-    ident: Identity,
+    envelope: Envelope,
     n: int,
     prompt_tokens: int,
     include_usage: bool,
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncIterator[ChatCompletionChunk]:
     """Role chunks, content deltas, a finish chunk per choice, then usage if asked for."""
-    extra: dict[str, Any] = {"usage": None} if include_usage else {}
 
-    def chunk(index: int, delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
-        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-        return _chunk(ident, [choice], extra)
+    def one(index: int, delta: ChoiceDelta, finish_reason: str | None) -> ChatCompletionChunk:
+        out = chunk(envelope, [chunk_choice(index, delta, finish_reason)])
+        if include_usage:
+            out["usage"] = None
+        return out
 
     for index in range(n):
-        yield chunk(index, {"role": "assistant", "content": ""}, None)
+        yield one(index, {"role": "assistant", "content": ""}, None)
     tokens = [0] * n
     async for event in events:
         tokens[event.index] = event.completion_tokens
         if event.text:
-            yield chunk(event.index, {"content": event.text}, None)
+            yield one(event.index, {"content": event.text}, None)
         if event.finish_reason is not None:
-            yield chunk(event.index, {}, event.finish_reason)
+            yield one(event.index, {}, event.finish_reason)
     if include_usage:
-        yield _chunk(ident, [], {"usage": usage(prompt_tokens, sum(tokens))})
-
-
-def _chunk(ident: Identity, choices: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": ident.id,
-        "object": "chat.completion.chunk",
-        "created": ident.created,
-        "model": ident.model,
-        "choices": choices,
-        **extra,
-    }
+        last = chunk(envelope, [])
+        last["usage"] = usage(prompt_tokens, sum(tokens))
+        yield last

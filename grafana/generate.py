@@ -1,8 +1,9 @@
-"""The Grafana dashboards, as code: `python -m gateway.telemetry.dashboards grafana/dashboards`.
+"""The Grafana dashboards, as code: `python grafana/generate.py` writes `grafana/dashboards/*.json`.
 
-Written from code so that every query names a metric this package exports (a test checks it) and
-the layout stays regular. Each panel carries a description; docs/operations.md says the same at
-more length, with what to do.
+A development-time tool, not part of the gateway: it imports nothing of the project. Written from code
+so that every query names a metric the gateway exports (`tests/unit/test_dashboards.py` checks it, and
+that the committed JSON is what this writes) and the layout stays regular. Each panel carries a
+description; docs/operations.md says the same at more length, with what to do.
 """
 
 from __future__ import annotations
@@ -553,7 +554,7 @@ def write(folder: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Write railguard's Grafana dashboards as JSON.")
-    parser.add_argument("folder", type=Path, nargs="?", default=Path("grafana/dashboards"))
+    parser.add_argument("folder", type=Path, nargs="?", default=Path(__file__).parent / "dashboards")
     for path in write(parser.parse_args(argv).folder):
         print(path)
 

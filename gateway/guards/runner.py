@@ -1,8 +1,8 @@
 """Runs the guards on one stage of one request and asks the policy for a verdict.
 
-Cheap guards (the rule guard) run inline; `blocking` guards (ML classifiers) run concurrently in a thread
-pool, never on the event loop, each within a time limit. A guard that raises or times out is a failed
-guard: the policy's `fail_mode` decides what that means, and telemetry counts it.
+Cheap guards (the policy's rule guard) run inline; `blocking` guards (ML classifiers) run concurrently
+in a thread pool, never on the event loop, each within a time limit. A guard that raises or times out is
+a failed guard: the policy's `fail_mode` decides what that means, and telemetry counts it.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
 
-from gateway.guards.base import Action, Guard, GuardResult, Stage, Verdict
+from gateway.guards.base import Guard
 from gateway.policy.engine import EffectivePolicy
+from gateway.policy.verdict import Action, GuardResult, Stage, Verdict
 from gateway.telemetry import Telemetry
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,9 @@
-"""The streaming output guard: text reaches the client only after the guard has seen it.
+"""The output guard, on a whole answer (`guard_completion`) or on a stream (`StreamGuard`).
+
+A whole answer is checked choice by choice: a choice the policy blocks is replaced by its refusal
+(`finish_reason: "content_filter"`), one it redacts is redacted.
+
+On a stream, text reaches the client only after the guard has seen it.
 
 Per choice, chunks are held back. At each release point (a sentence end, when `sentence_release` is on, or
 when more than `holdback_tokens` content chunks wait) the guard checks everything the client has seen plus
@@ -16,21 +21,44 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from gateway.guards.base import Action, Verdict
 from gateway.policy.model import StreamPolicy
-from gateway.redaction import redact_spans
+from gateway.policy.verdict import Action, Verdict
+from gateway.protocol import ChatCompletion, ChatCompletionChunk, ChunkChoice
+from gateway.redaction import redact_spans, redact_text, verdict_spans
 
 _SENTENCE_END = re.compile(r"""[.!?。！？…]["')\]]*(?=\s|$)|\n""")
 
 CheckText = Callable[[str], Awaitable[Verdict]]
-RefusalChunk = Callable[[dict[str, Any], int, Verdict, bool], dict[str, Any]]
+# (the held chunk the refusal replaces, if any; the choice's index; the verdict; whether text went out)
+RefusalChunk = Callable[[ChatCompletionChunk | None, int, Verdict, bool], ChatCompletionChunk]
+
+
+async def guard_completion(completion: ChatCompletion, check: CheckText) -> tuple[Verdict | None, str]:
+    """Check each choice's text, and rewrite the choices the policy blocks or redacts; the strictest
+    verdict and the answer's text as the client gets it (choices joined by newlines)."""
+    strictest: Verdict | None = None
+    texts: list[str] = []
+    for choice in completion["choices"]:
+        message = choice.get("message")
+        content = message.get("content") if message else None
+        if not message or not isinstance(content, str) or not content:
+            continue
+        verdict = await check(content)
+        if verdict.action.blocks:
+            choice["message"] = {**message, "content": verdict.message, "tool_calls": None}
+            choice["finish_reason"] = "content_filter"
+        elif verdict.action is Action.REDACT:
+            choice["message"] = {**message, "content": redact_text(content, verdict)}
+        if strictest is None or verdict.action.severity > strictest.action.severity:
+            strictest = verdict
+        texts.append(choice["message"]["content"] or "")
+    return strictest, "\n".join(texts)
 
 
 @dataclass
 class _Held:
-    chunk: dict[str, Any]
+    chunk: ChatCompletionChunk
     text: str
     arrived: float
 
@@ -78,8 +106,8 @@ class StreamGuard:
         choice = self._choices.get(index)
         return choice.released if choice else ""
 
-    async def run(self, events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
-        trailing: list[dict[str, Any]] = []  # usage chunks go out after every choice has ended
+    async def run(self, events: AsyncIterator[ChatCompletionChunk]) -> AsyncIterator[ChatCompletionChunk]:
+        trailing: list[ChatCompletionChunk] = []  # usage chunks go out after every choice has ended
         async for event in events:
             choices = event.get("choices") or []
             if not choices:
@@ -96,7 +124,9 @@ class StreamGuard:
         for event in trailing:
             yield event
 
-    async def _feed(self, chunk: dict[str, Any], choice: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def _feed(
+        self, chunk: ChatCompletionChunk, choice: ChunkChoice
+    ) -> AsyncIterator[ChatCompletionChunk]:
         index = int(choice.get("index", 0))
         state = self._choices.setdefault(index, _Choice())
         if state.stopped:
@@ -116,14 +146,14 @@ class StreamGuard:
             return True
         return self._policy.sentence_release and bool(_SENTENCE_END.search(state.held_text))
 
-    async def _settle(self, index: int, state: _Choice, *, final: bool) -> AsyncIterator[dict[str, Any]]:
+    async def _settle(self, index: int, state: _Choice, *, final: bool) -> AsyncIterator[ChatCompletionChunk]:
         held_text = state.held_text
         started = time.perf_counter()
         verdict = await self._check(state.released + held_text)
         self.stats.checks += 1
         self.stats.check_ms += (time.perf_counter() - started) * 1000
         if verdict.action.blocks:
-            template = state.held[0].chunk if state.held else {}
+            template = state.held[0].chunk if state.held else None
             state.stopped = True
             state.held.clear()
             self.stats.verdict = verdict
@@ -166,25 +196,16 @@ class StreamGuard:
     def _redact_held(self, state: _Choice, verdict: Verdict) -> None:
         """Rewrite the held text with redactions; spans in released text can no longer change."""
         start = len(state.released)
-        spans = [(a - start, b - start, category) for a, b, category in _spans(verdict) if a >= start]
+        spans = [(a - start, b - start, category) for a, b, category in verdict_spans(verdict) if a >= start]
         if not spans:
             return
         text = redact_spans(state.held_text, spans)
         content_chunks = [h for h in state.held if h.text]
         first = content_chunks[0]
-        choice = dict(first.chunk["choices"][0])
-        choice["delta"] = {**choice.get("delta", {}), "content": text}
+        choice = first.chunk["choices"][0]
+        choice = {**choice, "delta": {**choice.get("delta", {}), "content": text}}
         rewritten = _Held({**first.chunk, "choices": [choice]}, text, first.arrived)
         state.held = [rewritten if h is first else h for h in state.held if h is first or not h.text]
-
-
-def _spans(verdict: Verdict) -> list[tuple[int, int, str]]:
-    """The spans a redacting verdict rewrites: its findings' spans in the categories it acts on."""
-    return [
-        (*f.span, f.category)
-        for f in verdict.findings
-        if f.span is not None and f.category in verdict.categories
-    ]
 
 
 def _open_span(text: str, verdict: Verdict) -> bool:
@@ -192,4 +213,4 @@ def _open_span(text: str, verdict: Verdict) -> bool:
     follows may extend it or undo it ("+1 555 0100" in "+1 555 0100 22"; digits that a phone number's
     pattern matches, in a longer number that no PII pattern does)."""
     end = len(text.rstrip())
-    return any(b >= end for _, b, _ in _spans(verdict))
+    return any(b >= end for _, b, _ in verdict_spans(verdict))

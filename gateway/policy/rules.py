@@ -1,4 +1,7 @@
-"""The rule guard: deny-lists and allow-lists from the policy file, as regular expressions and keywords.
+"""The rule guard: the policy's own deny-lists and allow-lists, as regular expressions and keywords.
+
+Each `EffectivePolicy` compiles its rules once (`EffectivePolicy.rule_guard`); the guard runner runs
+them inline, before the classifiers.
 
 All deny rules of a stage compile into one alternation, so a check is one pass over the text however many
 rules there are. Allow rules mask what they match (same length, offsets kept) before the deny pass: an
@@ -16,8 +19,8 @@ import re
 from collections.abc import Iterator, Sequence
 
 from classifiers.canonical import views
-from gateway.guards.base import Finding, Stage
 from gateway.policy.model import Rule
+from gateway.policy.verdict import Finding, Stage
 
 
 def _rule_regex(rule: Rule) -> str:
