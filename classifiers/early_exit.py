@@ -13,8 +13,8 @@ where the full encoder ran: the same cascade as the fusion with a second encoder
 (:mod:`classifiers.cascade`), with the exit heads as the first model and the full heads as the
 second; each earlier exit is a cascade in front of that one (``average=False``: the texts it
 escalates take what the later stages give). ``railguard classifiers train-exit`` trains every exit's
-heads and calibrates the mean and the margins on the validation split (docs/classifiers.md, "Eighth
-round" and "Ninth round").
+heads and calibrates the mean and the margins on the validation split (docs/classifiers.md, "Why
+this design").
 
 The encoder's parts are built by :mod:`classifiers.export.exit_parts`; this module only runs them.
 """

@@ -148,7 +148,7 @@ class SafetyClassifier:
         self.thresholds: Mapping[str, float] = MappingProxyType(thresholds)
         # int8 runs each window alone (Encoder), so merging callers would only queue them behind one
         # thread: concurrent int8 calls run side by side instead (4 threads on 2 cores: 2.1x the
-        # texts/s of the coalesced queue, docs/classifiers.md "Sixth round").
+        # texts/s of the coalesced queue, docs/classifiers.md "How a text is scored").
         self._coalescer: Coalescer[Array] | None = (
             Coalescer(self._probabilities, config.batch_size, "railguard-classifier")
             if config.coalesce and config.precision == "fp32"

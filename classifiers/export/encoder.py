@@ -159,7 +159,7 @@ def quantize(source: Path, target: Path) -> None:
     The weights are unsigned (``QUInt8``, a zero point per channel): ONNX Runtime multiplies uint8
     activations by int8 weights on CPUs without VNNI with an instruction that saturates its 16-bit
     sums (``vpmaddubsw``), so signed weights gave other scores there than on VNNI CPUs, and further
-    from fp32 (docs/classifiers.md, eleventh round). uint8 by uint8 is exact on every x86 CPU."""
+    from fp32 (docs/classifiers.md, "Why this design"). uint8 by uint8 is exact on every x86 CPU."""
     from onnxruntime.quantization import (  # type: ignore[import-untyped]
         QuantType,
         quantize_dynamic,

@@ -124,8 +124,8 @@ def test_long_text_is_scored_over_windows(classifier: SafetyClassifier) -> None:
     assert not calm.flagged("unsafe")
     # Only the last window holds the requests, and it decides the score. (A window of eight repeated
     # requests is far from the training data: the full encoder scores it 0.82, under the calibrated
-    # threshold, and since the eleventh round's margins the block-6 exit decides it, at 0.15-0.19;
-    # docs/classifiers.md, "Not done / known gaps". The requests alone score 0.9996.)
+    # threshold, and since the exits' margins were recalibrated for uint8 the block-6 exit decides it,
+    # at 0.15-0.19; docs/classifiers.md, "Known gaps". The requests alone score 0.9996.)
     assert attack.scores["unsafe"] > max(0.1, 1000 * calm.scores["unsafe"])
     assert classifier.early_exit is not None  # the default: exit heads, the full encoder where unsure
     last, _ = classifier.early_exit.probabilities([windows[-1]], [0], 1, classifier.heads)
