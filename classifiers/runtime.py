@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from classifiers import language as langid
+import classifiers.language as langid
 from classifiers.batching import Coalescer
 from classifiers.built import BuiltArtifacts, fused_calibration, trained_paths
 from classifiers.canonical import views
