@@ -34,9 +34,11 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 from classifiers import ClassifiersConfig, SafetyClassifier  # noqa: E402
-from classifiers.build import artifact_paths, build  # noqa: E402
+from classifiers.built import artifact_paths  # noqa: E402
 from classifiers.config import FusedEncoder  # noqa: E402
-from classifiers.encoder import ENCODERS, load_torch  # noqa: E402
+from classifiers.encoder import ENCODERS  # noqa: E402
+from classifiers.export import build  # noqa: E402
+from classifiers.export.encoder import load_torch  # noqa: E402
 from classifiers.heads import Heads  # noqa: E402
 
 PROMPT = (

@@ -8,9 +8,8 @@ keeps the first model's decisions: its scores are moved onto the mean's scale, p
 ``logit(p) - logit(t_first) + logit(t_fused)``, so that one set of thresholds (the mean's) judges
 every text and a score is on the same side of it as the first model's score was of its own.
 
-``pick_margin`` chooses the margin on the validation split that calibrates the fusion: the smallest
-that keeps the cascade within ``TOLERANCE`` of the full fusion's F1, on ``unsafe`` and averaged over
-the heads with enough validation positives.
+The margin is chosen on the validation split that calibrates the fusion
+(:func:`classifiers.training.calibration.pick_margin`) and read from the fusion's calibration.
 
 Cascades chain: with ``average=False`` the escalated texts take the second model's probabilities as
 they are, already on the scale of the thresholds that judge them (an early exit in front of another
@@ -21,22 +20,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from classifiers.decision import logit as _logit
 from classifiers.heads import Calibration
-from classifiers.metrics import binary_metrics
 
-__all__ = ["MARGINS", "TOLERANCE", "Cascade", "fuse", "pick_margin"]
+__all__ = ["Array", "Cascade", "Mask", "fuse"]
 
 Array = npt.NDArray[np.float32]
 Mask = npt.NDArray[np.bool_]
-
-MARGINS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0)
-TOLERANCE = 0.005  # F1 the cascade may lose against the full fusion on validation
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,58 +106,3 @@ def fuse(first: Array, second: Callable[[Mask], Array], cascade: Cascade | None)
         return ((first + second(everything)) / 2).astype(np.float32), everything
     escalated = cascade.escalate(first)
     return cascade.combine(first, second(escalated), escalated), escalated
-
-
-def _f1s(
-    probs: Array, y: Array, known: Array, names: Sequence[str], thresholds: dict[str, float], min_pos: int
-) -> tuple[float, float]:
-    """F1 of ``unsafe`` and the mean F1 over the heads with at least ``min_pos`` validation positives."""
-    f1: dict[str, float] = {}
-    for j, head in enumerate(names):
-        rows = known[:, j] > 0
-        labels = y[rows, j].astype(np.int64)
-        if labels.sum() >= min_pos:
-            f1[head] = binary_metrics(labels, probs[rows, j], thresholds[head]).f1 or 0.0
-    return f1.get("unsafe", 0.0), float(np.mean(list(f1.values()))) if f1 else 0.0
-
-
-def pick_margin(
-    first: Array,
-    second: Array,
-    y: Array,
-    known: Array,
-    names: Sequence[str],
-    first_thresholds: dict[str, float],
-    fused_thresholds: dict[str, float],
-    *,
-    min_positives: int,
-    average: bool = True,
-) -> tuple[float, dict[str, Any]]:
-    """The smallest margin of ``MARGINS`` whose cascade stays within ``TOLERANCE`` of the full
-    fusion's validation F1 (``unsafe`` and macro), and what was measured for each margin. With
-    ``average=False`` the target is ``second`` alone: what every text would get without the cascade."""
-    full = fuse(first, second.__getitem__, None)[0] if average else second
-    target = _f1s(full, y, known, names, fused_thresholds, min_positives)
-    benign = (known[:, list(names).index("unsafe")] > 0) & (y[:, list(names).index("unsafe")] == 0)
-    tried: dict[str, Any] = {}
-    chosen = MARGINS[-1]
-    for margin in MARGINS:
-        cascade = Cascade.of(names, first_thresholds, fused_thresholds, margin, average=average)
-        probs, escalated = fuse(first, second.__getitem__, cascade)
-        unsafe, macro = _f1s(probs, y, known, names, fused_thresholds, min_positives)
-        tried[str(margin)] = {
-            "escalated": round(float(escalated.mean()), 4),
-            "escalated_benign": round(float(escalated[benign].mean()), 4) if benign.any() else None,
-            "unsafe_f1": round(unsafe, 4),
-            "macro_f1": round(macro, 4),
-        }
-        if unsafe >= target[0] - TOLERANCE and macro >= target[1] - TOLERANCE:
-            chosen = margin
-            break
-    report = {
-        "margin": chosen,
-        "tolerance": TOLERANCE,
-        "fusion": {"unsafe_f1": round(target[0], 4), "macro_f1": round(target[1], 4)},
-        "tried": tried,
-    }
-    return chosen, report

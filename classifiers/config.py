@@ -103,7 +103,7 @@ class ClassifiersConfig(BaseModel):
             "Which blocks the early exits read, shallowest first (each needs its exit heads: "
             "`railguard classifiers train-exit` trains those missing). None: the encoder's own, "
             "e5-small's 3 and 6; [6]: the exit after block 6 alone (slower on ordinary texts, "
-            "a little higher recall on the evaluation sets: docs/classifiers.md, ninth round)"
+            'a little higher recall on the evaluation sets: docs/classifiers.md, "Why this design")'
         ),
     )
     heads: tuple[str, ...] = Field(LEARNED, description="Learned heads whose scores are reported")

@@ -13,159 +13,50 @@ where the full encoder ran: the same cascade as the fusion with a second encoder
 (:mod:`classifiers.cascade`), with the exit heads as the first model and the full heads as the
 second; each earlier exit is a cascade in front of that one (``average=False``: the texts it
 escalates take what the later stages give). ``railguard classifiers train-exit`` trains every exit's
-heads and calibrates the mean and the margins on the validation split (docs/classifiers.md, "Eighth
-round" and "Ninth round").
+heads and calibrates the mean and the margins on the validation split (docs/classifiers.md, "Why
+this design").
 
-The torch parts (:func:`split_module`, :func:`export_parts`) are for the build only.
+The encoder's parts are built by :mod:`classifiers.export.exit_parts`; this module only runs them.
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from classifiers.batching import by_length, padded
+from classifiers.built import BuiltArtifacts
 from classifiers.cascade import Cascade, fuse
+from classifiers.config import ClassifiersConfig
 from classifiers.heads import Calibration, Heads
-
-if TYPE_CHECKING:
-    from classifiers.build import BuiltArtifacts
-    from classifiers.config import ClassifiersConfig
-    from classifiers.runtime import TextWindows
+from classifiers.onnx_encoder import open_session
+from classifiers.windows import max_by_owner
 
 __all__ = [
     "EarlyExit",
     "ExitEncoder",
     "ExitHeads",
     "ExitStage",
-    "ExitWindows",
     "exit_name",
-    "export_parts",
     "files_digest",
     "heads_digest",
-    "part_names",
-    "split_module",
 ]
 
 Array = npt.NDArray[np.float32]
 Mask = npt.NDArray[np.bool_]
 
 
-def part_names(layers: Sequence[int]) -> list[str]:
-    """The encoder's parts between its exits: ``(3, 6)`` -> ``blocks1-3``, ``blocks4-6``, ``blocks7-last``."""
-    bounds = [0, *layers]
-    return [f"blocks{a + 1}-{b}" for a, b in itertools.pairwise(bounds)] + [f"blocks{bounds[-1] + 1}-last"]
-
-
-def split_module(module: Any, layers: Sequence[int]) -> list[Any]:
-    """``module`` (``classifiers.encoder.load_torch``'s mean-pooled BERT, smoothed or not) as modules
-    sharing its weights, split after each of ``layers``: the first ``(input_ids, attention_mask) ->
-    (embedding, hidden)``, the middle ones ``(hidden, attention_mask) -> (embedding, hidden)``, the
-    last ``(hidden, attention_mask) ->`` the full encoder's embedding."""
-    import torch
-
-    bert = module.model
-    blocks = list(bert.encoder.layer)
-    if not layers or list(layers) != sorted(set(layers)) or not 0 < layers[0] <= layers[-1] < len(blocks):
-        raise ValueError(
-            f"exit layers {list(layers)} must rise strictly inside the encoder's {len(blocks)} blocks"
-        )
-
-    def run(layers: Any, hidden: Any, mask: Any) -> Any:
-        additive = (1.0 - mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
-        for block in layers:
-            out = block(hidden, attention_mask=additive)
-            hidden = out[0] if isinstance(out, tuple) else out
-        return hidden
-
-    def pool(hidden: Any, mask: Any) -> Any:
-        weights = mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-        return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
-
-    class First(torch.nn.Module):
-        def __init__(self, end: int) -> None:
-            super().__init__()
-            self.embeddings = bert.embeddings
-            self.blocks = torch.nn.ModuleList(blocks[:end])
-
-        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
-            hidden = self.embeddings(input_ids=input_ids, token_type_ids=torch.zeros_like(input_ids))
-            hidden = run(self.blocks, hidden, attention_mask)
-            return pool(hidden, attention_mask), hidden
-
-    class Middle(torch.nn.Module):
-        def __init__(self, start: int, end: int) -> None:
-            super().__init__()
-            self.blocks = torch.nn.ModuleList(blocks[start:end])
-
-        def forward(self, hidden: Any, attention_mask: Any) -> Any:
-            hidden = run(self.blocks, hidden, attention_mask)
-            return pool(hidden, attention_mask), hidden
-
-    class Last(torch.nn.Module):
-        def __init__(self, start: int) -> None:
-            super().__init__()
-            self.blocks = torch.nn.ModuleList(blocks[start:])
-
-        def forward(self, hidden: Any, attention_mask: Any) -> Any:
-            return pool(run(self.blocks, hidden, attention_mask), attention_mask)
-
-    middle = [Middle(a, b) for a, b in itertools.pairwise(layers)]
-    return [m.eval() for m in (First(layers[0]), *middle, Last(layers[-1]))]
-
-
-def export_parts(module: Any, layers: Sequence[int], paths: Sequence[Path]) -> None:
-    """Every part of ``module`` split at ``layers`` (:func:`split_module`) to ONNX, one path each
-    (batch and sequence axes dynamic)."""
-    import torch
-
-    from classifiers.encoder import export_graph
-
-    parts = split_module(module, layers)
-    if len(paths) != len(parts):
-        raise ValueError(f"{len(parts)} parts, {len(paths)} paths")
-    ids = torch.tensor([[5, 17, 23, 6], [5, 17, 6, 1]], dtype=torch.int64)
-    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]], dtype=torch.int64)
-    axes = {0: "batch", 1: "sequence"}
-    export_graph(
-        parts[0],
-        (ids, mask),
-        paths[0],
-        inputs={"input_ids": axes, "attention_mask": axes},
-        outputs={"embedding": {0: "batch"}, "hidden": axes},
-    )
-    with torch.no_grad():
-        _, hidden = parts[0](ids, mask)
-    for part, path in zip(parts[1:], paths[1:], strict=True):
-        last = part is parts[-1]
-        export_graph(
-            part,
-            (hidden, mask),
-            path,
-            inputs={"hidden": axes, "attention_mask": axes},
-            outputs={"embedding": {0: "batch"}} | ({} if last else {"hidden_out": axes}),
-        )
-        if not last:
-            with torch.no_grad():
-                _, hidden = part(hidden, mask)
-
-
 class ExitEncoder:
-    """The ONNX parts of an encoder split at its exits (:func:`part_names`). Windows of similar
-    length run together, ``batch_size`` at a time (int8 passes 1: each window alone, so that no
-    window's scores depend on its batch)."""
+    """The ONNX parts of an encoder split at its exits (:func:`classifiers.built.part_names`).
+    Windows of similar length run together, ``batch_size`` at a time (int8 passes 1: each window
+    alone, so that no window's scores depend on its batch)."""
 
     def __init__(self, parts: Sequence[Path], *, threads: int, batch_size: int, pad_id: int):
-        from classifiers.build import open_session
-
         if len(parts) < 2:
             raise ValueError("an encoder split at its exits has at least two parts")
         self._parts = [open_session(p, threads) for p in parts]
@@ -227,24 +118,6 @@ def _stack(rows: Sequence[Array | None]) -> Array:
     if len(present) != len(rows):  # pragma: no cover - every index is in exactly one batch
         raise RuntimeError("a window was not embedded")
     return np.stack(present).astype(np.float32, copy=False) if present else np.zeros((0, 0), np.float32)
-
-
-class ExitWindows:
-    """An encoder's windows embedded at one of its exits, for the embedding cache (training, eval)."""
-
-    def __init__(self, windows: TextWindows, encoder: ExitEncoder, depth: int):
-        self._windows = windows
-        self._encoder = encoder
-        self._depth = depth
-
-    def windows(self, texts: Sequence[str]) -> tuple[list[list[int]], list[int]]:
-        return self._windows.windows(texts)
-
-    def first_windows(self, texts: Sequence[str]) -> list[list[int]]:
-        return self._windows.first_windows(texts)
-
-    def embed_windows(self, windows: Sequence[Sequence[int]]) -> Array:
-        return self._encoder.embed(windows, self._depth)
 
 
 def exit_name(artifacts: BuiltArtifacts, layer: int) -> str:
@@ -384,8 +257,6 @@ class EarlyExit:
     def _stage(
         self, k: int, embeddings: Array, hidden: list[Array], owners: list[int], n: int, full: Heads
     ) -> tuple[Array, Mask]:
-        from classifiers.runtime import max_by_owner
-
         stage = self.trained.stages[k]
         probs = max_by_owner(stage.heads(embeddings), owners, n)
 

@@ -1,7 +1,7 @@
 """The trained heads: a small MLP over the sentence embedding, one sigmoid output per learned category.
 
 Stored as ``heads.npz`` (``w0, b0, w1, b1, ...`` and ``names``) so the runtime applies them with numpy;
-training writes the same file from torch (:mod:`classifiers.train`).
+training writes the same file from torch (:mod:`classifiers.training.fit`).
 """
 
 from __future__ import annotations

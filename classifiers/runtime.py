@@ -2,14 +2,14 @@
 
 The encoder runs in ONNX Runtime (int8 by default), the heads in numpy. ``score`` is thread-safe and
 meant for worker threads; with ``coalesce`` on, concurrent calls share ONNX batches.
+
+``SafetyClassifier.open`` opens artefacts that are built already; ``SafetyClassifier.load`` first
+builds what is missing through :func:`classifiers.export.ensure_built` (torch, the first use only).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import re
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,205 +17,22 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
-from classifiers import language as langid
-from classifiers.batching import Coalescer, by_length, padded
-from classifiers.build import BuiltArtifacts, artifact_paths, build, open_session
+import classifiers.language as langid
+from classifiers.batching import Coalescer
+from classifiers.built import BuiltArtifacts, fused_calibration, trained_paths
 from classifiers.canonical import views
 from classifiers.cascade import Cascade, Mask, fuse
 from classifiers.config import ClassifiersConfig
 from classifiers.early_exit import EarlyExit
 from classifiers.heads import Calibration, Heads
+from classifiers.onnx_encoder import Encoder
 from classifiers.pii import PiiSpan, find_pii
-from classifiers.taxonomy import PII, to_llama_guard, to_openai
+from classifiers.scores import TextScores
+from classifiers.taxonomy import PII
+from classifiers.windows import Array, max_by_owner
 
-__all__ = [
-    "Encoder",
-    "Fused",
-    "SafetyClassifier",
-    "TextScores",
-    "TextWindows",
-    "first_of",
-    "fusion_name",
-    "max_by_owner",
-    "split_windows",
-]
-
-Array = npt.NDArray[np.float32]
-_CHARS_PER_TOKEN = 8  # generous: only bounds how much text is tokenized
-_SPACES = re.compile(" {2,}")
-
-
-@dataclass(frozen=True, slots=True)
-class TextScores:
-    """Scores in [0, 1] for every enabled category, the language, PII spans and the thresholds."""
-
-    scores: Mapping[str, float]
-    language: str
-    pii: tuple[PiiSpan, ...]
-    thresholds: Mapping[str, float]
-
-    def flagged(self, category: str) -> bool:
-        return self.scores.get(category, 0.0) >= self.thresholds.get(category, 0.5)
-
-    @property
-    def flagged_categories(self) -> tuple[str, ...]:
-        return tuple(c for c in self.scores if self.flagged(c))
-
-    @property
-    def harmful(self) -> bool:
-        """Any hazard or attack: what a prompt guard refuses on (PII is redacted, not refused)."""
-        return any(c != PII for c in self.flagged_categories)
-
-    def to_openai(self) -> tuple[dict[str, bool], dict[str, float]]:
-        return to_openai(self.scores, self.thresholds)
-
-    def to_llama_guard(self) -> list[str]:
-        return to_llama_guard(self.scores, self.thresholds)
-
-
-class TextWindows:
-    """The built encoder's tokenizer (``tokenizer.json`` + ``encoder.json``): texts -> windows of token
-    ids, each at most ``max_tokens`` long with the encoder's special tokens, at most ``max_windows``."""
-
-    def __init__(self, directory: Path, max_tokens: int, max_windows: int):
-        from tokenizers import Tokenizer
-
-        meta = json.loads((directory / "encoder.json").read_text(encoding="utf-8"))
-        self.name: str = meta["name"]
-        self._tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
-        self._tokenizer.no_truncation()
-        self._tokenizer.no_padding()
-        self._bos, self._pad = int(meta["bos"]), int(meta["pad"])
-        self._eos: int | None = None if meta.get("eos") is None else int(meta["eos"])  # None: a causal LM
-        # "query: " + text tokenizes as "▁query", ":" then the text's own "▁..." pieces
-        prefix = str(meta.get("prefix", "")).strip()
-        self._prefix_ids: list[int] = (
-            self._tokenizer.encode(prefix, add_special_tokens=False).ids if prefix else []
-        )
-        self._table = str.maketrans(meta["normalize"]) if meta.get("normalize") else None
-        self._collapse = bool(meta.get("collapse_spaces", False))
-        self._max_tokens = max_tokens
-        self._max_windows = max_windows
-
-    @property
-    def pad_id(self) -> int:
-        return self._pad
-
-    def prepare(self, text: str) -> str:
-        """``text`` as the tokenizer reads it (the encoder's own character normalisation)."""
-        if self._table is not None:
-            text = text.translate(self._table)
-        if self._collapse:
-            text = _SPACES.sub(" ", text)
-        return text
-
-    def windows(self, texts: Sequence[str]) -> tuple[list[list[int]], list[int]]:
-        """Token-id windows for each text, and for each window the index of its text."""
-        limit = self._max_tokens * self._max_windows * _CHARS_PER_TOKEN
-        clipped = [t if len(t) <= limit else t[: limit // 2] + " " + t[-limit // 2 :] for t in texts]
-        encodings = self._tokenizer.encode_batch([self.prepare(t) for t in clipped], add_special_tokens=False)
-        head = [self._bos, *self._prefix_ids]
-        tail = [] if self._eos is None else [self._eos]
-        return split_windows(
-            [enc.ids for enc in encodings],
-            self._max_tokens - len(head) - len(tail),
-            self._max_windows,
-            head=head,
-            tail=tail,
-        )
-
-    def first_windows(self, texts: Sequence[str]) -> list[list[int]]:
-        """Each text's first window (what training sees)."""
-        return first_of(*self.windows(texts), len(texts))
-
-
-class Encoder(TextWindows):
-    """Tokenizer + ONNX encoder: texts -> windows of token ids -> L2-normalized embeddings."""
-
-    def __init__(self, artifacts: BuiltArtifacts, config: ClassifiersConfig, *, lazy: bool = False):
-        """The built encoder at ``config.precision``, with ``config``'s windows, threads and batch size
-        (``lazy``: its ONNX session loaded on first use, not now)."""
-        super().__init__(artifacts.directory, config.max_tokens, config.max_windows)
-        self._path = artifacts.onnx(config.precision)
-        self._threads = config.threads
-        # Behind an early exit (classifiers/early_exit.py) the whole encoder only tokenizes: its
-        # session is loaded lazily there, not to hold ~120 MB for nothing.
-        self._session: Any = None
-        self._lock = threading.Lock()
-        if not lazy:
-            self._loaded()
-        # Dynamic int8 scales each MatMul input by the whole tensor's range, so a window's embedding
-        # would depend on the windows batched with it: int8 runs each window alone (batching gains
-        # int8 little on CPU), fp32 batches windows of similar length.
-        self._batch_size = 1 if config.precision == "int8" else config.batch_size
-
-    @property
-    def loaded(self) -> bool:
-        """Whether the ONNX session is loaded (not yet, behind an early exit, until first used)."""
-        return self._session is not None
-
-    def _loaded(self) -> Any:
-        if (session := self._session) is not None:  # the request path: no lock once loaded
-            return session
-        with self._lock:
-            if self._session is None:
-                self._session = open_session(self._path, self._threads)
-            return self._session
-
-    def embed_windows(self, windows: Sequence[Sequence[int]]) -> Array:
-        """Embeddings ``[len(windows), dim]``; windows of similar length are batched together (int8:
-        one at a time)."""
-        out: Array | None = None
-        for idx in by_length([len(w) for w in windows], self._batch_size):
-            ids, mask = padded(windows, idx, self._pad)
-            (emb,) = self._loaded().run(None, {"input_ids": ids, "attention_mask": mask})
-            if out is None:
-                out = np.empty((len(windows), emb.shape[1]), dtype=np.float32)
-            out[idx] = emb
-        return out if out is not None else np.zeros((0, 0), dtype=np.float32)
-
-    def embed(self, texts: Sequence[str]) -> tuple[Array, list[int]]:
-        windows, owners = self.windows(texts)
-        return self.embed_windows(windows), owners
-
-
-def split_windows(
-    token_ids: Sequence[Sequence[int]],
-    width: int,
-    max_windows: int,
-    *,
-    head: Sequence[int],
-    tail: Sequence[int] = (),
-) -> tuple[list[list[int]], list[int]]:
-    """Each text's tokens cut into chunks of ``width`` (past ``max_windows``: the first ones and the
-    last), each wrapped as ``head + chunk + tail``; and for each window the index of its text."""
-    windows: list[list[int]] = []
-    owners: list[int] = []
-    for i, ids in enumerate(token_ids):
-        chunks = [ids[j : j + width] for j in range(0, max(len(ids), 1), width)]
-        if len(chunks) > max_windows:
-            chunks = [*chunks[: max_windows - 1], ids[-width:]]
-        for chunk in chunks:
-            windows.append([*head, *chunk, *tail])
-            owners.append(i)
-    return windows, owners
-
-
-def first_of(windows: Sequence[list[int]], owners: Sequence[int], n: int) -> list[list[int]]:
-    """Each of the ``n`` texts' first window."""
-    first: dict[int, list[int]] = {}
-    for window, owner in zip(windows, owners, strict=True):
-        first.setdefault(owner, window)
-    return [first[i] for i in range(n)]
-
-
-def max_by_owner(probs: Array, owners: Sequence[int], n: int) -> Array:
-    """Per text, the elementwise max over its windows."""
-    out = np.zeros((n, probs.shape[1]), dtype=np.float32)
-    np.maximum.at(out, np.asarray(owners, dtype=np.int64), probs)
-    return out
+__all__ = ["Fused", "SafetyClassifier", "fusion_name"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,15 +50,15 @@ def fusion_name(first: BuiltArtifacts, second: BuiltArtifacts) -> str:
     return f"{first.directory.name}+{second.directory.name}"
 
 
-def _load_model(config: ClassifiersConfig) -> tuple[BuiltArtifacts, Encoder, Heads]:
-    paths = artifact_paths(config)
-    missing = [p for p in (paths.heads, paths.calibration) if not p.is_file()]
-    if missing:  # before building: an encoder nobody trained heads for would build for nothing
+def _open_model(config: ClassifiersConfig) -> tuple[BuiltArtifacts, Encoder, Heads]:
+    """One model's built encoder and trained heads, opened; never built here."""
+    artifacts = trained_paths(config)
+    if missing := artifacts.missing:
         raise FileNotFoundError(
-            f"no trained heads for encoder {config.encoder!r} ({', '.join(map(str, missing))} missing): "
-            f"train them (`railguard classifiers train --encoder {config.encoder}`) or set artifacts_dir"
+            f"encoder {config.encoder!r} is not built in {artifacts.directory} "
+            f"({', '.join(p.name for p in missing)} missing): build it (`railguard classifiers build "
+            f"--encoder {config.encoder}`), or load with SafetyClassifier.load, which builds what is missing"
         )
-    artifacts = build(config)
     return (
         artifacts,
         Encoder(artifacts, config, lazy=config.uses_early_exit),
@@ -331,7 +148,7 @@ class SafetyClassifier:
         self.thresholds: Mapping[str, float] = MappingProxyType(thresholds)
         # int8 runs each window alone (Encoder), so merging callers would only queue them behind one
         # thread: concurrent int8 calls run side by side instead (4 threads on 2 cores: 2.1x the
-        # texts/s of the coalesced queue, docs/classifiers.md "Sixth round").
+        # texts/s of the coalesced queue, docs/classifiers.md "How a text is scored").
         self._coalescer: Coalescer[Array] | None = (
             Coalescer(self._probabilities, config.batch_size, "railguard-classifier")
             if config.coalesce and config.precision == "fp32"
@@ -339,22 +156,27 @@ class SafetyClassifier:
         )
 
     @classmethod
-    def load(cls, config: ClassifiersConfig | None = None) -> SafetyClassifier:
-        """Build what is missing (first use only: ~10-20 s, needs torch), then load the ONNX encoder(s)."""
+    def open(cls, config: ClassifiersConfig | None = None) -> SafetyClassifier:
+        """Open the built encoder(s) and the trained heads. Nothing is built here: a missing file is a
+        ``FileNotFoundError`` naming the command that makes it."""
         config = config or ClassifiersConfig()
-        artifacts, encoder, heads = _load_model(config)
+        artifacts, encoder, heads = _open_model(config)
         fused = None
         if config.fuse is not None:
-            calibration = config.fused_calibration
-            if calibration is None or not calibration.is_file():
-                raise FileNotFoundError(
-                    f"no thresholds for the fusion with {config.fuse.encoder} ({calibration} missing): "
-                    f"calibrate them (`railguard classifiers calibrate-fusion --encoder {config.encoder} "
-                    f"--fuse {config.fuse.encoder}`)"
-                )
-            fused = Fused(*_load_model(config.fused_member()), calibration=calibration)
+            calibration = fused_calibration(config)
+            fused = Fused(*_open_model(config.fused_member()), calibration=calibration)
         early = EarlyExit.load(config, artifacts, heads, encoder.pad_id) if config.uses_early_exit else None
         return cls(config, artifacts, encoder, heads, fused, early)
+
+    @classmethod
+    def load(cls, config: ClassifiersConfig | None = None) -> SafetyClassifier:
+        """:meth:`open`, once :func:`classifiers.export.ensure_built` has built what is missing (the
+        first use only: ~10-60 s, needs torch; the gateway's first start)."""
+        from classifiers.export import ensure_built
+
+        config = config or ClassifiersConfig()
+        ensure_built(config)
+        return cls.open(config)
 
     @property
     def encoder(self) -> Encoder:

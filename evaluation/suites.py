@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from classifiers.evalsets import MULTIJAIL_LANGUAGES
+from classifiers.evaluation.evalsets import MULTIJAIL_LANGUAGES
 from evaluation.transforms import TRANSFORMS
 
 Expected = Literal["comply", "refuse", "clarify", "safe_completion"]

@@ -21,8 +21,9 @@ def tiny_gemma(target: Path, tokenizer_from: Path, layers: int) -> Path:
 
 
 def mean_pooled_bert(model: Any) -> Any:
-    """``model`` (a transformers BERT) as ``classifiers.encoder.load_torch`` wraps an encoder: ``.model``
-    the BERT, ``(input_ids, attention_mask) -> `` its L2-normalized mean-pooled last hidden state."""
+    """``model`` (a transformers BERT) as ``classifiers.export.encoder.load_torch`` wraps an encoder:
+    ``.model`` the BERT, ``(input_ids, attention_mask) -> `` its L2-normalized mean-pooled last hidden
+    state."""
     import torch
 
     class Pooled(torch.nn.Module):

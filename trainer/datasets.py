@@ -191,8 +191,8 @@ def hh_rlhf_refusals(data_dir: Path, count: int, seed: int) -> list[Conversation
     an evaluation set) whose chosen first reply is a refusal of 6-80 words."""
     if count <= 0:
         return []
-    from classifiers.labels import HH_RLHF_FILE, HH_RLHF_LABELS, SKIP, digest, read_labels
     from classifiers.refusals import is_refusal
+    from classifiers.training.labels import HH_RLHF_FILE, HH_RLHF_LABELS, SKIP, digest, read_labels
 
     path = data_dir / HH_RLHF_FILE
     if not path.is_file():
@@ -307,7 +307,7 @@ def _source_files(
                 data_dir / "alpaca-eval-outputs" / name
             )
     if hh_rlhf_refusals_count > 0:
-        from classifiers.labels import HH_RLHF_FILE, HH_RLHF_LABELS
+        from classifiers.training.labels import HH_RLHF_FILE, HH_RLHF_LABELS
 
         files[f"{data_dir.name}/{HH_RLHF_FILE}"] = file_sha256(data_dir / HH_RLHF_FILE)
         files["classifiers/labels/" + HH_RLHF_LABELS.name] = file_sha256(HH_RLHF_LABELS)

@@ -66,7 +66,7 @@ def digest(text: str) -> str:
 
 def evaluation_prompts(data_dir: Path | None) -> set[str]:
     """sha256 of every prompt of the evaluation-only sets and of the evaluation suites."""
-    from classifiers.evalsets import EVAL_SETS
+    from classifiers.evaluation.evalsets import EVAL_SETS
     from evaluation.suites import SUITES
 
     found: set[str] = set()

@@ -18,7 +18,7 @@ import pytest
 from classifiers import ClassifiersConfig, SafetyClassifier
 from classifiers.cascade import fuse
 from classifiers.config import PACKAGE_ARTIFACTS
-from classifiers.runtime import max_by_owner
+from classifiers.windows import max_by_owner
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -123,7 +123,7 @@ def test_another_exit_configuration_builds_the_parts_they_share_as_the_default_d
         "import sys, torch; torch.set_num_threads(1)\n"
         "from pathlib import Path\n"
         "from classifiers import ClassifiersConfig\n"
-        "from classifiers.build import build\n"
+        "from classifiers.export import build\n"
         "build(ClassifiersConfig(cache_dir=Path(sys.argv[1]), exit_blocks=(6,)))\n"
     )
     subprocess.run([sys.executable, "-c", script, str(tmp_path / "classifiers")], check=True, timeout=600)
@@ -150,7 +150,7 @@ def test_the_exit_decides_seed_texts_as_the_full_encoder_does(
 ) -> None:
     """Not a quality measure (that is validation's, docs/classifiers.md): a guard against exit heads
     that disagree with the full encoder on ordinary training-like texts."""
-    from classifiers.manifest import read_seed
+    from classifiers.training.seed import read_seed
 
     seed = [e.text for e in read_seed()]
     texts = random.Random(1).sample(seed, 300)
@@ -161,10 +161,11 @@ def test_the_exit_decides_seed_texts_as_the_full_encoder_does(
 def test_train_exit_writes_parts_the_classifier_serves(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, early: SafetyClassifier
 ) -> None:
-    import classifiers.train as train_module
+    import classifiers.training.exits as train_module
     from classifiers.heads import Calibration
-    from classifiers.manifest import load_training
-    from classifiers.train import TrainOptions, train_exit
+    from classifiers.training.exits import train_exit
+    from classifiers.training.fit import TrainOptions
+    from classifiers.training.manifest import load_training
 
     artifacts = tmp_path / "e5-small"
     artifacts.mkdir()

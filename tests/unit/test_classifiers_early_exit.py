@@ -16,24 +16,16 @@ import torch
 from pydantic import ValidationError
 from transformers import BertConfig, BertModel
 
-from classifiers.build import BuiltArtifacts
+from classifiers.built import BuiltArtifacts
 from classifiers.cascade import Cascade, fuse
 from classifiers.config import ClassifiersConfig, FusedEncoder
 from classifiers.decision import logit
-from classifiers.early_exit import (
-    EarlyExit,
-    ExitEncoder,
-    ExitHeads,
-    ExitStage,
-    export_parts,
-    files_digest,
-    heads_digest,
-    split_module,
-)
-from classifiers.encoder import export_module, quantize
+from classifiers.early_exit import EarlyExit, ExitEncoder, ExitHeads, ExitStage, files_digest, heads_digest
+from classifiers.export.encoder import export_module, quantize
+from classifiers.export.exit_parts import export_parts, split_module
+from classifiers.export.smoothing import smooth
 from classifiers.heads import Calibration, Heads
-from classifiers.runtime import max_by_owner
-from classifiers.smoothing import smooth
+from classifiers.windows import max_by_owner
 from tests.models import mean_pooled_bert
 
 LAYERS = (1, 2)  # of the tiny encoder's 4 blocks: parts 1, 2 and 3-4
@@ -279,7 +271,7 @@ def test_exit_heads_load_only_with_what_they_were_calibrated_for(tmp_path: Path)
 
 
 def test_the_build_makes_the_parts_of_the_serving_precision_only(tmp_path: Path) -> None:
-    from classifiers.build import artifact_paths
+    from classifiers.built import artifact_paths
 
     shipped = artifact_paths(ClassifiersConfig(cache_dir=tmp_path))
     assert [p.name for p in shipped.exit_parts] == [

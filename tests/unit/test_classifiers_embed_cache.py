@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from classifiers.embed_cache import EmbeddingCache
+from classifiers.evaluation.embeddings import EmbeddingCache
 
 
 class CountingEncoder:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from classifiers.decontaminate import find_overlaps
-from classifiers.labels import (
+from classifiers.training.decontaminate import find_overlaps
+from classifiers.training.labels import (
     HH_RLHF_FILE,
     Label,
     digest,
@@ -18,7 +18,7 @@ from classifiers.labels import (
     with_exclusions,
     write_labels,
 )
-from classifiers.manifest import SOURCES, hh_rlhf_examples, with_sources
+from classifiers.training.manifest import SOURCES, hh_rlhf_examples, with_sources
 
 
 def test_near_duplicates_are_found_and_different_requests_are_not() -> None:

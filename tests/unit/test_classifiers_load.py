@@ -1,4 +1,5 @@
-"""An encoder without trained heads is refused before anything is built, with a message saying what to do."""
+"""An encoder without trained heads is refused before anything is built, and one that is not built is
+not built by ``SafetyClassifier.open``: each with a message saying what to do."""
 
 from __future__ import annotations
 
@@ -15,6 +16,13 @@ def test_an_encoder_without_heads_is_refused_before_building(tmp_path: Path) -> 
     with pytest.raises(FileNotFoundError, match="railguard classifiers train --encoder e5-small-6"):
         SafetyClassifier.load(config)
     assert not (tmp_path / "cache").exists()  # nothing built for it
+
+
+def test_open_never_builds(tmp_path: Path) -> None:
+    config = ClassifiersConfig(cache_dir=tmp_path / "cache")
+    with pytest.raises(FileNotFoundError, match="railguard classifiers build --encoder e5-small"):
+        SafetyClassifier.open(config)
+    assert not (tmp_path / "cache").exists()  # nothing built
 
 
 def test_the_cli_says_so_and_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,7 +10,8 @@ import torch
 from transformers import BertConfig, BertModel
 
 from classifiers.encoder import encoder_key
-from classifiers.lora import attach, merge, save
+from classifiers.export.lora import merge
+from classifiers.training.lora import attach, save
 
 
 def tiny_bert() -> BertModel:

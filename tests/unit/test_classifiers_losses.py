@@ -7,8 +7,8 @@ import random
 import pytest
 import torch
 
-from classifiers.finetune import _batches
-from classifiers.train import masked_loss, positive_weights
+from classifiers.training.finetune import _batches
+from classifiers.training.fit import masked_loss, positive_weights
 
 
 def test_unknown_labels_do_not_count_and_rare_heads_weigh_more() -> None:
@@ -38,7 +38,7 @@ def test_batches_cover_every_example_once_with_similar_lengths() -> None:
 def test_fit_heads_learns_a_separable_problem() -> None:
     import numpy as np
 
-    from classifiers.train import TrainOptions, fit_heads
+    from classifiers.training.fit import TrainOptions, fit_heads
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 8)).astype("float32")
@@ -53,7 +53,7 @@ def test_standardized_heads_fold_the_scaling_and_ignore_each_features_offset_and
     affine change of each feature (offset and scale) gives the same probabilities."""
     import numpy as np
 
-    from classifiers.train import TrainOptions, fit_heads
+    from classifiers.training.fit import TrainOptions, fit_heads
 
     rng = np.random.default_rng(0)
     signal = rng.normal(size=(256, 4)).astype("float32")
@@ -76,7 +76,7 @@ def test_fit_heads_gives_the_same_heads_every_run_and_leaves_torch_threads_as_th
     import numpy as np
 
     from classifiers.taxonomy import LEARNED
-    from classifiers.train import TrainOptions, fit_heads
+    from classifiers.training.fit import TrainOptions, fit_heads
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(512, 1280)).astype(np.float32)

@@ -4,9 +4,9 @@ from collections import Counter
 
 import pytest
 
-from classifiers.manifest import Example, label_set, read_seed
 from classifiers.taxonomy import HAZARD_NAMES, LEARNED
-from classifiers.train import split
+from classifiers.training.manifest import split
+from classifiers.training.seed import Example, label_set, read_seed
 
 
 def test_label_sets() -> None:

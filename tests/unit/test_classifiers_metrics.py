@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from classifiers.metrics import average_precision, binary_metrics, pick_threshold
+from classifiers.evaluation.metrics import average_precision, binary_metrics, pick_threshold
 
 
 def test_binary_metrics() -> None:

@@ -13,8 +13,8 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
-from classifiers.encoder import export_module, quantize
-from classifiers.smoothing import calibration_texts, smooth
+from classifiers.export.encoder import export_module, quantize
+from classifiers.export.smoothing import calibration_texts, smooth
 from tests.models import mean_pooled_bert
 
 

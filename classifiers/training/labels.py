@@ -12,7 +12,7 @@ A labels file is TSV, one row per labelled text: ``row<TAB>digest<TAB>kind<TAB>e
 - ``row``: the 0-based row of the source file the text comes from;
 - ``digest``: the first 12 hex digits of the text's SHA-1, so that another version of the file fails
   loudly instead of training on the wrong labels;
-- ``kind``: a :func:`~classifiers.manifest.label_set` kind, or ``skip`` (not trained on);
+- ``kind``: a :func:`~classifiers.training.seed.label_set` kind, or ``skip`` (not trained on);
 - ``excluded``: empty, or why a labelled row is left out (``near-duplicate of multijail``:
   ``railguard classifiers decontaminate`` writes it).
 """
@@ -25,6 +25,8 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+from classifiers.training.seed import label_set
 
 __all__ = [
     "HH_RLHF_HEADER",
@@ -41,7 +43,7 @@ __all__ = [
     "write_labels",
 ]
 
-LABELS_DIR = Path(__file__).resolve().parent / "labels"
+LABELS_DIR = Path(__file__).resolve().parent.parent / "labels"  # classifiers/labels/
 HH_RLHF_LABELS = LABELS_DIR / "hh-rlhf-harmless-base.tsv"
 HH_RLHF_FILE = "hh-rlhf-harmless-base/test.jsonl.gz"
 SKIP = "skip"
@@ -69,8 +71,6 @@ def digest(text: str) -> str:
 
 def read_labels(path: Path) -> list[Label]:
     """The rows of a labels file; a malformed row or an unknown kind is a ValueError naming its line."""
-    from classifiers.manifest import label_set
-
     labels = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip() or line.startswith("#"):

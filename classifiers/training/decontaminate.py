@@ -62,8 +62,8 @@ def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
 def mark_hh_rlhf(labels_path: Path, data_dir: Path, threshold: float = DEFAULT_THRESHOLD) -> Counter[str]:
     """Rewrite the hh-rlhf labels file with every row near an evaluation text (and only those) marked
     excluded; returns how many rows each evaluation set excluded."""
-    from classifiers.evalsets import EVAL_SETS
-    from classifiers.labels import (
+    from classifiers.evaluation.evalsets import EVAL_SETS
+    from classifiers.training.labels import (
         HH_RLHF_HEADER,
         hh_rlhf_prompts,
         labelled_texts,

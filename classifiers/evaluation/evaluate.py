@@ -13,19 +13,28 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from classifiers.build import build
 from classifiers.cascade import Cascade, fuse
 from classifiers.config import ClassifiersConfig
 from classifiers.decision import decision_margin
-from classifiers.embed_cache import EmbeddingCache
-from classifiers.evalsets import EVAL_SETS, EvalItem, EvalSet
+from classifiers.early_exit import ExitHeads
+from classifiers.evaluation.embeddings import EmbeddingCache, embedding_cache, exit_embedding_cache
+from classifiers.evaluation.evalsets import EVAL_SETS, EvalItem, EvalSet
+from classifiers.evaluation.metrics import BinaryMetrics, binary_metrics
+from classifiers.export import build
 from classifiers.heads import Calibration, Heads
-from classifiers.metrics import BinaryMetrics, binary_metrics
-from classifiers.runtime import max_by_owner
 from classifiers.taxonomy import OPENAI_CATEGORIES, UNSAFE, to_openai
-from classifiers.train import embedding_cache, exit_embedding_cache
+from classifiers.windows import max_by_owner
 
-__all__ = ["TARGETS", "EvalRow", "eval_items", "evaluate", "set_rows", "text_probabilities", "to_markdown"]
+__all__ = [
+    "TARGETS",
+    "EvalRow",
+    "eval_items",
+    "evaluate",
+    "set_rows",
+    "text_probabilities",
+    "to_markdown",
+    "write_json",
+]
 
 TARGETS = {
     "xstest": "F1 ≥ 0.88, FPR ≤ 0.05",
@@ -126,8 +135,6 @@ def evaluate(
             )
     early: list[tuple[int, EmbeddingCache, Heads, Cascade]] = []
     if config.uses_early_exit:  # each exit's heads first, the later blocks where they are unsure
-        from classifiers.early_exit import ExitHeads
-
         trained = ExitHeads.load(config, artifacts, heads)  # checks what serving checks
         early = [
             (s.layer, exit_embedding_cache(config, artifacts, s.layer), s.heads, s.cascade)

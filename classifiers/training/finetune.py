@@ -6,7 +6,7 @@ CPU and small to ship, only LoRA deltas (r=8 on every linear layer of the transf
 parameters) and a temporary MLP head are trained, on each training text's first 256-token window, with the
 masked multi-label loss of the heads. The deltas are written to ``lora.safetensors``; ``build``
 merges them into the ONNX export, and the usual heads + calibration are then trained on the merged
-encoder's embeddings (:func:`classifiers.train.train`), so what ships is what was calibrated.
+encoder's embeddings (:func:`classifiers.training.train.train`), so what ships is what was calibrated.
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from classifiers.build import artifact_paths, build
+from classifiers.built import artifact_paths
 from classifiers.config import ClassifiersConfig
-from classifiers.manifest import Example, load_training, with_sources
+from classifiers.export import build
 from classifiers.taxonomy import LEARNED
+from classifiers.training.manifest import load_training, split, with_sources
+from classifiers.training.seed import Example
 
 __all__ = ["FinetuneOptions", "finetune"]
 
@@ -62,10 +64,10 @@ def finetune(
     """Train the LoRA deltas from the base encoder; returns the path of ``lora.safetensors``."""
     import torch
 
-    from classifiers.encoder import load_torch
-    from classifiers.lora import attach, save
-    from classifiers.runtime import TextWindows
-    from classifiers.train import label_matrix, masked_loss, positive_weights, split
+    from classifiers.export.encoder import load_torch
+    from classifiers.training.fit import label_matrix, masked_loss, positive_weights
+    from classifiers.training.lora import attach, save
+    from classifiers.windows import TextWindows
 
     options = options or FinetuneOptions()
     started = time.perf_counter()

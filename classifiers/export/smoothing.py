@@ -12,7 +12,7 @@ V's now separate inputs, ~5 % of the int8 encoder's time).
 
 The channel maxima come from the fp32 model on the repository's own seed texts (training data, shipped
 in the package), so a build needs nothing from ``../shared``. ``alpha`` was chosen by measurement
-(docs/classifiers.md, fifth round).
+(docs/classifiers.md, "Why this design").
 
 torch is imported inside the functions, which only the build calls.
 """
@@ -25,11 +25,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from classifiers.manifest import read_seed
+from classifiers.encoder import SMOOTHING_ALPHA as ALPHA  # part of the int8 files' name
+from classifiers.training.seed import read_seed  # the shipped seed texts (training data) calibrate it
 
 __all__ = ["ALPHA", "calibration_texts", "channel_peaks", "load_peaks", "save_peaks", "smooth", "smooth_with"]
-
-ALPHA = 0.8  # part of the int8 file's name (encoder.INT8_RECIPE): a new recipe, a new build
 
 
 def calibration_texts(n: int = 256, seed: int = 0) -> list[str]:

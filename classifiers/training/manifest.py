@@ -1,73 +1,34 @@
-"""The training manifest: which files train which heads, read by path under ``--data-dir``.
+"""The training manifest: which files train which heads, read by path under ``--data-dir``, beside
+the shipped seed examples (:mod:`classifiers.training.seed`); and the split into training and
+validation.
 
 Only sets that ``SPLITS.md`` marks *train* appear here (HarmBench: ``*_val.csv`` only; deepset:
-``train.*`` only). Labels per example: 1 positive, 0 negative; a head missing from ``labels`` is
-unknown for that example and does not contribute to that head's loss.
+``train.*`` only).
 """
 
 from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from classifiers.labels import HH_RLHF_LABELS, hh_rlhf_prompts, labelled_texts, read_labels
-from classifiers.taxonomy import ATTACKS, HAZARD_NAMES, LEARNED, UNSAFE
+from classifiers.taxonomy import UNSAFE
+from classifiers.training.labels import HH_RLHF_LABELS, hh_rlhf_prompts, labelled_texts, read_labels
+from classifiers.training.seed import Example, label_set, read_seed
 
 __all__ = [
     "OPTIONAL_SOURCES",
-    "SEED_DIR",
     "SOURCES",
-    "Example",
     "Source",
     "hh_rlhf_examples",
-    "label_set",
     "load_training",
-    "read_seed",
+    "split",
     "with_sources",
 ]
-
-SEED_DIR = Path(__file__).resolve().parent / "seed"
-
-
-@dataclass(frozen=True, slots=True)
-class Example:
-    text: str
-    labels: Mapping[str, int]
-    source: str
-    lang: str = "en"
-
-
-def label_set(kind: str) -> dict[str, int]:
-    """Labels for one kind of example.
-
-    ``benign``: every head 0. A hazard name: unsafe and that hazard 1, other hazards and attacks 0.
-    ``unsafe``: unsafe 1, hazards unknown, attacks 0. ``jailbreak`` / ``prompt_injection``: that
-    attack 1; the other heads unknown (a template may or may not carry a harmful request).
-    """
-    if kind == "benign":
-        return dict.fromkeys(LEARNED, 0)
-    if kind in HAZARD_NAMES:
-        return {**dict.fromkeys((UNSAFE, *HAZARD_NAMES, *ATTACKS), 0), UNSAFE: 1, kind: 1}
-    if kind == UNSAFE:
-        return {UNSAFE: 1, **dict.fromkeys(ATTACKS, 0)}
-    if kind in ATTACKS:
-        return {kind: 1}
-    raise ValueError(f"unknown label kind {kind!r}")
-
-
-def read_seed(seed_dir: Path = SEED_DIR) -> Iterator[Example]:
-    """The examples the repository ships: ``<lang>.tsv`` files of ``kind<TAB>text`` lines."""
-    for path in sorted(seed_dir.glob("*.tsv")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if not line.strip() or line.startswith("#"):
-                continue
-            kind, text = line.split("\t", 1)
-            lang = path.stem.split("_")[0]  # en_contrast.tsv is English too
-            yield Example(text.strip(), label_set(kind.strip()), f"seed/{path.stem}", lang)
 
 
 def _csv_rows(path: Path) -> Iterator[dict[str, str]]:
@@ -235,3 +196,13 @@ def load_training(data_dir: Path | None, sources: tuple[Source, ...] = SOURCES) 
             seen.add(key)
             unique.append(ex)
     return unique
+
+
+def split(examples: list[Example], val_fraction: float) -> tuple[list[Example], list[Example]]:
+    """Deterministic split by a hash of the text: the same text always lands on the same side."""
+    train: list[Example] = []
+    val: list[Example] = []
+    for ex in examples:
+        h = int.from_bytes(hashlib.sha1(ex.text.encode(), usedforsecurity=False).digest()[:4], "big") / 2**32
+        (val if h < val_fraction else train).append(ex)
+    return train, val

@@ -1,10 +1,8 @@
-"""LoRA deltas on the encoder's linear layers (Hu et al. 2021).
-
-`railguard classifiers train --finetune` trains them (`classifiers/finetune.py`) and writes
-`lora.safetensors` next to the heads: `<module>.lora_A` (`[r, in]`) and `<module>.lora_B`
-(`[out, r]`) per linear layer, with `r` and `alpha` in the metadata (~1.3 MB for multilingual-e5-small
-at r=8, in fp16). `build` merges them into the weights before the ONNX export (`W += alpha/r * B @ A`),
-so serving pays nothing for them (and never imports this module, which needs torch).
+"""LoRA deltas on the encoder's linear layers (Hu et al. 2021), trained by
+:mod:`classifiers.training.finetune` and written as ``lora.safetensors`` beside the heads:
+``<module>.lora_A`` (``[r, in]``) and ``<module>.lora_B`` (``[out, r]``) per linear layer, with ``r``
+and ``alpha`` in the metadata (~1.3 MB for multilingual-e5-small at r=8, in fp16). The build merges
+them into the weights (:func:`classifiers.export.lora.merge`), so serving pays nothing for them.
 """
 
 from __future__ import annotations
@@ -13,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LoRALinear", "attach", "merge", "save"]
+__all__ = ["LoRALinear", "attach", "save"]
 
 
 def _torch() -> Any:
@@ -71,23 +69,3 @@ def save(modules: dict[str, LoRALinear], path: Path, r: int, alpha: float) -> Pa
     save_file(tensors, str(tmp), metadata={"r": str(r), "alpha": str(alpha), "format": "railguard-lora/1"})
     tmp.replace(path)
     return path
-
-
-def merge(model: Any, path: Path) -> int:
-    """Add the deltas of `path` into `model`'s weights in place; returns how many layers changed."""
-    from safetensors import safe_open
-
-    torch = _torch()
-    with safe_open(str(path), framework="pt") as handle:
-        meta = handle.metadata() or {}
-        scale = float(meta["alpha"]) / float(meta["r"])
-        names = sorted({key.rsplit(".", 1)[0] for key in handle.keys()})  # noqa: SIM118
-        with torch.no_grad():
-            for name in names:
-                a = handle.get_tensor(f"{name}.lora_A").float()
-                b = handle.get_tensor(f"{name}.lora_B").float()
-                linear = model.get_submodule(name)
-                if tuple(linear.weight.shape) != (b.shape[0], a.shape[1]):
-                    raise ValueError(f"{path}: {name} does not fit the encoder")
-                linear.weight += (b @ a) * scale
-    return len(names)

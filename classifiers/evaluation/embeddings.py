@@ -1,4 +1,6 @@
-"""A disk cache of window embeddings for training and evaluation (never used when serving).
+"""A disk cache of window embeddings for training and evaluation (never used when serving), and the
+caches of a built encoder: whole (:func:`embedding_cache`) or at one of its early exits
+(:func:`exit_embedding_cache`).
 
 Keyed by the window's token ids, so the first-window embeddings training uses are reused by the
 all-window scoring evaluation does. One ``.npz`` per encoder and precision; processes that share one
@@ -16,13 +18,19 @@ from typing import Protocol
 
 import numpy as np
 
-from classifiers.runtime import Array
+from classifiers.built import BuiltArtifacts
+from classifiers.config import ClassifiersConfig
+from classifiers.early_exit import ExitEncoder
+from classifiers.export import build
+from classifiers.onnx_encoder import Encoder
+from classifiers.windows import Array, TextWindows
 
-__all__ = ["EmbeddingCache", "WindowEncoder"]
+__all__ = ["EmbeddingCache", "ExitWindows", "WindowEncoder", "embedding_cache", "exit_embedding_cache"]
 
 
 class WindowEncoder(Protocol):
-    """What the cache needs of an encoder: the ONNX ``Encoder``, or ``probe.HiddenStateEncoder``."""
+    """What the cache needs of an encoder: the ONNX ``Encoder``, an encoder's exit (``ExitWindows``),
+    or a torch model's hidden states (``bench/probe_layers.py``)."""
 
     def windows(self, texts: Sequence[str]) -> tuple[list[list[int]], list[int]]: ...
 
@@ -97,3 +105,51 @@ class EmbeddingCache:
                 self._dirty = False
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+class ExitWindows:
+    """An encoder's windows embedded at one of its exits, for the embedding cache (training, eval)."""
+
+    def __init__(self, windows: TextWindows, encoder: ExitEncoder, depth: int):
+        self._windows = windows
+        self._encoder = encoder
+        self._depth = depth
+
+    def windows(self, texts: Sequence[str]) -> tuple[list[list[int]], list[int]]:
+        return self._windows.windows(texts)
+
+    def first_windows(self, texts: Sequence[str]) -> list[list[int]]:
+        return self._windows.first_windows(texts)
+
+    def embed_windows(self, windows: Sequence[Sequence[int]]) -> Array:
+        return self._encoder.embed(windows, self._depth)
+
+
+def embedding_cache(config: ClassifiersConfig, artifacts: BuiltArtifacts) -> EmbeddingCache:
+    """Window embeddings from the built encoder at ``config.precision``, cached on disk."""
+    encoder = Encoder(artifacts, config)
+    name = f"{artifacts.directory.name}.{artifacts.variant(config.precision)}.{config.max_tokens}.npz"
+    return EmbeddingCache(config.cache_dir / "embeddings" / name, encoder)
+
+
+def exit_embedding_cache(config: ClassifiersConfig, artifacts: BuiltArtifacts, layer: int) -> EmbeddingCache:
+    """Window embeddings at the encoder's exit after block ``layer``, cached like
+    :func:`embedding_cache`'s (the parts at ``config.precision`` are built first if need be). The
+    name carries every exit: the parts between them are what computes the embeddings."""
+    if artifacts.exit_precision != config.precision:
+        artifacts = build(config)
+    windows = TextWindows(artifacts.directory, config.max_tokens, config.max_windows)
+    precision = config.precision
+    encoder = ExitEncoder(
+        artifacts.exit_parts_at(precision),
+        threads=config.threads,
+        batch_size=1 if precision == "int8" else config.batch_size,
+        pad_id=windows.pad_id,
+    )
+    layers = artifacts.exit_layers
+    parts = "-".join(map(str, layers))
+    name = f"{artifacts.directory.name}.exit{layer}-of-{parts}-{artifacts.variant(precision)}"
+    return EmbeddingCache(
+        config.cache_dir / "embeddings" / f"{name}.{config.max_tokens}.npz",
+        ExitWindows(windows, encoder, layers.index(layer)),
+    )

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["EVAL_SETS", "OPENAI_LABELS", "EvalItem", "EvalSet"]
+__all__ = ["EVAL_SETS", "MULTIJAIL_LANGUAGES", "OPENAI_LABELS", "EvalItem", "EvalSet"]
 
 Task = Literal["prompt", "openai"]
 
