@@ -47,7 +47,11 @@ def main() -> int:
     parser.add_argument("--ifeval-limit", type=int, default=60)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--no-doc", action="store_true", help="do not write docs/retraining.md")
+    parser.add_argument("--report-only", action="store_true",
+                        help="write the section again from the run's last finished job")  # fmt: skip
     args = parser.parse_args()
+    if args.report_only:
+        return report_only(args)
 
     import yaml
 
@@ -88,7 +92,19 @@ def main() -> int:
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
     )
-    table = markdown(summary, replay_result, nightly_s, peak / 1024, args)
+    (run / "peak-rss-mb.txt").write_text(f"{max(peak / 1024, _earlier_peak(run)):.0f}\n", encoding="utf-8")
+    total_s = time.perf_counter() - started
+    print(f"nightly invocation {nightly_s:.0f} s, total {total_s:.0f} s", file=sys.stderr)
+    return write(run, summary, replay_result, args)
+
+
+def _earlier_peak(run: Path) -> float:
+    path = run / "peak-rss-mb.txt"
+    return float(path.read_text()) if path.is_file() else 0.0
+
+
+def write(run: Path, summary: dict[str, Any], replayed: dict[str, Any], args: Any) -> int:
+    table = markdown(summary, replayed, _earlier_peak(run), args)
     (run / "nightly-run.md").write_text(table, encoding="utf-8")
     print(table)
     if not args.no_doc:
@@ -96,17 +112,24 @@ def main() -> int:
         head, rest = text.split(BEGIN, 1)
         _, tail = rest.split(END, 1)
         DOC.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}", encoding="utf-8")
-    print(f"total {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return 0
+
+
+def report_only(args: Any) -> int:
+    run = args.run_dir.expanduser().resolve()
+    finished = sorted((run / "nightly" / "runs").glob("*/state.json"))
+    if not finished or not (run / "replay.json").is_file():
+        print(f"no finished nightly job in {run}", file=sys.stderr)
+        return 2
+    summary = json.loads(finished[-1].read_text(encoding="utf-8"))
+    return write(run, summary, json.loads((run / "replay.json").read_text()), args)
 
 
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f} %"
 
 
-def markdown(
-    summary: dict[str, Any], replayed: dict[str, Any], nightly_s: float, peak_mb: float, args: Any
-) -> str:
+def markdown(summary: dict[str, Any], replayed: dict[str, Any], peak_mb: float, args: Any) -> str:
     stages = summary["stages"]
     command = (
         f"`.venv/bin/python bench/nightly.py --run-dir RUN --harmful {args.harmful} --benign {args.benign}"
@@ -135,10 +158,12 @@ def markdown(
         f"AI labelling: {json.dumps(labels)}."
     )
     walls = ", ".join(f"{name} {r.get('wall_s', 0):.0f} s" for name, r in stages.items())
+    total = sum(r.get("wall_s", 0) for r in stages.values())
     lines += [
         "",
-        f"Wall time of the nightly job: {nightly_s / 60:.1f} min ({walls}); "
-        f"largest process's peak RSS {peak_mb:.0f} MB.",
+        f"Wall time of the nightly job: {total / 60:.1f} min, the sum of its stages ({walls}; a stage "
+        f"resumed after an interruption counts its finishing pass); peak RSS of the job's own process "
+        f"(training in it) {peak_mb:.0f} MB.",
     ]
     return "\n".join(lines) + "\n"
 
