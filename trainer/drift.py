@@ -14,6 +14,7 @@ same tokens of each answer (the assistant's turn, through the served chat templa
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +54,10 @@ def drift(
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
     template = served_template(tokenizer)
     base = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32, local_files_only=True)
-    model: Any = PeftModel.from_pretrained(base, str(serving), adapter_name="serving")
-    model.load_adapter(str(candidate), adapter_name="candidate")
+    with warnings.catch_warnings():  # peft calls a transformers name that transformers has deprecated
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+        model: Any = PeftModel.from_pretrained(base, str(serving), adapter_name="serving")
+        model.load_adapter(str(candidate), adapter_name="candidate")
     model.eval()
     nll = {"serving": 0.0, "candidate": 0.0}
     kl, tokens, texts = 0.0, 0, 0
