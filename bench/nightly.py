@@ -162,8 +162,8 @@ def markdown(summary: dict[str, Any], replayed: dict[str, Any], peak_mb: float, 
     lines += [
         "",
         f"Wall time of the nightly job: {total / 60:.1f} min, the sum of its stages ({walls}; a stage "
-        f"resumed after an interruption counts its finishing pass); peak RSS of the job's own process "
-        f"(training in it) {peak_mb:.0f} MB.",
+        f"resumed after an interruption counts its finishing pass); peak RSS of the largest process "
+        f"(the job, which trains in-process, or a gateway it started) {peak_mb:.0f} MB.",
     ]
     return "\n".join(lines) + "\n"
 

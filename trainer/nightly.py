@@ -120,6 +120,13 @@ class Nightly:
                 self._save_state(state)
             return self._finish(state)
 
+    def label_only(self) -> dict[str, Any]:
+        """The intake and label stages alone, under the job's lock (`railguard label`); their results."""
+        self.current = self.root / "label"
+        self.current.mkdir(parents=True, exist_ok=True)
+        with lock(self.root / "lock"), self._gateways:
+            return {"intake": self._intake({}), "label": self._label({})}
+
     def _load_state(self) -> dict[str, Any]:
         path = self.current / "state.json"
         if path.is_file():
@@ -474,12 +481,8 @@ def label_main(argv: list[str]) -> int:
     except (ConfigError, ValueError, OSError) as exc:
         print(f"railguard label: {exc}", file=sys.stderr)
         return 2
-    job = Nightly(config, settings)
-    job.current = job.root / "label"
-    job.current.mkdir(parents=True, exist_ok=True)
     try:
-        with lock(job.root / "lock"), job._gateways:
-            result = {"intake": job._intake({}), "label": job._label({})}
+        result = Nightly(config, settings).label_only()
     except Locked as exc:
         print(f"railguard label: {exc}; not started", file=sys.stderr)
         return LOCKED

@@ -200,3 +200,19 @@ def test_items_the_guard_was_unsure_of_are_left_to_people(tmp_path: Path, engine
     )
     assert counts == {"labelled": 1, "left to people (guard unsure)": 1, "spot checks": 0}
     assert store.ai_label("r1") is not None and store.ai_label("r2") is None
+
+
+def test_railguard_label_runs_intake_and_label_alone_under_the_lock(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trainer.nightly import LOCKED, label_main
+
+    settings = tmp_path / "railguard.yaml"
+    settings.write_text(f"cache_dir: {tmp_path}\npolicy_file: {POLICY}\nclassifiers: {{enabled: false}}\n")
+    assert label_main(["--settings", str(settings)]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "intake": {"records_read": 0, "backlog": 0}, "label": {"labelled": 0}
+    }  # fmt: skip
+    with lock(tmp_path / "nightly" / "lock"):
+        assert label_main(["--settings", str(settings)]) == LOCKED
+    assert label_main(["--no-such-setting", "1"]) == 2
