@@ -57,6 +57,10 @@ class SFTConfig:
     instruction_examples: int = field(
         default=500, metadata={"help": "Generated instruction-following examples (verifiable constraints)"}
     )
+    combined_instruction_examples: int = field(
+        default=0,
+        metadata={"help": "Generated examples with several constraints at once (layout, rewrite, measure)"},
+    )
     alpaca_examples: int = field(
         default=400, metadata={"help": "AlpacaEval instructions with an answer cut to fit (0: none)"}
     )

@@ -116,7 +116,11 @@ def _messages(raw: Any, where: str) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def instruction_conversations(topics_file: Path, count: int, seed: int) -> list[Conversation]:
+def instruction_conversations(
+    topics_file: Path, count: int, seed: int, *, combined: bool = False
+) -> list[Conversation]:
+    """`count` generated examples: one constraint each, or with ``combined`` several at once."""
+    from trainer.instruction_combos import generate_combined
     from trainer.instructions import generate, read_topics
 
     if count <= 0:
@@ -129,7 +133,7 @@ def instruction_conversations(topics_file: Path, count: int, seed: int) -> list[
         raise DataError(str(exc)) from None
     return [
         Conversation((("user", e.prompt), ("assistant", e.answer)), "instructions", "en", e.constraint)
-        for e in generate(topics, count, seed)
+        for e in (generate_combined if combined else generate)(topics, count, seed)
     ]
 
 
@@ -249,6 +253,7 @@ def build(
     validation_share: float,
     seed: int,
     data_file: Path | None = None,
+    combined_examples: int = 0,
 ) -> Dataset:
     """Every source read and checked (errors name the file), split, repeated, shuffled by `seed`.
     With ``data_file`` that file is the only source (a safety dataset from `railguard data build`)."""
@@ -261,6 +266,10 @@ def build(
             "alpaca": alpaca_conversations(data_dir, alpaca_examples, alpaca_max_words, seed),
             "hh-rlhf": hh_rlhf_refusals(data_dir, hh_rlhf_refusals_count, seed),
         }
+        if combined_examples > 0:  # only then, so that earlier runs' manifests stay as they were
+            sources["combined"] = instruction_conversations(
+                topics_file, combined_examples, seed, combined=True
+            )
     train: list[Conversation] = []
     validation: list[Conversation] = []
     for name, conversations in sources.items():
@@ -271,7 +280,8 @@ def build(
     if data_file is not None:
         files = {str(data_file): file_sha256(data_file)}
     else:
-        files = _source_files(demos_dir, topics_file, data_dir, instruction_examples, alpaca_examples,
+        generated = instruction_examples + combined_examples
+        files = _source_files(demos_dir, topics_file, data_dir, generated, alpaca_examples,
                               hh_rlhf_refusals_count)  # fmt: skip
     everything = hashlib.sha256()
     for c in [*train, *validation]:

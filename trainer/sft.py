@@ -70,6 +70,7 @@ def read_data(config: SFTConfig) -> Dataset:
         data_dir=config.data_dir,
         demo_repeats=config.demo_repeats,
         instruction_examples=config.instruction_examples,
+        combined_examples=config.combined_instruction_examples,
         alpaca_examples=config.alpaca_examples,
         alpaca_max_words=config.alpaca_max_words,
         hh_rlhf_refusals_count=config.hh_rlhf_refusals,

@@ -53,3 +53,39 @@ def test_generation_is_seeded():
     topics = read_topics(TOPICS)
     assert generate(topics, 50, seed=3) == generate(topics, 50, seed=3)
     assert generate(topics, 50, seed=3) != generate(topics, 50, seed=4)
+
+
+def test_every_combined_example_passes_all_of_its_checks_in_lm_eval():
+    use_shipped_punkt()
+    from lm_eval.tasks.ifeval.utils import process_results
+
+    from trainer.instruction_combos import LAYOUTS, generate_combined
+
+    examples = generate_combined(read_topics(TOPICS), 400, seed=11)
+    assert len(examples) == 400
+    assert {e.constraint for e in examples} == {f"combined:{name}" for name in LAYOUTS}
+    assert all(len(e.checks) >= 2 for e in examples)
+    assert sum(len(e.checks) >= 3 for e in examples) > 80  # stacked, not pairs only
+    import langdetect
+
+    langdetect.DetectorFactory.seed = 0
+    failed = []
+    for e in examples:
+        doc = {
+            "key": 0,
+            "prompt": e.prompt,
+            "instruction_id_list": [check for check, _ in e.checks],
+            "kwargs": [kwargs for _, kwargs in e.checks],
+        }
+        result = process_results(doc, [e.answer])
+        if not result["prompt_level_strict_acc"]:
+            failed.append((e.checks, result["inst_level_strict_acc"], e.answer))
+    assert not failed, failed[:3]
+
+
+def test_combined_generation_is_seeded_and_leaves_the_single_constraint_set_alone():
+    from trainer.instruction_combos import generate_combined
+
+    topics = read_topics(TOPICS)
+    assert generate_combined(topics, 30, seed=3) == generate_combined(topics, 30, seed=3)
+    assert generate_combined(topics, 30, seed=3) != generate_combined(topics, 30, seed=4)
