@@ -78,6 +78,11 @@ def add_commands(sub: Any, common: argparse.ArgumentParser, data: argparse.Argum
     )
     d.add_argument("--threshold", type=fraction, default=DEFAULT_THRESHOLD, help="word-set Jaccard")
     d.add_argument("--labels", type=Path, default=None, help="hh-rlhf labels file (default: the shipped one)")
+    d.add_argument(
+        "--contrast",
+        action="store_true",
+        help="the contrast pairs instead (writes classifiers/contrast/excluded.tsv)",
+    )
     d.set_defaults(handler=_decontaminate)
 
 
@@ -140,6 +145,14 @@ def _decontaminate(args: argparse.Namespace) -> int:
     found = data_dir(args, required=True)
     if found is None:
         return 2
+    if args.contrast:
+        from classifiers.training.contrast import CONTRAST_DIR, read_contrast
+        from classifiers.training.decontaminate import mark_contrast
+
+        counts = mark_contrast(CONTRAST_DIR, found, args.threshold)
+        total = len(read_contrast(CONTRAST_DIR, keep_excluded=True))
+        print(f"contrast: {counts.total()} of {total} texts excluded {dict(sorted(counts.items()))}")
+        return 0
     path = args.labels or HH_RLHF_LABELS
     counts = mark_hh_rlhf(path, found, args.threshold)
     by_set = dict(sorted(counts.items()))

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["DEFAULT_THRESHOLD", "find_overlaps", "mark_hh_rlhf", "words"]
+__all__ = ["DEFAULT_THRESHOLD", "find_overlaps", "mark_contrast", "mark_hh_rlhf", "words"]
 
 DEFAULT_THRESHOLD = 0.6  # "how to open the lock of a bike" ~ "how to open lock of bike" (0.75)
 
@@ -78,4 +78,23 @@ def mark_hh_rlhf(labels_path: Path, data_dir: Path, threshold: float = DEFAULT_T
     overlaps = find_overlaps(texts, references, threshold)
     excluded = {labels[i].row: f"near-duplicate of {name}" for i, name in overlaps.items()}
     write_labels(labels_path, with_exclusions(labels, excluded), HH_RLHF_HEADER)
+    return Counter(overlaps.values())
+
+
+def mark_contrast(directory: Path, data_dir: Path, threshold: float = DEFAULT_THRESHOLD) -> Counter[str]:
+    """Write ``excluded.tsv`` beside the contrast files: the id of every contrast text near an
+    evaluation text (no evaluation text is written), and only those; returns how many each set excluded."""
+    from classifiers.evaluation.evalsets import EVAL_SETS
+    from classifiers.training.contrast import EXCLUDED_FILE, read_contrast, text_id
+
+    items = read_contrast(directory, keep_excluded=True)
+    references = {s.name: [item.text for item in s.read(data_dir)] for s in EVAL_SETS}
+    overlaps = find_overlaps([i.text for i in items], references, threshold)
+    lines = [
+        "# contrast texts left out of training and held-out split: text id (sha256[:16]) and the "
+        "evaluation-only set each near-duplicates (word-set Jaccard >= "
+        f"{threshold}); written by `railguard classifiers decontaminate --contrast`"
+    ]
+    lines += [f"{text_id(items[i].text)}\tnear-duplicate of {name}" for i, name in sorted(overlaps.items())]
+    (directory / EXCLUDED_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return Counter(overlaps.values())

@@ -170,8 +170,19 @@ SOURCES: tuple[Source, ...] = (
     Source("deepset_train", _deepset_train),
     Source("jailbreaks_in_the_wild", _jailbreaks_in_the_wild),
 )
+
+
+def _contrast(d: Path) -> Iterator[Example]:
+    from classifiers.training.contrast import examples
+
+    return iter(examples())
+
+
 # Sources a training run takes only when asked (`--with-source NAME`): measured, not in the default mix.
-OPTIONAL_SOURCES: dict[str, Source] = {"hh-rlhf": Source("hh-rlhf", _hh_rlhf)}
+OPTIONAL_SOURCES: dict[str, Source] = {
+    "hh-rlhf": Source("hh-rlhf", _hh_rlhf),
+    "contrast": Source("contrast", _contrast),
+}
 
 
 def with_sources(names: tuple[str, ...]) -> tuple[Source, ...]:
