@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from classifiers.canonical import MOST_VIEWS, canonical, views
-from tests.obfuscations import OBFUSCATIONS
+from classifiers.evaluation.obfuscate import OBFUSCATIONS
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # NFKC's largest expansion of one code point (U+FDFA, an Arabic ligature, becomes 18 characters); no
