@@ -162,10 +162,10 @@ def create_app(
         during_call=settings.input_guard == "during_call",
     )
 
-    # no reviewers, no queue: nothing polls the records for people who cannot log in
-    review = (
-        ReviewService(settings, telemetry) if settings.review.enabled and settings.review.reviewers else None
-    )
+    # no reviewers, no queue: nothing polls the records for people who cannot log in (with a keys file,
+    # `railguard keys create --role reviewer` may add one at any time)
+    reviewers = settings.review.reviewers or settings.keys_path.exists()
+    review = ReviewService(settings, telemetry) if settings.review.enabled and reviewers else None
     rate_limits = build_rate_limiter(settings, telemetry)
 
     @asynccontextmanager

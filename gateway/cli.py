@@ -170,11 +170,12 @@ def keys(args: argparse.Namespace) -> int:
 
     path = _settings(args).keys_path
     if args.action == "create":
-        key, entry = create_key(path, args.tenant, args.role)
+        key, entry = create_key(path, args.tenant, args.role, args.name)
         print(key)
+        held = f", held by {entry.name}" if entry.name else ""
         print(
-            f"created a key for tenant {entry.tenant} (role {entry.role}, sha256 {entry.sha256[:12]}…) in "
-            f"{path}; it is shown only this once",
+            f"created a key for tenant {entry.tenant}{held} (role {entry.role}, sha256 {entry.sha256[:12]}…) "
+            f"in {path}; it is shown only this once",
             file=sys.stderr,
         )
     elif args.action == "list":
@@ -182,9 +183,9 @@ def keys(args: argparse.Namespace) -> int:
         if not stored:
             print(f"no keys in {path}", file=sys.stderr)
         else:
-            print(f"{'TENANT':<24} {'ROLE':<9} {'SHA256':<12}  CREATED")
+            print(f"{'TENANT':<24} {'NAME':<16} {'ROLE':<11} {'SHA256':<12}  CREATED")
         for k in stored:
-            print(f"{k.tenant:<24} {k.role:<9} {k.sha256[:12]}  {k.created}")
+            print(f"{k.tenant:<24} {k.name or '-':<16} {k.role:<11} {k.sha256[:12]}  {k.created}")
     else:
         gone = revoke_key(path, args.prefix)
         print(f"revoked the key {gone.sha256[:12]}… of tenant {gone.tenant} (role {gone.role})")
@@ -226,7 +227,7 @@ def _parser() -> argparse.ArgumentParser:
     actions = p.add_subparsers(dest="action", required=True)
     for name, about in [
         ("create", "make a key for a tenant; prints it once, stores only its sha256"),
-        ("list", "tenant, role, digest prefix and creation time of each key (never the key)"),
+        ("list", "tenant, name, role, digest prefix and creation time of each key (never the key)"),
         ("revoke", "remove the key whose sha256 starts with PREFIX; the gateway refuses it at once"),
     ]:
         a = actions.add_parser(name, help=about)
@@ -235,7 +236,9 @@ def _parser() -> argparse.ArgumentParser:
         a.set_defaults(func=keys)
         if name == "create":
             a.add_argument("--tenant", required=True, help="the tenant the key calls as")
-            a.add_argument("--role", default="user", help="user (default), reviewer or admin")
+            a.add_argument("--role", default="user", help="user (default), reviewer, adjudicator or admin")
+            a.add_argument("--name", help="who holds the key: the reviewer's name on the review page "
+                           "(default: the tenant)")  # fmt: skip
         elif name == "revoke":
             a.add_argument("prefix", help="the first hex digits of the key's sha256 (`keys list`)")
     # Dispatched by the composition root (railguard/cli.py); listed here so that --help names them.

@@ -1,11 +1,18 @@
 """The keys file that `railguard keys create|list|revoke` writes and the gateway reads.
 
 A JSON file (`keys_file`, default `<cache_dir>/keys.json`, mode 0600) that holds no secret: each entry is
-the sha256 of a key, its tenant, its role and when it was made. A key is shown once, by `create`, and
-never stored. Writers take a lock beside the file and replace it atomically, so a reader (the gateway,
-which reloads the file whenever it changes: `KeyFileWatcher`) sees the old file or the new one, whole.
+the sha256 of a key, its tenant, its holder's name if given, its role and when it was made. A key is
+shown once, by `create`, and never stored. Writers take a lock beside the file and replace it atomically,
+so a reader (the gateway, which reloads the file whenever it changes: `KeyFileWatcher`) sees the old file
+or the new one, whole.
 
-    {"version": 1, "keys": [{"sha256": "…", "tenant": "acme", "role": "user", "created": "…Z"}]}
+    {"version": 1, "keys": [
+        {"sha256": "…", "tenant": "acme", "role": "user", "created": "…Z"},
+        {"sha256": "…", "tenant": "ops", "name": "ann", "role": "reviewer", "created": "…Z"}]}
+
+Roles, each allowed what the one before is: `user` calls the API; `reviewer` labels the review queue,
+`adjudicator` also decides its disagreements, `admin` also imports, exports and changes reviewers' roles
+(`gateway.review.auth`; a reviewer is named by the key's name, else its tenant).
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Role = Literal["user", "reviewer", "admin"]
+Role = Literal["user", "reviewer", "adjudicator", "admin"]  # in increasing order
 ROLES: tuple[str, ...] = get_args(Role)
 KEY_PREFIX = "sk-rg-"
 MIN_PREFIX = 4  # hex digits a revoke must name, so that a slip cannot match every key
@@ -55,6 +62,7 @@ class StoredKey(BaseModel):
 
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     tenant: str = Field(pattern=_TENANT)
+    name: str | None = Field(None, pattern=_TENANT)  # who holds it: a reviewer's name
     role: Role = "user"
     created: str
 
@@ -81,8 +89,9 @@ def read_keys(path: Path) -> list[StoredKey]:
         raise KeyFileError(f"the keys file {path} is not valid: {first}") from None
 
 
-def create_key(path: Path, tenant: str, role: str = "user") -> tuple[str, StoredKey]:
-    """A new random key for `tenant`: (the key, to be shown once; what the file now holds)."""
+def create_key(path: Path, tenant: str, role: str = "user", name: str | None = None) -> tuple[str, StoredKey]:
+    """A new random key for `tenant` (held by `name`): (the key, to be shown once; what the file now
+    holds)."""
     if role not in ROLES:
         raise KeyFileError(f"unknown role {role!r}: choose one of {', '.join(ROLES)}")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
@@ -90,13 +99,14 @@ def create_key(path: Path, tenant: str, role: str = "user") -> tuple[str, Stored
         entry = StoredKey(
             sha256=hashlib.sha256(key.encode()).hexdigest(),
             tenant=tenant,
+            name=name,
             role=role,  # checked against ROLES above
             created=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         )
-    except ValidationError:
+    except ValidationError as exc:
+        what, value = ("name", name) if exc.errors()[0]["loc"] == ("name",) else ("tenant name", tenant)
         raise KeyFileError(
-            f"bad tenant name {tenant!r}: 1 to 64 letters, digits, '.', '_' or '-', starting with a "
-            "letter or digit"
+            f"bad {what} {value!r}: 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
         ) from None
     with _locked(path):
         _write(path, [*read_keys(path), entry])
@@ -137,7 +147,8 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _write(path: Path, keys: list[StoredKey]) -> None:
-    body = orjson.dumps(_KeyFile(keys=keys).model_dump(), option=orjson.OPT_INDENT_2) + b"\n"
+    # no "name": null for unnamed keys: the file stays as an older gateway reads it
+    body = orjson.dumps(_KeyFile(keys=keys).model_dump(exclude_none=True), option=orjson.OPT_INDENT_2) + b"\n"
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)  # mode 0600
     try:
         with os.fdopen(fd, "wb") as out:

@@ -23,14 +23,16 @@ __all__ = ["SKELETON", "fold_confusables", "strip_marks"]
 
 def _latin_skeleton() -> dict[int, str]:
     """Each character that the confusables data says looks like one ASCII letter, and that NFKC does
-    not already fold (it folds fullwidth and mathematical letters), mapped to that letter."""
+    not already fold (it folds fullwidth and mathematical letters), mapped to that letter. The data
+    reads "I" as "l" (they look alike), so a capital that looks like "l" (Cyrillic "І", Greek "Ι") is an
+    "I": "KІLL" is "KILL", not "KlLL"."""
     table: dict[int, str] = {}
     for char, glyphs in confusables.confusables_data.items():
         if len(char) != 1 or char.isascii() or unicodedata.normalize("NFKC", char) != char:
             continue
         letters = [g["c"] for g in glyphs if len(g["c"]) == 1 and g["c"].isascii() and g["c"].isalpha()]
         if letters:
-            table[ord(char)] = letters[0]
+            table[ord(char)] = "I" if letters[0] == "l" and char.isupper() else letters[0]
     return table
 
 

@@ -1,18 +1,25 @@
 """``railguard classifiers eval``: per set, per group (language, category) metrics on the
-evaluation-only sets, with the shipped heads and calibrated thresholds. Markdown table + JSON."""
+evaluation-only sets, with the shipped heads and calibrated thresholds. Markdown table + JSON.
+
+Each set's ``all`` row also says how the guard fares on a seeded sample of the set dressed by the
+obfuscations of :mod:`classifiers.evaluation.obfuscate`, read as serving reads it (every reading of
+:func:`classifiers.canonical.views`, each head's highest): recall on harmful items, the flag rate on
+benign ones."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from classifiers.canonical import views
 from classifiers.cascade import Cascade, fuse
 from classifiers.config import ClassifiersConfig
 from classifiers.decision import decision_margin
@@ -20,12 +27,14 @@ from classifiers.early_exit import ExitHeads
 from classifiers.evaluation.embeddings import EmbeddingCache, embedding_cache, exit_embedding_cache
 from classifiers.evaluation.evalsets import EVAL_SETS, EvalItem, EvalSet
 from classifiers.evaluation.metrics import BinaryMetrics, binary_metrics
+from classifiers.evaluation.obfuscate import ObfuscatedMetrics, obfuscated_metrics, obfuscated_sample
 from classifiers.export import build
 from classifiers.heads import Calibration, Heads
 from classifiers.taxonomy import OPENAI_CATEGORIES, UNSAFE, to_openai
 from classifiers.windows import max_by_owner
 
 __all__ = [
+    "OBFUSCATED_PER_SET",
     "TARGETS",
     "EvalRow",
     "eval_items",
@@ -45,6 +54,7 @@ TARGETS = {
     "multijail": "recall ≥ 0.85 per language",
     "deepset_test": "F1 ≥ 0.90",
 }
+OBFUSCATED_PER_SET = 50  # harmful items, and as many benign ones, dressed per set
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +62,11 @@ class EvalRow:
     dataset: str
     group: str
     metrics: BinaryMetrics
+    obfuscated: ObfuscatedMetrics | None = None  # the "all" row's
 
     def to_json(self) -> dict[str, Any]:
-        return {"set": self.dataset, "group": self.group, **self.metrics.to_json()}
+        extra = {} if self.obfuscated is None else {"obfuscated": self.obfuscated.to_json()}
+        return {"set": self.dataset, "group": self.group, **self.metrics.to_json(), **extra}
 
 
 def _sample(items: list[EvalItem], limit: int | None) -> list[EvalItem]:
@@ -108,58 +120,93 @@ def _metrics(labels: Any, scores: Any, decided: Any) -> BinaryMetrics:
     return BinaryMetrics(m.n, m.positives, m.precision, m.recall, m.f1, m.fpr, ap)
 
 
+class _Scorer:
+    """What serving computes for texts: the probabilities of the encoder's heads, through its early
+    exits and the fused second model where the config has them."""
+
+    def __init__(self, config: ClassifiersConfig) -> None:
+        artifacts = build(config)
+        self.heads = Heads.load(artifacts.heads)
+        own = Calibration.load(artifacts.calibration)
+        self.thresholds = own.thresholds
+        self._cache = embedding_cache(config, artifacts)
+        self._second: tuple[EmbeddingCache, Heads] | None = None
+        self._cascade: Cascade | None = None
+        if config.fuse is not None and config.fused_calibration is not None:  # what serving combines
+            member = config.fused_member()
+            built = build(member)
+            self._second = (embedding_cache(member, built), Heads.load(built.heads))
+            fused = Calibration.load(config.fused_calibration)
+            self.thresholds = fused.thresholds
+            if config.fuse.cascade:
+                self._cascade = Cascade.calibrated(
+                    self.heads.names, own, fused, source=config.fused_calibration, fuse=config.fuse.encoder
+                )
+        self._early: list[tuple[int, EmbeddingCache, Heads, Cascade]] = []
+        if config.uses_early_exit:  # each exit's heads first, the later blocks where they are unsure
+            trained = ExitHeads.load(config, artifacts, self.heads)  # checks what serving checks
+            self._early = [
+                (s.layer, exit_embedding_cache(config, artifacts, s.layer), s.heads, s.cascade)
+                for s in trained.stages
+            ]
+            self.thresholds = trained.calibration.thresholds
+
+    def __call__(self, texts: Sequence[str]) -> tuple[npt.NDArray[np.float32], str]:
+        """Each text's probabilities, and a note of how far the texts went through the cascades."""
+        probs = text_probabilities(self._cache, self.heads, texts)
+        note = ""
+        if self._early:  # every text's scores at every exit are cached anyway; the cascades pick
+            reads: list[npt.NDArray[np.bool_]] = []
+            for _, exit_cache, exit_heads, exit_cascade in reversed(self._early):
+                exit_probs = text_probabilities(exit_cache, exit_heads, texts)
+                probs, read = fuse(exit_probs, probs.__getitem__, exit_cascade)
+                reads.insert(0, read)
+            past = np.logical_and.accumulate(np.stack(reads), axis=0).mean(axis=1)  # past exit k: all before
+            note = ", " + ", ".join(
+                f"{p:.0%} past block {e[0]}" for e, p in zip(self._early, past, strict=True)
+            )
+        if self._second is not None:
+            other = text_probabilities(*self._second, texts)  # cached: every text, whatever the cascade reads
+            probs, read = fuse(probs, other.__getitem__, self._cascade)
+            note = f", {read.mean():.0%} escalated" if self._cascade is not None else ""
+        return probs, note
+
+    def flags(self, eval_set: EvalSet, texts: Sequence[str]) -> npt.NDArray[np.bool_]:
+        """Whether the guard flags each text as serving reads it: every reading scored, each head's
+        highest (``SafetyClassifier.score``), then the set's decision."""
+        readings: list[str] = []
+        owners: list[int] = []
+        for i, text in enumerate(texts):
+            for reading in views(text):
+                readings.append(reading)
+                owners.append(i)
+        probs = max_by_owner(self(readings)[0], owners, len(texts))
+        return _decisions(eval_set, probs, self.heads.names, self.thresholds)[1]
+
+
 def evaluate(
     config: ClassifiersConfig,
     data_dir: Path,
     *,
     limit: int | None = None,
     sets: Sequence[str] | None = None,
+    obfuscated: int = OBFUSCATED_PER_SET,
     log: Any = print,
 ) -> list[EvalRow]:
-    artifacts = build(config)
-    heads = Heads.load(artifacts.heads)
-    own = Calibration.load(artifacts.calibration)
-    th = own.thresholds
-    cache = embedding_cache(config, artifacts)
-    second: tuple[EmbeddingCache, Heads] | None = None
-    cascade: Cascade | None = None
-    if config.fuse is not None and config.fused_calibration is not None:  # what serving combines
-        member = config.fused_member()
-        built = build(member)
-        second = (embedding_cache(member, built), Heads.load(built.heads))
-        fused = Calibration.load(config.fused_calibration)
-        th = fused.thresholds
-        if config.fuse.cascade:
-            cascade = Cascade.calibrated(
-                heads.names, own, fused, source=config.fused_calibration, fuse=config.fuse.encoder
-            )
-    early: list[tuple[int, EmbeddingCache, Heads, Cascade]] = []
-    if config.uses_early_exit:  # each exit's heads first, the later blocks where they are unsure
-        trained = ExitHeads.load(config, artifacts, heads)  # checks what serving checks
-        early = [
-            (s.layer, exit_embedding_cache(config, artifacts, s.layer), s.heads, s.cascade)
-            for s in trained.stages
-        ]
-        th = trained.calibration.thresholds
+    """Every set's rows; the ``all`` row with the metrics on ``obfuscated`` dressed harmful items and as
+    many benign ones (:mod:`classifiers.evaluation.obfuscate`; 0: none)."""
+    scorer = _Scorer(config)
     rows: list[EvalRow] = []
     for eval_set, items in eval_items(data_dir, limit=limit, sets=sets):
         started = time.perf_counter()
-        texts = [it.text for it in items]
-        probs = text_probabilities(cache, heads, texts)
-        note = ""
-        if early:  # every text's scores at every exit are cached anyway; the cascades pick
-            reads: list[npt.NDArray[np.bool_]] = []
-            for _, exit_cache, exit_heads, exit_cascade in reversed(early):
-                exit_probs = text_probabilities(exit_cache, exit_heads, texts)
-                probs, read = fuse(exit_probs, probs.__getitem__, exit_cascade)
-                reads.insert(0, read)
-            past = np.logical_and.accumulate(np.stack(reads), axis=0).mean(axis=1)  # past exit k: all before
-            note = ", " + ", ".join(f"{p:.0%} past block {e[0]}" for e, p in zip(early, past, strict=True))
-        if second is not None:
-            other = text_probabilities(*second, texts)  # cached: every text, whatever the cascade reads
-            probs, read = fuse(probs, other.__getitem__, cascade)
-            note = f", {read.mean():.0%} escalated" if cascade is not None else ""
-        rows.extend(set_rows(eval_set, items, probs, heads.names, th))
+        probs, note = scorer([it.text for it in items])
+        found = set_rows(eval_set, items, probs, scorer.heads.names, scorer.thresholds)
+        if obfuscated > 0:
+            sample = obfuscated_sample(eval_set.name, items, limit=obfuscated)
+            dressed = obfuscated_metrics(sample, partial(scorer.flags, eval_set))
+            found[0] = replace(found[0], obfuscated=dressed)  # the "all" row
+            note += f", {len(sample)} obfuscated"
+        rows.extend(found)
         log(f"{eval_set.name}: {len(items)} items in {time.perf_counter() - started:.1f}s{note}")
     return rows
 
@@ -200,16 +247,20 @@ def _fmt(v: float | None) -> str:
 
 
 def to_markdown(rows: Sequence[EvalRow]) -> str:
+    """The table; "obfuscated" columns: recall on the dressed harmful sample, FPR on the dressed benign
+    one (the ``all`` rows; the sample's sizes are in the JSON)."""
     lines = [
-        "| set | group | n | positives | precision | recall | F1 | FPR | AUPRC | target |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| set | group | n | positives | precision | recall | F1 | FPR | AUPRC "
+        "| recall, obfuscated | FPR, obfuscated | target |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
-        m = r.metrics
+        m, o = r.metrics, r.obfuscated
         target = TARGETS.get(r.dataset, "") if r.group == "all" else ""
+        dressed = "|  |  |" if o is None else f"| {_fmt(o.recall)} | {_fmt(o.fpr)} |"
         lines.append(
             f"| {r.dataset} | {r.group} | {m.n} | {m.positives} | {_fmt(m.precision)} | "
-            f"{_fmt(m.recall)} | {_fmt(m.f1)} | {_fmt(m.fpr)} | {_fmt(m.auprc)} | {target} |"
+            f"{_fmt(m.recall)} | {_fmt(m.f1)} | {_fmt(m.fpr)} | {_fmt(m.auprc)} {dressed} {target} |"
         )
     return "\n".join(lines)
 

@@ -42,7 +42,8 @@ def _review(request: Request) -> ReviewService:
     services: Services = request.app.state.services
     if services.review is None:
         raise NotFoundError(
-            "The review queue is off (review.enabled: false, or no review.reviewers).", code="unknown_url"
+            "The review queue is off (review.enabled: false, or no review.reviewers and no keys file).",
+            code="unknown_url",
         )
     return services.review
 
@@ -221,9 +222,12 @@ async def login_page(request: Request) -> Response:
 async def login(request: Request) -> Response:
     review = _review(request)
     form = parse_qs((await read_body(request, 10_000)).decode(errors="replace"))
-    name = review.reviewers.by_key((form.get("key") or [""])[0].strip())
-    if name is None:
-        return _page(request, "login.html", 401, error="That key is not a reviewer's key.", me=None)
+    key = (form.get("key") or [""])[0].strip()
+    try:  # an unknown key: 401; a user's key from the keys file: 403
+        name = review.reviewers.require({"authorization": f"Bearer {key}"} if key else {}, {})
+    except RailguardError as exc:
+        error = exc.message if exc.status == 403 else "That key is not a reviewer's key."
+        return _page(request, "login.html", exc.status, error=error, me=None)
     response = RedirectResponse("/review", 303)
     response.set_cookie(COOKIE, review.reviewers.cookie(name), max_age=SESSION_S, httponly=True,
                         samesite="strict", path="/")  # fmt: skip

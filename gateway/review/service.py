@@ -27,7 +27,7 @@ class ReviewService:
         self.store = ReviewStore(
             self.records_db, labels_per_item=review.labels_per_item, gold_every=review.gold_every
         )
-        self.reviewers = Reviewers(review.reviewers, self.store)
+        self.reviewers = Reviewers(review.reviewers, self.store, settings.keys_path)
         self.intake = Intake(self.store, review.rules)
         self._stream: StreamIntake | None = None
         self._redis: tuple[str, str] | None = None

@@ -22,17 +22,26 @@ DATA = default_data_dir()
 def test_eval_slice_writes_table_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "report.json"
     code = main(["classifiers", "eval", "--limit", "12", "--sets", "xstest", "multijail",
-                 "deepset_test", "--json", str(out)])  # fmt: skip
+                 "deepset_test", "--obfuscated", "5", "--json", str(out)])  # fmt: skip
     assert code == 0
     table = capsys.readouterr().out
     assert table.startswith("| set | group |") and "| multijail | all |" in table
+    assert "| recall, obfuscated | FPR, obfuscated |" in table.splitlines()[0]
     report = json.loads(out.read_text())
     assert report["limit"] == 12 and report["precision"] == ClassifiersConfig().precision
+    assert report["obfuscated"]["per_set"] == 5 and len(report["obfuscated"]["obfuscations"]) == 14
     rows = {(r["set"], r["group"]): r for r in report["rows"]}
     assert rows[("xstest", "all")]["n"] == 12
     assert 0 < rows[("xstest", "all")]["positives"] < 12  # both classes in the slice
     assert any(r["set"] == "multijail" and r["group"] != "all" for r in report["rows"])  # languages
     assert all(r["recall"] is None or 0.0 <= r["recall"] <= 1.0 for r in report["rows"])
+    # the "all" rows: 5 harmful and up to 5 benign items dressed, scored as serving reads them
+    xstest, multijail = rows[("xstest", "all")]["obfuscated"], rows[("multijail", "all")]["obfuscated"]
+    assert xstest["n"] == 5 and 0 < xstest["benign_n"] <= 5 and 0.0 <= xstest["recall"] <= 1.0
+    assert multijail["n"] == 5 and multijail["benign_n"] == 0 and multijail["fpr"] is None  # harmful only
+    assert list(xstest["by_obfuscation"]) == ["zero_width_between", "zero_width_inside", "joiners",
+                                              "soft_hyphens", "homoglyphs"]  # fmt: skip
+    assert all("obfuscated" not in r for r in report["rows"] if r["group"] != "all")
 
 
 def test_train_on_the_seed_examples_writes_calibrated_heads(tmp_path: Path) -> None:

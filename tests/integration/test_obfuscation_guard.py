@@ -1,8 +1,8 @@
 """Obfuscated prompts against a running gateway in front of the stub upstream, under the default policy.
 
-Twenty plainly refused prompts, each dressed in the 14 ways of `tests/obfuscations.py`, are refused
-before the upstream is called and flagged by `/v1/moderations`; twenty benign prompts dressed the same
-ways are answered. The guard reads what the model would understand (`classifiers.canonical`); the
+Twenty plainly refused prompts, each dressed in the 14 ways of `classifiers/evaluation/obfuscate.py`, are
+refused before the upstream is called and flagged by `/v1/moderations`; twenty benign prompts dressed the
+same ways are answered. The guard reads what the model would understand (`classifiers.canonical`); the
 upstream is sent the text as written.
 """
 
@@ -18,7 +18,8 @@ import openai
 import pytest
 import yaml
 
-from tests.obfuscations import BENIGN, HARMFUL, OBFUSCATIONS
+from classifiers.evaluation.obfuscate import OBFUSCATIONS
+from tests.obfuscations import BENIGN, HARMFUL
 from tests.servers import gateway, stub_upstream
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
