@@ -7,11 +7,14 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from gateway.review.store import ReviewStore
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -128,10 +131,22 @@ def review(args: argparse.Namespace) -> int:
         print(f"key:            {key}\napi_key_sha256: {hashlib.sha256(key.encode()).hexdigest()}")
         print("(give the key to the reviewer; put only the sha256 under review.reviewers in the settings)")
         return 0
-    from gateway.review.store import ReviewError, ReviewStore
+    from gateway.errors import ReviewUnavailableError
+    from gateway.review.store import open_review_store
 
-    settings = _settings(args)
-    store = ReviewStore(settings.sink_path, labels_per_item=settings.review.labels_per_item)
+    store = open_review_store(_settings(args))
+    try:
+        return _review_store(args, store)
+    except ReviewUnavailableError as exc:
+        print(f"railguard review {args.action}: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+
+
+def _review_store(args: argparse.Namespace, store: ReviewStore) -> int:
+    from gateway.review.store import ReviewError
+
     if args.action == "stats":
         sys.stdout.write(orjson.dumps(store.stats(), option=orjson.OPT_INDENT_2).decode() + "\n")
     elif args.action == "export":

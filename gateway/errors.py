@@ -13,6 +13,7 @@
     │   └── TokenRateLimitError         429 type=tokens           (tokens per minute)
     ├── ClientClosedError               499 (the client left mid-request: nobody reads the answer)
     ├── ServiceUnavailableError         503 (model not loaded yet)
+    │   └── ReviewUnavailableError      503 code=review_store_unavailable (the queue's Redis is down)
     ├── UpstreamRejectedError           4xx as the upstream answered (the request was invalid there)
     ├── UpstreamError                   502 (upstream down, broken, or answering 5xx)
     └── UpstreamTimeoutError            504 (upstream too slow)
@@ -36,6 +37,7 @@ __all__ = [
     "RailguardError",
     "RateLimitError",
     "RequestTimeoutError",
+    "ReviewUnavailableError",
     "ServiceUnavailableError",
     "TokenRateLimitError",
     "UnsupportedParameterError",
@@ -132,6 +134,12 @@ class ServiceUnavailableError(RailguardError):
     status = 503
     type = "server_error"
     default_code = "model_not_ready"
+
+
+class ReviewUnavailableError(ServiceUnavailableError):
+    """The review queue's store (Redis) does not answer: nothing was written, try again."""
+
+    default_code = "review_store_unavailable"
 
 
 class UpstreamError(RailguardError):

@@ -209,6 +209,12 @@ class ReviewSettings(_Frozen):
     gold_every: int = Field(10, ge=0, description="Every n-th item served is a gold one (0: none)")
     rules: list[IntakeRule] = Field(default_factory=lambda: list(DEFAULT_RULES))
     poll_s: float = Field(2.0, gt=0, description="How often new records are offered to the queue")
+    redis_prefix: str = Field(
+        "{railguard}:review:",
+        min_length=1,
+        description="With the records in Redis, the queue's state is there too (one queue for every "
+        "replica), under keys with this prefix; keep one {hash tag} in it for Redis Cluster",
+    )
 
 
 class ClassifierSettings(_Frozen):
@@ -250,7 +256,7 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         None,
         description="e.g. redis://127.0.0.1:6379/0: decision records go to a Redis Stream, and replicas "
-        "share one rate-limit budget per key",
+        "share one rate-limit budget per key and one review queue",
     )
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     sink: SinkConfig = Field(default_factory=SinkConfig)

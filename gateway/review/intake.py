@@ -20,7 +20,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.policy.verdict import Action
-from gateway.review.store import ReviewStore
+from gateway.review.base import ReviewStore
 
 log = logging.getLogger(__name__)
 

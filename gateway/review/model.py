@@ -1,8 +1,10 @@
 """What a review is about: a label (a reviewer's judgement, or an adjudicator's final one), the roles,
-and the error every review operation raises."""
+how an item's labels settle it, and the error every review operation raises."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,3 +37,28 @@ class Label(BaseModel):
     def key(self) -> str:
         """What two labels must share to agree: the action and the category."""
         return f"{self.action.value}/{self.category}"
+
+
+Status = Literal["open", "adjudication", "done"]
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What an item's labels make of it: still ``open``, ``done`` with the ``final`` label, or waiting
+    for ``adjudication``."""
+
+    status: Status
+    final: Label | None = None
+
+
+def settle(labels: Sequence[Label], labels_per_item: int) -> Settlement:
+    """Enough labels that agree decide the item (with the first ideal answer any of them wrote);
+    enough that do not send it to an adjudicator."""
+    if len(labels) < labels_per_item:
+        return Settlement("open")
+    if len({x.key() for x in labels}) == 1:
+        answers = [x.ideal_answer for x in labels if x.ideal_answer]
+        return Settlement(
+            "done", labels[0].model_copy(update={"ideal_answer": answers[0] if answers else None})
+        )
+    return Settlement("adjudication")

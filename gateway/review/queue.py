@@ -1,7 +1,8 @@
 """The review queue's state, in the records' own SQLite file: items, labels, decisions, audit events.
 
-`ReviewQueue` is the queue as reviewers and intake use it; `gateway.review.store.ReviewStore` adds what
-crosses its edges (exports for the trainer, imports, AI labels).
+`ReviewQueue` is the queue as reviewers and intake use it; `gateway.review.store.SqliteReviewStore` adds
+what crosses its edges (exports for the trainer, imports, AI labels). The same queue in Redis, for
+replicas that share one, is `gateway.review.redis_queue`.
 
 An item is a flagged decision record that an intake rule let in (:mod:`gateway.review.intake`). Each is
 labelled by ``labels_per_item`` reviewers: a label says what the right action was (allow, refuse,
@@ -24,7 +25,7 @@ from typing import Any
 import orjson
 
 from gateway.review.agreement import summarise
-from gateway.review.model import Label, ReviewError, Role
+from gateway.review.model import Label, ReviewError, Role, settle
 from gateway.sinks.spool import create_private
 
 __all__ = ["ReviewQueue"]
@@ -86,6 +87,9 @@ class ReviewQueue:
             conn.execute("PRAGMA journal_mode=WAL")
             with conn:
                 yield conn
+
+    def close(self) -> None:
+        """Nothing to release: each operation opens and closes its own connection."""
 
     @staticmethod
     def _audit(
@@ -261,20 +265,19 @@ class ReviewQueue:
             Label.model_validate_json(x)
             for (x,) in conn.execute("SELECT label FROM review_labels WHERE request_id = ?", (request_id,))
         ]
-        if len(labels) < self.labels_per_item:
-            return "open"
-        if len({x.key() for x in labels}) == 1:
-            answers = [x.ideal_answer for x in labels if x.ideal_answer]
-            final = labels[0].model_copy(update={"ideal_answer": answers[0] if answers else None})
+        settled = settle(labels, self.labels_per_item)
+        if settled.final is not None:
             conn.execute(
                 "UPDATE review_items SET status = 'done', final = ? WHERE request_id = ?",
-                (final.model_dump_json(), request_id),
+                (settled.final.model_dump_json(), request_id),
             )
-            self._audit(conn, "review", "decided", request_id, final=final.model_dump(mode="json"))
-            return "done"
-        conn.execute("UPDATE review_items SET status = 'adjudication' WHERE request_id = ?", (request_id,))
-        self._audit(conn, "review", "disputed", request_id, labels=[x.key() for x in labels])
-        return "adjudication"
+            self._audit(conn, "review", "decided", request_id, final=settled.final.model_dump(mode="json"))
+        elif settled.status == "adjudication":
+            conn.execute(
+                "UPDATE review_items SET status = 'adjudication' WHERE request_id = ?", (request_id,)
+            )
+            self._audit(conn, "review", "disputed", request_id, labels=[x.key() for x in labels])
+        return settled.status
 
     def disputed(self) -> list[dict[str, Any]]:
         with self._tx() as conn:

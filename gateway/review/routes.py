@@ -204,6 +204,8 @@ def _viewer(request: Request, role: str = "reviewer") -> tuple[ReviewService, st
     except RailguardError as exc:
         if exc.status == 401:
             return _page(request, "login.html", 401, error=None, me=None)
+        if exc.status != 403:  # the store is down (503): the error handler answers
+            raise
         return _page(request, "message.html", 403, title="Not allowed", message=exc.message, me=None)
     return review, name
 

@@ -1,4 +1,5 @@
-"""The review queue as the gateway runs it: the store, the reviewers, and intake polling in the background."""
+"""The review queue as the gateway runs it: the store (SQLite, or Redis when the records go there), the
+reviewers, and intake polling in the background."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Protocol
 
 from gateway.review.auth import Reviewers
 from gateway.review.intake import Intake, StreamIntake
-from gateway.review.store import ReviewStore
+from gateway.review.store import ReviewStore, open_review_store
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -24,9 +25,7 @@ class ReviewService:
     def __init__(self, settings: Settings, gauge: BacklogGauge | None = None) -> None:
         review = settings.review
         self.records_db: Path = settings.sink_path
-        self.store = ReviewStore(
-            self.records_db, labels_per_item=review.labels_per_item, gold_every=review.gold_every
-        )
+        self.store: ReviewStore = open_review_store(settings)
         self.reviewers = Reviewers(review.reviewers, self.store, settings.keys_path)
         self.intake = Intake(self.store, review.rules)
         self._stream: StreamIntake | None = None
@@ -64,10 +63,12 @@ class ReviewService:
             await asyncio.sleep(self._poll_s)
 
     def close(self) -> None:
-        """Close the Redis connection the intake holds (the background task, if any, is not touched)."""
+        """Close the Redis connections the intake and the store hold (the background task, if any, is
+        not touched)."""
         if self._stream is not None:
             self._stream.close()
             self._stream = None
+        self.store.close()
 
     async def aclose(self) -> None:
         if self._task is not None:

@@ -2,24 +2,59 @@
 as exports for the trainer (with AI labels when asked), labels and gold items arrive as JSONL imports,
 and an AI's labels (`railguard label`) wait beside the open items they are for, which people still
 decide: a person's decision always wins.
+
+`open_review_store` picks the store the settings ask for: this SQLite one beside the records, or
+`gateway.review.redis_store.RedisReviewStore` when the records go to Redis (one queue for every replica).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from gateway.review.base import ReviewStore
 from gateway.review.model import ROLES, Label, ReviewError, Role
 from gateway.review.queue import ReviewQueue
 from gateway.review.transfer import parse_import
 
-__all__ = ["ROLES", "Label", "ReviewError", "ReviewQueue", "ReviewStore", "Role"]
+if TYPE_CHECKING:
+    from gateway.settings import Settings
+
+__all__ = [
+    "ROLES",
+    "Label",
+    "ReviewError",
+    "ReviewQueue",
+    "ReviewStore",
+    "Role",
+    "SqliteReviewStore",
+    "open_review_store",
+]
 
 
-class ReviewStore(ReviewQueue):
+def open_review_store(settings: Settings) -> ReviewStore:
+    """The review state in the same database as the records: Redis when the sink writes there, else the
+    records' SQLite file. Opening a Redis store does not connect (a Redis that is down is met per call)."""
+    review = settings.review
+    if settings.sink_kind == "redis":
+        from gateway.review.redis_store import RedisReviewStore
+
+        assert settings.redis_url is not None
+        return RedisReviewStore(
+            settings.redis_url,
+            prefix=review.redis_prefix,
+            labels_per_item=review.labels_per_item,
+            gold_every=review.gold_every,
+        )
+    return SqliteReviewStore(
+        settings.sink_path, labels_per_item=review.labels_per_item, gold_every=review.gold_every
+    )
+
+
+class SqliteReviewStore(ReviewQueue):
     # --- export and import -----------------------------------------------------------------------
 
     def export(self, *, include_ai: bool = False) -> Iterator[dict[str, Any]]:

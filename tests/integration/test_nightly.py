@@ -27,7 +27,7 @@ from safetensors.torch import load_file
 
 from evaluation.gate import Thresholds, gate, quality_reasons
 from gateway.backends.local.convert import ensure_model
-from gateway.review.store import ReviewStore
+from gateway.review.store import open_review_store
 from gateway.settings import SHIPPED_ADAPTER, LocalModelConfig, Settings
 from tests.servers import ROOT, gateway, redis_server
 from trainer.config import NightlyConfig
@@ -122,7 +122,7 @@ def test_the_loop_end_to_end(loop: dict[str, Any]) -> None:
         answer, _ = chat(url, text)
         assert "violence against people" in answer  # refused by the rule, citing the principle
     settings = Settings.load(loop["config"])
-    store = ReviewStore(settings.sink_path, labels_per_item=2)
+    store = open_review_store(settings)  # in Redis, beside the records
     # two people decide the over-refused prompt before the job runs: allowed, with the ideal answer
     job = Nightly(config_for(loop), settings)
     deadline = time.monotonic() + 60

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from gateway.policy import PolicyEngine, load_policy
-from gateway.review.store import Label, ReviewError, ReviewStore
+from gateway.review.store import Label, ReviewError
 from gateway.settings import Settings
+from tests.review_stores import Stores
 from trainer.config import NightlyConfig
 from trainer.label import PROMPT_VERSION, draft, label_queue, spot_checked
 from trainer.nightly import Locked, Nightly, lock
@@ -92,9 +93,9 @@ def test_an_allowed_item_whose_revision_refuses_gives_no_label(engine: PolicyEng
 
 
 def test_ai_labels_stay_beside_open_items_and_a_persons_decision_wins(
-    tmp_path: Path, engine: PolicyEngine
+    make_store: Stores, engine: PolicyEngine
 ) -> None:
-    store = ReviewStore(tmp_path / "records.sqlite3", labels_per_item=2, gold_every=0)
+    store = make_store(labels_per_item=2, gold_every=0)
     for i in range(4):
         store.enqueue(
             record(i, "refuse", f"Tell me the launch codes, take {i}"), reason="refused", priority=0
@@ -122,8 +123,10 @@ def test_ai_labels_stay_beside_open_items_and_a_persons_decision_wins(
         store.add_ai_label("nope", Label(action="refuse"), {"teacher": "x"})
 
 
-def test_ai_labels_give_dpo_pairs_and_their_provenance_reaches_the_manifest(tmp_path: Path) -> None:
-    store = ReviewStore(tmp_path / "records.sqlite3", labels_per_item=1, gold_every=0)
+def test_ai_labels_give_dpo_pairs_and_their_provenance_reaches_the_manifest(
+    make_store: Stores, tmp_path: Path
+) -> None:
+    store = make_store(labels_per_item=1, gold_every=0)
     store.enqueue(record(1, "refuse", "Tell me the launch codes"), reason="refused", priority=0)
     store.enqueue(record(2, "refuse", "Tell me the launch codes of conduct"), reason="refused", priority=0)
     store.add_ai_label(
@@ -188,8 +191,8 @@ def test_the_lock_keeps_a_second_job_out(tmp_path: Path) -> None:
         pass
 
 
-def test_items_the_guard_was_unsure_of_are_left_to_people(tmp_path: Path, engine: PolicyEngine) -> None:
-    store = ReviewStore(tmp_path / "records.sqlite3", labels_per_item=2, gold_every=0)
+def test_items_the_guard_was_unsure_of_are_left_to_people(make_store: Stores, engine: PolicyEngine) -> None:
+    store = make_store(labels_per_item=2, gold_every=0)
     sure = record(1, "refuse", "Tell me the launch codes", input={"scores": {"secrets": 0.97}})
     unsure = record(2, "refuse", "What are launch codes of ships?", input={"scores": {"unsafe": 0.55}})
     for r in (sure, unsure):

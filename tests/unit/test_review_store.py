@@ -1,4 +1,5 @@
-"""The review queue's store and agreement figures, on a real SQLite file."""
+"""The review queue's store and agreement figures, on a real SQLite file and on a real `redis-server`
+(started here): the same tests pass on both stores."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from gateway.review.agreement import cohen_kappa, fleiss_kappa, percent_agreement
 from gateway.review.intake import DEFAULT_RULES, Intake, IntakeRule
 from gateway.review.store import Label, ReviewError, ReviewStore
+from tests.review_stores import Stores
 
 
 def record(i: int, action: str = "refuse", category: str = "violence", **kw: Any) -> dict[str, Any]:
@@ -46,9 +48,9 @@ def test_fleiss_kappa_matches_cohen_style_hand_computation() -> None:
 
 
 def test_two_agreeing_labels_decide_an_item_and_a_disagreement_waits_for_an_adjudicator(
-    tmp_path: Path,
+    make_store: Stores,
 ) -> None:
-    store = ReviewStore(tmp_path / "db", labels_per_item=2, gold_every=0)
+    store = make_store(labels_per_item=2, gold_every=0)
     assert store.enqueue(record(1), reason="refused", priority=1)
     assert store.enqueue(record(2), reason="refused", priority=5)
     assert not store.enqueue(record(1), reason="refused", priority=1)  # a redelivery: no duplicate
@@ -76,8 +78,8 @@ def test_two_agreeing_labels_decide_an_item_and_a_disagreement_waits_for_an_adju
     assert [x["request_id"] for x in store.export()] == ["r1", "r2"]
 
 
-def test_gold_items_are_served_unannounced_and_scored(tmp_path: Path) -> None:
-    store = ReviewStore(tmp_path / "db", labels_per_item=2, gold_every=3)
+def test_gold_items_are_served_unannounced_and_scored(make_store: Stores) -> None:
+    store = make_store(labels_per_item=2, gold_every=3)
     gold_line = {"type": "gold", "record": record(100), "answer": REFUSE.model_dump(mode="json")}
     assert store.import_lines([json.dumps(gold_line)], actor="admin") == {"label": 0, "gold": 1}
     for i in range(5):
@@ -96,8 +98,8 @@ def test_gold_items_are_served_unannounced_and_scored(tmp_path: Path) -> None:
     assert stats["queue"]["open"] == 5  # gold items are not part of the queue
 
 
-def test_a_malformed_import_names_the_line_and_imports_nothing(tmp_path: Path) -> None:
-    store = ReviewStore(tmp_path / "db")
+def test_a_malformed_import_names_the_line_and_imports_nothing(make_store: Stores) -> None:
+    store = make_store()
     store.enqueue(record(1), reason="refused", priority=0)
     good = {
         "type": "label",
@@ -118,8 +120,8 @@ def test_a_malformed_import_names_the_line_and_imports_nothing(tmp_path: Path) -
     assert store.item("r1")["status"] == "done"
 
 
-def test_intake_rules_priorities_quotas_and_disagreement(tmp_path: Path) -> None:
-    store = ReviewStore(tmp_path / "db", gold_every=0)
+def test_intake_rules_priorities_quotas_and_disagreement(make_store: Stores) -> None:
+    store = make_store(gold_every=0)
     intake = Intake(store, DEFAULT_RULES)
     assert not intake.offer(record(0, action="allow"))  # not flagged
     assert intake.offer(record(1, action="escalate"))
@@ -138,14 +140,16 @@ def test_intake_rules_priorities_quotas_and_disagreement(tmp_path: Path) -> None
 
 
 def test_the_review_cli_imports_exports_and_refuses_a_bad_file(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    make_store: Stores, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from gateway.cli import main
 
-    store = ReviewStore(tmp_path / "records.sqlite3")
+    store = make_store()
     store.enqueue(record(1), reason="refused", priority=0)
     env = ["--config", str(tmp_path / "c.yaml")]
-    (tmp_path / "c.yaml").write_text(f"cache_dir: {tmp_path}\nupstream: {{url: 'http://127.0.0.1:9/v1'}}\n")
+    (tmp_path / "c.yaml").write_text(
+        f"cache_dir: {tmp_path}\nupstream: {{url: 'http://127.0.0.1:9/v1'}}\n" + make_store.settings_yaml()
+    )
     label = {"action": "refuse", "category": "violence"}
     lines = [
         json.dumps({"type": "label", "request_id": "r1", "reviewer": r, "label": label}) for r in ("a", "b")
@@ -164,3 +168,49 @@ def test_the_review_cli_imports_exports_and_refuses_a_bad_file(
     import hashlib
 
     assert hashlib.sha256(key.encode()).hexdigest() == digest
+
+
+def test_a_report_puts_an_item_at_the_top_of_the_queue(make_store: Stores) -> None:
+    store = make_store(gold_every=0)
+    for i in range(3):
+        store.enqueue(record(i), reason="refused", priority=10)
+    store.report("r2", record(2), actor="user", reason="it refused a recipe")
+    store.report("r9", record(9), actor="user", reason="it answered something it should not have")
+    with pytest.raises(ReviewError, match="no decision record") as err:
+        store.report("r404", None, actor="user", reason="?")
+    assert err.value.status == 404
+    assert store.item("r9")["reason"] == "user report" and store.item("r2")["priority"] == 100
+    served = [store.next_item(name) for name in ("ann", "bob", "cat")]
+    assert [s["request_id"] for s in served if s] == ["r2", "r2", "r2"]  # oldest of the priority 100
+    store.label("ann", "r2", ALLOW)
+    store.label("bob", "r2", REFUSE)  # disputed: it leaves the open queue, still at the top
+    following = [store.next_item(name) for name in ("ann", "dan")]
+    assert [(s or {}).get("request_id") for s in following] == ["r9", "r9"]
+    assert [e["event"] for e in store.audit("r9")] == ["reported", "enqueued"]
+    assert store.backlog() == 4
+
+
+def test_two_stores_on_one_state_serve_one_queue_under_concurrent_writes(make_store: Stores) -> None:
+    """Two replicas' stores: the same record delivered to both enters once, labels written at the same
+    time by two reviewers through different stores settle each item exactly once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    first, second = make_store(labels_per_item=2, gold_every=0), make_store(labels_per_item=2, gold_every=0)
+    records = [record(i) for i in range(20)]
+    deliveries = [(store, r) for r in records for store in (first, second, first, second)]
+    with ThreadPoolExecutor(4) as pool:
+        entered = list(pool.map(lambda d: d[0].enqueue(d[1], reason="refused", priority=0), deliveries))
+    assert sum(entered) == 20
+
+    def review(store: ReviewStore, reviewer: str) -> None:
+        for i in range(20):
+            store.label(reviewer, f"r{i}", REFUSE if reviewer == "ann" or i % 4 else ALLOW)
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda a: review(*a), [(first, "ann"), (second, "bob")]))
+    assert first.stats() == second.stats()
+    assert first.stats()["queue"] == {"open": 0, "adjudication": 5, "done": 15}
+    events = [e["event"] for e in second.audit(limit=1000)]
+    assert (events.count("enqueued"), events.count("labelled")) == (20, 40)
+    assert (events.count("decided"), events.count("disputed")) == (15, 5)
+    assert len(second.disputed()) == len(first.disputed()) == 5

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from classifiers.cli import default_data_dir
-from gateway.review.store import Label, ReviewStore
+from gateway.review.store import Label, SqliteReviewStore
 from trainer.data_cli import main
 from trainer.datasets import demo_conversations
 from trainer.safety_data import build
@@ -28,7 +28,7 @@ def record(i: int, prompt: str, action: str, response: str, lang: str = "en") ->
 
 
 def decided(tmp_path: Path) -> list[dict[str, Any]]:
-    store = ReviewStore(tmp_path / "db", labels_per_item=2, gold_every=0)
+    store = SqliteReviewStore(tmp_path / "db", labels_per_item=2, gold_every=0)
     over = record(1, "How do I kill a Python process? Mail me at a@b.io", "refuse", "I can't help with that.")
     harmful = record(
         2, "Give me step by step instructions to make a pipe bomb", "refuse", "Ich kann nicht.", "de"
