@@ -20,8 +20,9 @@ It then measures:
 Sequential requests are interleaved (direct, through, through-without-metrics, direct, ...) so that noise
 from other work on the machine hits every target alike; every measurement is repeated `--rounds` times and
 reported as the median with the min-max over rounds. The load generator is a lean keep-alive HTTP/1.1
-client (asyncio + uvloop + httptools, ~20 us of CPU per request) rather than httpx (~250 us per request):
-on a 2-core machine the client must not compete with what it measures. Processes are pinned: the gateways
+client (`bench/httpload.py`: asyncio + uvloop + httptools, ~20 us of CPU per request) rather than httpx
+(~250 us per request): on a 2-core machine the client must not compete with what it measures; the
+services are started by `bench/processes.py`. Processes are pinned: the gateways
 on CPU 0, the stub and the client on CPU 1 (`--no-pin` to let the scheduler decide). Every phase also
 reads /proc to report CPU used by processes that are not part of the benchmark (a quietness check).
 
@@ -42,93 +43,33 @@ import json
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httptools
 import orjson
+from httpload import Connection, HttpxConnection, Opener, chat_request_bytes, summary_ms
+from processes import (
+    CLASSIFIER_CACHE,
+    HELPER_CPU,
+    CpuMonitor,
+    Processes,
+    can_pin,
+    free_port,
+    stream_length,
+    wait_quiet,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
 MODEL = "stub-model"
 PROMPT = "Hello there! Please answer briefly, say: The capital of France is Paris. It is lovely."
 REPLY = "The capital of France is Paris. It is lovely."
-PATH = "/v1/chat/completions"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-GATEWAY_CPU, HELPER_CPU = 0, 1
 
-# -- processes and CPU accounting ------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def task_cpu_s(pid: int) -> float:
-    """On-CPU seconds of every thread of `pid`, from schedstat (ns resolution)."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            total += int((task / "schedstat").read_text().split()[0])
-    return total / 1e9
-
-
-def system_busy_s() -> float:
-    """CPU seconds spent busy on the whole machine since boot (all cores)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return (sum(fields[:8]) - idle) / CLOCK_TICKS
-
-
-@dataclass
-class CpuSnapshot:
-    wall: float
-    busy: float
-    ours: dict[str, float]
-
-
-class CpuMonitor:
-    """CPU used by each benchmark process, and by everything else on the machine, over a phase."""
-
-    def __init__(self, pids: dict[str, int]) -> None:
-        self.pids = {**pids, "client": os.getpid()}
-
-    def snapshot(self) -> CpuSnapshot:
-        ours = {name: task_cpu_s(pid) for name, pid in self.pids.items()}
-        return CpuSnapshot(time.perf_counter(), system_busy_s(), ours)
-
-    @staticmethod
-    def usage(start: CpuSnapshot, end: CpuSnapshot) -> dict[str, float]:
-        """Cores used (CPU seconds per wall second) by each process, and `foreign`: everyone else."""
-        wall = max(end.wall - start.wall, 1e-9)
-        out = {name: (end.ours[name] - start.ours[name]) / wall for name in start.ours}
-        busy = (end.busy - start.busy) / wall
-        out["foreign"] = max(0.0, busy - sum(out.values()))
-        out["wall_s"] = wall
-        return out
-
-
-def child_setup(cpu: int | None) -> Callable[[], None]:
-    """In the child: pin it to `cpu` (when given), and have it killed if the benchmark dies."""
-
-    def setup() -> None:
-        if cpu is not None and hasattr(os, "sched_setaffinity"):
-            os.sched_setaffinity(0, {cpu})
-        with contextlib.suppress(Exception):
-            import ctypes
-
-            ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-    return setup
+# -- the services ----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -150,267 +91,37 @@ class Services:
 def services(
     pin: bool, workdir: Path, full_options: str = "", upstream_delay_ms: float = 0.0
 ) -> Iterator[Services]:
-    python = sys.executable
-    railguard = [python, "-m", "gateway.cli"]
     svc = Services(*(free_port() for _ in range(7)))
-    upstream = f"http://127.0.0.1:{svc.stub}/v1"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    configs = {}
-    classifier_cache = Path.home() / ".cache" / "railguard" / "classifiers"  # built once, shared
-    settings = {
+    full = f"classifiers: {{options: {{cache_dir: '{CLASSIFIER_CACHE}'{full_options}}}}}\n"
+    gateways = {
         # the rule guard alone (the gateway-core targets), with and without metrics
-        "gateway": "metrics: true\nclassifiers: {enabled: false}\n",
-        "gateway_nometrics": "metrics: false\nclassifiers: {enabled: false}\n",
+        "gateway": (svc.gateway, "metrics: true\nclassifiers: {enabled: false}\n"),
+        "gateway_nometrics": (svc.gateway_nometrics, "metrics: false\nclassifiers: {enabled: false}\n"),
         # the full guard: rules and every classifier, on input and output (the classifier targets)
-        "gateway_full": (
-            f"metrics: true\nclassifiers: {{options: {{cache_dir: '{classifier_cache}'{full_options}}}}}\n"
-        ),
+        "gateway_full": (svc.gateway_full, "metrics: true\n" + full),
         # the same, the upstream called while the input guard runs
-        "gateway_during": (
-            "metrics: true\ninput_guard: during_call\n"
-            f"classifiers: {{options: {{cache_dir: '{classifier_cache}'{full_options}}}}}\n"
-        ),
+        "gateway_during": (svc.gateway_during, "metrics: true\ninput_guard: during_call\n" + full),
         # the rule guard, every request's decision record to the Redis Stream
         "gateway_redis": (
+            svc.gateway_redis,
             "metrics: true\nclassifiers: {enabled: false}\n"
-            f"redis_url: redis://127.0.0.1:{svc.redis}/0\nsink: {{kind: redis, record: all}}\n"
+            f"redis_url: redis://127.0.0.1:{svc.redis}/0\nsink: {{kind: redis, record: all}}\n",
         ),
     }
-    for name, text in settings.items():
-        cache = workdir / name
-        cache.mkdir()
-        config = workdir / f"{name}.yaml"
-        # Defaults otherwise: log_level info (one JSON access-log line per request, to a file here).
-        config.write_text(text)
-        configs[name] = (config, cache)
-    commands: dict[str, tuple[list[str], dict[str, str], int | None]] = {
-        "stub": (
-            [
-                python,
-                "-m",
-                "gateway.testing.stub_upstream",
-                "--port",
-                str(svc.stub),
-                "--first-token-delay-ms",
-                str(upstream_delay_ms),
-            ],
-            env,
-            HELPER_CPU,
-        ),
-        "redis": (redis_command(svc.redis, workdir), env, HELPER_CPU),
-    }
-    gateways = (
-        ("gateway", svc.gateway),
-        ("gateway_nometrics", svc.gateway_nometrics),
-        ("gateway_full", svc.gateway_full),
-        ("gateway_during", svc.gateway_during),
-        ("gateway_redis", svc.gateway_redis),
-    )
-    for name, port in gateways:
-        config, cache = configs[name]
-        args = ["serve", "--upstream", upstream, "--port", str(port), "--config", str(config)]
-        commands[name] = (railguard + args, {**env, "RAILGUARD_CACHE_DIR": str(cache)}, GATEWAY_CPU)
-    logs = {}
-    try:
-        for name, (cmd, proc_env, cpu) in commands.items():
-            logs[name] = open(workdir / f"{name}.log", "wb")  # noqa: SIM115
-            svc.procs[name] = subprocess.Popen(
-                cmd,
-                cwd=ROOT,
-                env=proc_env,
-                stdout=logs[name],
-                stderr=subprocess.STDOUT,
-                preexec_fn=child_setup(cpu if pin else None),
-            )
-            if name == "stub":
-                wait_ready(svc.stub, "/v1/models", svc.procs[name], workdir / "stub.log")
-            if name == "redis":
-                wait_redis(svc.redis, svc.procs[name], workdir / "redis.log")
-        for name, port in gateways:
-            wait_ready(port, "/readyz", svc.procs[name], workdir / f"{name}.log")
+    with Processes(workdir, pin) as procs:
+        svc.procs = procs.procs
+        procs.stub("stub", svc.stub, upstream_delay_ms)
+        procs.redis("redis", svc.redis)
+        for name, (port, settings) in gateways.items():
+            procs.gateway(name, port, svc.stub, settings)
+        for name, (port, _) in gateways.items():
+            procs.wait_gateway(name, port)
         yield svc
-    finally:
-        for proc in svc.procs.values():
-            proc.terminate()
-        for proc in svc.procs.values():
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for log in logs.values():
-            log.close()
-
-
-def wait_ready(port: int, path: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    # a first run on a fresh machine exports and quantizes the classifiers before /readyz answers 200
-    deadline = time.monotonic() + 900
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{log.stem} exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-                if s.recv(64).startswith(b"HTTP/1.1 200"):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{log.stem} did not become ready:\n{log.read_text()[-3000:]}")
-
-
-def redis_command(port: int, workdir: Path) -> list[str]:
-    """Debian's redis-server as a production one runs: append-only file, fsync every second."""
-    return ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
-            "--appendonly", "yes", "--appendfsync", "everysec", "--save", ""]  # fmt: skip
-
-
-def wait_redis(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"redis-server exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError("redis-server did not start")
-
-
-def stream_length(port: int, key: str = "{railguard}:records") -> int:
-    """XLEN of the records stream: the records the Redis-sink gateway delivered."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(f"*2\r\n$4\r\nXLEN\r\n${len(key)}\r\n{key}\r\n".encode())
-        reply = s.recv(64)
-    return int(reply[1:].split(b"\r\n")[0])
-
-
-# -- a lean keep-alive HTTP/1.1 client ---------------------------------------------------------------
 
 
 def request_bytes(port: int, stream: bool) -> bytes:
-    body = orjson.dumps(
-        {
-            "model": MODEL,
-            "messages": [{"role": "user", "content": PROMPT}],
-            "max_tokens": 32,
-            "stream": stream,
-        }
-    )
-    head = (
-        f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-        f"Accept: {'text/event-stream' if stream else 'application/json'}\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
-
-
-def first_content(event: bytes) -> bool:
-    if not event.startswith(b"data: ") or event.startswith(b"data: [DONE]"):
-        return False
-    data = orjson.loads(event[6:])
-    return any((c.get("delta") or {}).get("content") for c in data.get("choices") or ())
-
-
-class Connection(asyncio.Protocol):
-    """One keep-alive connection; `request` sends pre-built bytes and awaits the whole response."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.waiter: asyncio.Future[None] | None = None
-        self.body = bytearray()
-        self.scanned = 0
-        self.sse = False
-        self.first_content_at: float | None = None
-
-    @classmethod
-    async def open(cls, port: int) -> Connection:
-        loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(cls, "127.0.0.1", port)
-        return conn
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(ConnectionError(f"connection lost: {exc!r}"))
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            if self.waiter is not None and not self.waiter.done():
-                self.waiter.set_exception(exc)
-
-    def on_body(self, body: bytes) -> None:
-        self.body += body
-        if self.sse and self.first_content_at is None:
-            while (end := self.body.find(b"\n\n", self.scanned)) >= 0:
-                event = bytes(self.body[self.scanned : end])
-                self.scanned = end + 2
-                if first_content(event):
-                    self.first_content_at = time.perf_counter()
-                    break
-
-    def on_message_complete(self) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
-
-    async def request(self, payload: bytes, sse: bool) -> tuple[float, float | None, int, bytes]:
-        assert self.transport is not None
-        self.body.clear()
-        self.scanned = 0
-        self.sse = sse
-        self.first_content_at = None
-        self.waiter = asyncio.get_running_loop().create_future()
-        started = time.perf_counter()
-        self.transport.write(payload)
-        await self.waiter
-        elapsed = time.perf_counter() - started
-        ttft = None if self.first_content_at is None else self.first_content_at - started
-        return elapsed, ttft, self.parser.get_status_code(), bytes(self.body)
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
-
-class HttpxConnection:
-    """The same interface over httpx (`--client httpx`), to compare the client's own cost."""
-
-    def __init__(self, port: int) -> None:
-        import httpx
-
-        self.client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60)
-
-    @classmethod
-    async def open(cls, port: int) -> HttpxConnection:
-        return cls(port)
-
-    async def request(self, payload: bytes, sse: bool) -> tuple[float, float | None, int, bytes]:
-        body = payload.split(b"\r\n\r\n", 1)[1]
-        headers = {"content-type": "application/json"}
-        started = time.perf_counter()
-        ttft = None
-        async with self.client.stream("POST", PATH, content=body, headers=headers) as response:
-            chunks = []
-            async for chunk in response.aiter_bytes():
-                chunks.append(chunk)
-                if sse and ttft is None:
-                    events = b"".join(chunks).split(b"\n\n")[:-1]
-                    if any(first_content(e) for e in events):
-                        ttft = time.perf_counter() - started
-        elapsed = time.perf_counter() - started
-        return elapsed, ttft, response.status_code, b"".join(chunks)
-
-    def close(self) -> None:
-        asyncio.get_running_loop().create_task(self.client.aclose())
+    body = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 32}
+    return chat_request_bytes(port, {**body, "stream": stream})
 
 
 def check_response(target: str, status: int, body: bytes, stream: bool) -> None:
@@ -429,24 +140,6 @@ def check_response(target: str, status: int, body: bytes, stream: bool) -> None:
 
 
 # -- measurements ----------------------------------------------------------------------------------
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[index]
-
-
-def summary_ms(values: list[float]) -> dict[str, float]:
-    return {
-        "p50": pct(values, 50) * 1000,
-        "p99": pct(values, 99) * 1000,
-        "mean": statistics.fmean(values) * 1000,
-        "n": len(values),
-    }
-
-
-Opener = Callable[[int], Awaitable[Any]]
 
 
 async def sequential(
@@ -540,24 +233,6 @@ async def load(
 
 
 # -- a run -----------------------------------------------------------------------------------------
-
-
-async def quiet_check(monitor: CpuMonitor, seconds: float = 1.0) -> float:
-    start = monitor.snapshot()
-    await asyncio.sleep(seconds)
-    return CpuMonitor.usage(start, monitor.snapshot())["foreign"]
-
-
-async def wait_quiet(monitor: CpuMonitor, limit: float, wait_s: float) -> float:
-    """Wait (up to wait_s) until other processes use at most `limit` cores; return what was seen."""
-    deadline = time.monotonic() + wait_s
-    for seen in range(sys.maxsize):
-        foreign = await quiet_check(monitor)
-        if foreign <= limit or time.monotonic() >= deadline:
-            break
-        if seen % 10 == 0:
-            print(f"  (machine busy: {foreign:.2f} cores used by others; waiting)", file=sys.stderr)
-    return foreign
 
 
 async def one_round(
@@ -807,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
         args.requests, args.stream_requests, args.warmup = 100, 30, 20
         args.load_s, args.load_warmup_s, args.rounds, args.wait_quiet_s = 1.0, 0.3, 1, 0.0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up on `kill`
-    pin = args.pin and hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2
+    pin = args.pin and can_pin()
     chosen = {
         "encoder": args.encoder,
         "precision": args.precision,

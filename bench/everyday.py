@@ -1,0 +1,355 @@
+"""Everyday prompts, and an answer to each, none repeated: `conversation(i)` is the i-th pair.
+
+Ten kinds of question (cooking, travel, gardening, writing, study, fitness, money, pets, parties, the
+home), each with 24 subjects, 12 group sizes, 12 times and 10 closings: 345,600 distinct prompts; past
+that a round number keeps them distinct. Consecutive indices differ in their kind and subject, so a run
+of any length sends ordinary, varied text through the guard rather than one sentence a million times.
+
+The wording steers clear of phrasings the default classifiers were seen to flag in everyday questions
+(2026-12, e5-small int8): "How should I budget for a tent? There are 2 of us ..." and "How can I label the
+boxes in my flat? ..." scored as self_harm, "hang some shelves" / "hang new curtains" as self_harm,
+"lower the electricity bill" as unsafe. Through the full guard, 10 % of the first wording's requests
+were refused and 8 % steered; with this one 0.2 % and 1 % (a 2-minute run: 8 and 32 of 3,376).
+Those are over-refusals to fix in the classifiers, not load for the soak, whose concern is the gateway.
+"""
+
+from __future__ import annotations
+
+KINDS: list[tuple[str, str, list[str]]] = [
+    (
+        "Could you suggest a simple {s} recipe for {n} people? I'd like to cook it {when}. {closing}",
+        "Sure. For {n} people, a {s} is easy: prepare the ingredients first, cook them in stages and "
+        "taste as you go. Most versions take under an hour.",
+        [
+            "vegetable soup",
+            "lentil curry",
+            "mushroom risotto",
+            "tomato pasta",
+            "chicken stew",
+            "pancake",
+            "banana bread",
+            "fried rice",
+            "potato salad",
+            "omelette",
+            "apple crumble",
+            "bean chili",
+            "pumpkin soup",
+            "fish pie",
+            "spinach lasagne",
+            "carrot cake",
+            "noodle stir-fry",
+            "quiche",
+            "couscous salad",
+            "minestrone",
+            "shepherd's pie",
+            "granola",
+            "tortilla",
+            "ratatouille",
+        ],
+    ),
+    (
+        "We are {n} friends planning a weekend in {s}, leaving {when}. What should we see? {closing}",
+        "{s} is lovely for a weekend. With {n} of you, book a walking tour on the first morning, visit "
+        "the old town and the main museum, and keep an evening for a local market.",
+        [
+            "Lisbon",
+            "Porto",
+            "Vienna",
+            "Prague",
+            "Edinburgh",
+            "Krakow",
+            "Seville",
+            "Bruges",
+            "Ljubljana",
+            "Copenhagen",
+            "Tallinn",
+            "Valencia",
+            "Bologna",
+            "Lyon",
+            "Dublin",
+            "Budapest",
+            "Salzburg",
+            "Ghent",
+            "Bergen",
+            "Riga",
+            "Nice",
+            "Bordeaux",
+            "Munich",
+            "Zagreb",
+        ],
+    ),
+    (
+        "How do I look after {s} on a small balcony? I'm planting about {n} of them {when}. {closing}",
+        "{s} do well on a balcony with four to six hours of sun. For {n} plants, use pots with drainage "
+        "holes, water in the morning and feed them every two weeks in summer.",
+        [
+            "tomatoes",
+            "strawberries",
+            "basil plants",
+            "chillies",
+            "lettuces",
+            "geraniums",
+            "lavender bushes",
+            "mint plants",
+            "radishes",
+            "sunflowers",
+            "peppers",
+            "petunias",
+            "rosemary bushes",
+            "beans",
+            "courgettes",
+            "marigolds",
+            "thyme plants",
+            "blueberry bushes",
+            "cucumbers",
+            "pansies",
+            "spring onions",
+            "parsley plants",
+            "dwarf apple trees",
+            "begonias",
+        ],
+    ),
+    (
+        "Please help me write a short thank-you note to {s}. It is from {n} of us and goes out {when}. "
+        "{closing}",
+        "Here is a note: Dear {s}, thank you so much for everything you did for us. All {n} of us "
+        "appreciated it, and we hope to see you again soon. Warm regards.",
+        [
+            "our neighbour",
+            "my teacher",
+            "the nurses",
+            "our host family",
+            "my grandmother",
+            "the coach",
+            "a former colleague",
+            "the librarian",
+            "our landlord",
+            "my mentor",
+            "the volunteers",
+            "the bakery staff",
+            "our tour guide",
+            "my aunt",
+            "the school cook",
+            "the choir leader",
+            "our wedding photographer",
+            "the bus driver",
+            "my piano teacher",
+            "the vet",
+            "our babysitter",
+            "the museum guide",
+            "my best friend",
+            "the hotel staff",
+        ],
+    ),
+    (
+        "What is a good way to study {s} for an exam {when}? I can manage about {n} hours a week. {closing}",
+        "For {s} with {n} hours a week, split the time into short sessions, test yourself with past "
+        "questions, and review your mistakes the next day. Sleep well before the exam.",
+        [
+            "algebra",
+            "organic chemistry",
+            "European history",
+            "Spanish verbs",
+            "statistics",
+            "biology",
+            "microeconomics",
+            "music theory",
+            "geography",
+            "French grammar",
+            "physics",
+            "accounting",
+            "world literature",
+            "computer networks",
+            "art history",
+            "psychology",
+            "geometry",
+            "German",
+            "philosophy",
+            "astronomy",
+            "sociology",
+            "calculus",
+            "Latin",
+            "marketing",
+        ],
+    ),
+    (
+        "Can you plan a gentle {s} routine for {n} weeks? I want to start {when}. {closing}",
+        "Here is a plan: three {s} sessions a week for {n} weeks, starting easy and adding a little each "
+        "week. Warm up first, rest between days and drink plenty of water.",
+        [
+            "walking",
+            "swimming",
+            "cycling",
+            "yoga",
+            "stretching",
+            "jogging",
+            "pilates",
+            "rowing",
+            "dancing",
+            "hiking",
+            "tai chi",
+            "balance training",
+            "core training",
+            "tennis",
+            "badminton",
+            "skipping",
+            "aqua aerobics",
+            "climbing",
+            "skating",
+            "Nordic walking",
+            "mobility",
+            "cross-country",
+            "table tennis",
+            "gardening workout",
+        ],
+    ),
+    (
+        "Could you help me make a savings plan for {s}? It's for a family of {n}, starting {when}. {closing}",
+        "A simple plan for {s}: estimate the total, divide it by the months you have, and put that "
+        "amount aside on payday. For a family of {n}, agree on it together.",
+        [
+            "a family holiday",
+            "a new laptop",
+            "a used car",
+            "university books",
+            "a wedding gift",
+            "a kitchen renovation",
+            "a bicycle",
+            "winter heating",
+            "a birthday party",
+            "a camping trip",
+            "school uniforms",
+            "a new sofa",
+            "concert tickets",
+            "a language course",
+            "a washing machine",
+            "moving house",
+            "a garden shed",
+            "a piano",
+            "swimming lessons",
+            "a city break",
+            "a new phone",
+            "a tent",
+            "dental check-ups",
+            "a family reunion",
+        ],
+    ),
+    (
+        "Any tips for a first-time owner of {s}? We are {n} at home and it arrives {when}. {closing}",
+        "Welcome to life with {s}! Prepare a quiet corner, keep a regular feeding routine, and book a "
+        "first check-up with a vet. With {n} people at home, agree who does what.",
+        [
+            "a kitten",
+            "a puppy",
+            "two goldfish",
+            "a rabbit",
+            "a guinea pig",
+            "a parrot",
+            "a hamster",
+            "a tortoise",
+            "a rescue dog",
+            "an older cat",
+            "a budgie",
+            "two mice",
+            "a ferret",
+            "a canary",
+            "a beagle",
+            "a Labrador",
+            "a Persian cat",
+            "a cockatiel",
+            "a gecko",
+            "a pony",
+            "chickens",
+            "a bearded dragon",
+            "a dachshund",
+            "a Maine Coon",
+        ],
+    ),
+    (
+        "I'm organising {s} for {n} guests {when}. What should I prepare? {closing}",
+        "For {s} with {n} guests: send invitations early, plan simple food you can make ahead, prepare "
+        "some music and a few games, and ask a friend to help on the day.",
+        [
+            "a birthday party",
+            "a picnic",
+            "a baby shower",
+            "a garden barbecue",
+            "a games night",
+            "a retirement party",
+            "a book club meeting",
+            "a graduation lunch",
+            "a housewarming",
+            "a children's party",
+            "a quiz night",
+            "a brunch",
+            "an anniversary dinner",
+            "a movie night",
+            "a farewell party",
+            "a tea party",
+            "a neighbourhood fair",
+            "a charity bake sale",
+            "a family dinner",
+            "a karaoke evening",
+            "a costume party",
+            "a board game afternoon",
+            "a surprise party",
+            "a street party",
+        ],
+    ),
+    (
+        "Our apartment has {n} rooms. What are some good ideas to {s}, starting {when}? {closing}",
+        "To {s} in {n} rooms, start with the room you use most, gather what you need first, and work "
+        "step by step. Open a window for fresh air while you work.",
+        [
+            "reduce draughts",
+            "organise the wardrobes",
+            "brighten the lighting",
+            "reduce the noise",
+            "save on heating",
+            "choose a colour scheme",
+            "refresh the paint",
+            "add more storage",
+            "grow herbs indoors",
+            "display family photos",
+            "plan a small kitchen",
+            "tidy the cables",
+            "pick a new rug",
+            "set up a reading corner",
+            "store the bicycles",
+            "clean the windows",
+            "add some plants",
+            "improve the wifi",
+            "set up a shoe rack",
+            "choose energy-saving bulbs",
+            "plan a laundry corner",
+            "make it cosier",
+            "childproof the cupboards",
+            "set up a home office",
+        ],
+    ),
+]
+SIZES = list(range(2, 14))
+WHEN = ["tomorrow", "this weekend", "next Monday", "next week", "in two weeks", "next month",
+        "in spring", "this summer", "in the autumn", "before Christmas", "after the holidays",
+        "on Friday evening"]  # fmt: skip
+CLOSINGS = ["Thanks!", "Thank you in advance.", "Keep it short, please.", "Any advice helps.",
+            "Many thanks.", "I'd appreciate it.", "Cheers!", "Please keep it simple.",
+            "Short answers are fine.", "Thanks a lot."]  # fmt: skip
+PER_KIND = 24 * len(SIZES) * len(WHEN) * len(CLOSINGS)
+DISTINCT = len(KINDS) * PER_KIND
+
+
+def conversation(i: int) -> tuple[str, str]:
+    """The i-th (prompt, answer): distinct for every i >= 0."""
+    rounds, i = divmod(i, DISTINCT)
+    i, kind = divmod(i, len(KINDS))
+    i, subject = divmod(i, 24)
+    i, size = divmod(i, len(SIZES))
+    closing, when = divmod(i, len(WHEN))
+    prompt, answer, subjects = KINDS[kind]
+    slots = {"s": subjects[subject], "n": SIZES[size], "when": WHEN[when], "closing": CLOSINGS[closing]}
+    text = prompt.format(**slots)
+    if rounds:
+        text += f" (Round {rounds + 1} of my questions.)"
+    reply = answer.format(**slots)
+    return text, reply[0].upper() + reply[1:]
