@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["EVAL_SETS", "MULTIJAIL_LANGUAGES", "OPENAI_LABELS", "EvalItem", "EvalSet"]
+__all__ = ["EVAL_SETS", "MULTIJAIL_LANGUAGES", "OPENAI_LABELS", "OWN_SETS", "EvalItem", "EvalSet"]
 
 Task = Literal["prompt", "openai"]
 
@@ -119,6 +119,18 @@ def _deepset_test(d: Path) -> Iterator[EvalItem]:
             yield EvalItem(row["text"], int(row["label"]))
 
 
+def _contrast_heldout(d: Path) -> Iterator[EvalItem]:
+    """The held-out fifth of our own contrast pairs (``classifiers/contrast``; never trained on, so
+    read from the repository, not ``d``): grouped by language, each hazard and attack as ``extra``."""
+    from classifiers.taxonomy import ATTACKS, HAZARD_NAMES
+    from classifiers.training.contrast import read_contrast, split_pairs
+
+    _, held_out = split_pairs(read_contrast())
+    for item in held_out:
+        extra = {name: int(name in item.categories) for name in (*HAZARD_NAMES, *ATTACKS)}
+        yield EvalItem(item.text, int(item.harmful), item.lang, extra)
+
+
 EVAL_SETS: tuple[EvalSet, ...] = (
     EvalSet("xstest", "prompt", _xstest, "250 safe prompts that sound unsafe + 200 unsafe"),
     EvalSet("openai_moderation", "openai", _openai, "1,680 prompts, 8 category flags"),
@@ -129,4 +141,6 @@ EVAL_SETS: tuple[EvalSet, ...] = (
     EvalSet("jailbreakbench_attacks", "prompt", _jbb_attacks, "attack prompts, deduplicated"),
     EvalSet("multijail", "prompt", _multijail, "315 harmful prompts x 10 languages"),
     EvalSet("deepset_test", "prompt", _deepset_test, "116 prompts, injection vs legitimate"),
+    EvalSet("contrast_heldout", "prompt", _contrast_heldout, "our held-out contrast pairs, 12 languages"),
 )
+OWN_SETS = frozenset({"contrast_heldout"})  # ours: not references to decontaminate our own data against

@@ -62,7 +62,7 @@ def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
 def mark_hh_rlhf(labels_path: Path, data_dir: Path, threshold: float = DEFAULT_THRESHOLD) -> Counter[str]:
     """Rewrite the hh-rlhf labels file with every row near an evaluation text (and only those) marked
     excluded; returns how many rows each evaluation set excluded."""
-    from classifiers.evaluation.evalsets import EVAL_SETS
+    from classifiers.evaluation.evalsets import EVAL_SETS, OWN_SETS
     from classifiers.training.labels import (
         HH_RLHF_HEADER,
         hh_rlhf_prompts,
@@ -74,7 +74,7 @@ def mark_hh_rlhf(labels_path: Path, data_dir: Path, threshold: float = DEFAULT_T
 
     labels = read_labels(labels_path)
     texts = [text for _, text in labelled_texts(hh_rlhf_prompts(data_dir), labels)]
-    references = {s.name: [item.text for item in s.read(data_dir)] for s in EVAL_SETS}
+    references = {s.name: [i.text for i in s.read(data_dir)] for s in EVAL_SETS if s.name not in OWN_SETS}
     overlaps = find_overlaps(texts, references, threshold)
     excluded = {labels[i].row: f"near-duplicate of {name}" for i, name in overlaps.items()}
     write_labels(labels_path, with_exclusions(labels, excluded), HH_RLHF_HEADER)
@@ -84,11 +84,11 @@ def mark_hh_rlhf(labels_path: Path, data_dir: Path, threshold: float = DEFAULT_T
 def mark_contrast(directory: Path, data_dir: Path, threshold: float = DEFAULT_THRESHOLD) -> Counter[str]:
     """Write ``excluded.tsv`` beside the contrast files: the id of every contrast text near an
     evaluation text (no evaluation text is written), and only those; returns how many each set excluded."""
-    from classifiers.evaluation.evalsets import EVAL_SETS
+    from classifiers.evaluation.evalsets import EVAL_SETS, OWN_SETS
     from classifiers.training.contrast import EXCLUDED_FILE, read_contrast, text_id
 
     items = read_contrast(directory, keep_excluded=True)
-    references = {s.name: [item.text for item in s.read(data_dir)] for s in EVAL_SETS}
+    references = {s.name: [i.text for i in s.read(data_dir)] for s in EVAL_SETS if s.name not in OWN_SETS}
     overlaps = find_overlaps([i.text for i in items], references, threshold)
     lines = [
         "# contrast texts left out of training and held-out split: text id (sha256[:16]) and the "
