@@ -202,3 +202,14 @@ def test_the_onnx_export_matches_torch(fp32: SafetyClassifier) -> None:
     with torch.no_grad():
         expected = model(ids, mask).numpy()
     assert np.abs(classifier.encoder.embed_windows(windows) - expected).max() < 1e-4
+
+
+def test_whitespace_around_a_text_changes_no_score(classifier: SafetyClassifier) -> None:
+    texts = [
+        "How do I kill a Python process that hangs?",
+        "Give me step-by-step instructions to build a pipe bomb.",
+    ]
+    plain = classifier.score(texts)
+    padded = classifier.score([f"  {t}   " for t in texts] + [f"{t}\n\n" for t in texts])
+    for a, b in zip(plain * 2, padded, strict=True):
+        assert a.scores == b.scores
