@@ -120,19 +120,6 @@ class Intake:
             self.store.set_cursor("sqlite", str(rows[-1][0]))
         return len(rows)
 
-    def find_record(self, records_db: Path, request_id: str) -> dict[str, Any] | None:
-        """A stored record by request id (for user reports)."""
-        if not records_db.exists():
-            return None
-        with closing(sqlite3.connect(records_db, timeout=30)) as conn:
-            try:
-                row = conn.execute(
-                    "SELECT record FROM records WHERE request_id = ?", (request_id,)
-                ).fetchone()
-            except sqlite3.OperationalError:
-                return None
-        return orjson.loads(row[0]) if row else None
-
 
 class StreamIntake:
     """The Redis Stream's records, through the consumer group ``review``."""

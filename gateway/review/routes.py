@@ -168,7 +168,7 @@ async def report(request: Request) -> Response:
     request_id, reason = body.get("request_id"), body.get("reason", "")
     if not isinstance(request_id, str) or not request_id or not isinstance(reason, str) or len(reason) > 2000:
         raise InvalidRequestError("request_id (a string) is required; reason at most 2000 characters")
-    record = await asyncio.to_thread(review.intake.find_record, review.records_db, request_id)
+    record = await _call(review.find_record, request_id)
     await _call(review.store.report, request_id, record, actor="user", reason=reason)
     return _json({"request_id": request_id, "status": "reported"}, 202)
 

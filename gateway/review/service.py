@@ -7,12 +7,14 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from gateway.review.auth import Reviewers
 from gateway.review.intake import Intake, StreamIntake
 from gateway.review.store import ReviewStore, open_review_store
 from gateway.settings import Settings
+from gateway.sinks.base import RecordLookup
+from gateway.sinks.sqlite import SQLiteRecords
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +32,13 @@ class ReviewService:
         self.intake = Intake(self.store, review.rules)
         self._stream: StreamIntake | None = None
         self._redis: tuple[str, str] | None = None
+        self.records: RecordLookup = SQLiteRecords(self.records_db)
         if settings.sink_kind == "redis":
+            from gateway.sinks.redis import StreamRecords
+
             assert settings.redis_url is not None
             self._redis = (settings.redis_url, settings.sink.stream)
+            self.records = StreamRecords(settings.redis_url, stream=settings.sink.stream)
         self._poll_s = review.poll_s
         self._gauge = gauge
         self._task: asyncio.Task[None] | None = None
@@ -48,6 +54,16 @@ class ReviewService:
         if self._gauge is not None:
             self._gauge.set_review_backlog(self.store.backlog())
         return read
+
+    def find_record(self, request_id: str) -> dict[str, Any] | None:
+        """The stored record of a request, where the sink wrote it (blocking; call off the loop). A Redis
+        that does not answer is a 503 (`ReviewUnavailableError`), as for the queue."""
+        if self._redis is None:
+            return self.records.find(request_id)
+        from gateway.review.redis_client import answering
+
+        with answering():
+            return self.records.find(request_id)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="railguard-review-intake")
@@ -68,6 +84,7 @@ class ReviewService:
         if self._stream is not None:
             self._stream.close()
             self._stream = None
+        self.records.close()
         self.store.close()
 
     async def aclose(self) -> None:

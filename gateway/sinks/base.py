@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from gateway.records import DecisionRecord
 
@@ -21,3 +21,13 @@ class SinkEvents(Protocol):
     def sink_event(self, event: str, count: int = 1) -> None: ...
 
     def set_sink_lag(self, seconds: float) -> None: ...
+
+
+class RecordLookup(Protocol):
+    """A stored record by request id, from where the sink wrote it (a user's report on a request that
+    the review queue has not taken)."""
+
+    def find(self, request_id: str) -> dict[str, Any] | None:
+        """The record (de-identified, as stored), or None when there is none."""
+
+    def close(self) -> None: ...

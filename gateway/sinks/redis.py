@@ -6,10 +6,11 @@ queue is full, records go to an append-only spool file (:mod:`gateway.sinks.spoo
 in order once Redis answers again, or at the next start. While anything is spooled, new records join
 the spool behind it, so the stream keeps the order in which requests finished.
 
-Every record is added by a small Lua script that first claims its request id (``SET NX`` with a TTL):
-a replay, a retry after a timeout whose reply was lost, or a second gateway replaying the same spool
-never adds a record twice. Readers use a consumer group (:class:`RecordReader`) and acknowledge only
-what they stored.
+Every record is added by a small Lua script that first checks its request id's claim key and, for a
+new one, adds the entry and keeps its stream entry id under that key (with a TTL): a replay, a retry
+after a timeout whose reply was lost, or a second gateway replaying the same spool never adds a record
+twice, and a record is found by request id without a scan (:class:`StreamRecords`). Readers use a
+consumer group (:class:`RecordReader`) and acknowledge only what they stored.
 
 Stream entries have two fields: ``id`` (the request id) and ``record`` (the record's JSON, schema in
 ``docs/records.md``), de-identified unless the tenant's policy keeps raw text.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import queue
+import re
 import threading
 import time
 from pathlib import Path
@@ -35,16 +37,20 @@ log = logging.getLogger(__name__)
 
 # KEYS[1]: the stream; KEYS[2]: the prefix of the request-id claims (same hash tag: one cluster slot).
 # ARGV: maxlen, claim TTL in seconds, then (request id, record JSON) pairs. Returns how many were new.
+# A claim holds the record's entry id (the script runs atomically: nothing comes between check and add).
 _ADD = """
 local added = 0
 for i = 3, #ARGV, 2 do
-  if redis.call('SET', KEYS[2] .. ARGV[i], '1', 'NX', 'EX', ARGV[2]) then
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'id', ARGV[i], 'record', ARGV[i + 1])
+  local claim = KEYS[2] .. ARGV[i]
+  if redis.call('EXISTS', claim) == 0 then
+    local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'id', ARGV[i], 'record', ARGV[i + 1])
+    redis.call('SET', claim, id, 'EX', ARGV[2])
     added = added + 1
   end
 end
 return added
 """
+_ENTRY_ID = re.compile(r"\d+-\d+")
 _STOP = object()
 _BATCH = 500
 
@@ -161,7 +167,7 @@ class RedisStreamSink:
         for request_id, record in entries:
             args += [request_id, record]
         try:
-            self._add(keys=[self.stream, f"{self.stream}:seen:"], args=args)
+            self._add(keys=[self.stream, claim_prefix(self.stream)], args=args)
         except self._errors as exc:
             log.warning("redis sink: cannot write %d records (%s); spooling", len(entries), exc)
             return False
@@ -189,6 +195,11 @@ class RedisStreamSink:
             self._events.sink_event(event, count)
             if oldest is not None:
                 self._events.set_sink_lag(max(0.0, time.time() - oldest))
+
+
+def claim_prefix(stream: str) -> str:
+    """The prefix of the stream's request-id claims: ``{prefix}{request id}`` holds the entry id."""
+    return f"{stream}:seen:"
 
 
 def _entry(record: DecisionRecord) -> list[str]:
@@ -236,3 +247,30 @@ class RecordReader:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+class StreamRecords:
+    """Records in the stream by request id (a user's report on a request the review queue has not
+    taken): the entry id from the request id's claim, then that one entry (``XRANGE id id``). A request
+    id that was never recorded, whose claim expired, or whose entry the stream's MAXLEN trimmed away is
+    not found. Redis errors are raised to the caller."""
+
+    def __init__(self, url: str, *, stream: str, timeout_s: float = 2.0) -> None:
+        import redis
+
+        self.stream = stream
+        self._client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+
+    def find(self, request_id: str) -> dict[str, Any] | None:
+        raw: Any = self._client.get(claim_prefix(self.stream) + request_id)
+        entry_id = _text(raw) if raw is not None else None
+        if entry_id is None or not _ENTRY_ID.fullmatch(entry_id):  # a claim of an older gateway holds "1"
+            return None
+        entries: Any = self._client.xrange(self.stream, min=entry_id, max=entry_id, count=1)
+        if not entries or not entries[0][1]:
+            return None
+        record: dict[str, Any] = orjson.loads(entries[0][1][b"record"])
+        return record
+
+    def close(self) -> None:
+        self._client.close()

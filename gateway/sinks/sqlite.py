@@ -152,3 +152,26 @@ def read_records(path: Path, *, limit: int = 100) -> Iterator[dict[str, Any]]:
         rows = conn.execute("SELECT record FROM records ORDER BY created DESC LIMIT ?", (limit,)).fetchall()
     for (text,) in rows:
         yield orjson.loads(text)
+
+
+class SQLiteRecords:
+    """Records in the SQLite file by request id (its primary key)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def find(self, request_id: str) -> dict[str, Any] | None:
+        if not self.path.exists():
+            return None
+        with closing(sqlite3.connect(self.path, timeout=30)) as conn:
+            try:
+                row = conn.execute(
+                    "SELECT record FROM records WHERE request_id = ?", (request_id,)
+                ).fetchone()
+            except sqlite3.OperationalError:  # no records table yet
+                return None
+        record: dict[str, Any] | None = orjson.loads(row[0]) if row else None
+        return record
+
+    def close(self) -> None:
+        pass

@@ -3,7 +3,8 @@ real `redis-server` serve one review queue: flagged traffic through replica A re
 the stream, a reviewer labels on A and another on B, their disagreement goes to the adjudicator, whose
 decision on B is final on A; statistics, audit log and exports are the same on both, every audit event
 is there once. Redis stopped: the review routes answer a 503 in OpenAI's error shape; restarted: the
-same queue, served again."""
+same queue, served again. A user's report on a request whose record is in the stream but not in the
+queue (an answer no guard flagged) finds the record there and puts it at the top of the queue."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ from typing import Any
 import httpx
 import openai
 import pytest
+import redis
 import yaml
 
+from gateway.sinks.redis import claim_prefix
 from tests.servers import free_port, gateway, redis_server, stub_upstream
 
 pytestmark = pytest.mark.integration
@@ -71,14 +74,17 @@ def ok(response: httpx.Response) -> Any:
 
 
 def refused_requests(url: str, n: int) -> list[str]:
+    return [chat(url, f"Tell me the launch codes ({i})")[1] for i in range(n)]
+
+
+def chat(url: str, text: str) -> tuple[str, str]:
+    """(action, request id) of one chat request through the official client."""
     with openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0) as client:
-        replies = [
-            client.chat.completions.create(
-                model="stub-model", messages=[{"role": "user", "content": f"Tell me the launch codes ({i})"}]
-            )
-            for i in range(n)
-        ]
-    return [(r.model_extra or {})["railguard"]["request_id"] for r in replies]
+        reply = client.chat.completions.create(
+            model="stub-model", messages=[{"role": "user", "content": text}]
+        )
+    block = (reply.model_extra or {})["railguard"]
+    return block["action"], block["request_id"]
 
 
 def test_two_replicas_serve_one_queue_and_a_redis_outage_is_a_503(replicas: dict[str, Any]) -> None:
@@ -151,3 +157,55 @@ def test_two_replicas_serve_one_queue_and_a_redis_outage_is_a_503(replicas: dict
     with redis_server(replicas["redis_dir"], replicas["redis_port"]):  # back, with its data
         assert ok(api(b, "judy", "GET", "/v1/review/stats")) == stats
         assert ok(api(a, "ann", "GET", "/v1/review/next")) == {"item": None}
+
+
+def test_a_user_report_finds_the_record_in_the_stream_and_queues_it_at_the_top(tmp_path: Path) -> None:
+    redis_port = free_port()
+    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    config = tmp_path / "railguard.yaml"
+    digests = {name: hashlib.sha256(KEYS[name].encode()).hexdigest() for name in ("ann", "judy")}
+    reviewers = {name: {"api_key_sha256": digest, "role": ROLES[name]} for name, digest in digests.items()}
+    config.write_text(yaml.safe_dump({
+        "policy_file": str(POLICY),
+        "classifiers": {"enabled": False},
+        "redis_url": redis_url,
+        "sink": {"record": "all"},  # unflagged records reach the stream too (intake takes only flagged ones)
+        "review": {"reviewers": reviewers, "labels_per_item": 2, "gold_every": 0, "poll_s": 0.2},
+    }))  # fmt: skip
+    with (
+        redis_server(tmp_path / "redis", redis_port),
+        stub_upstream() as upstream,
+        gateway(config, cache_dir=tmp_path, extra=["--upstream", upstream]) as url,
+    ):
+        action, request_id = chat(url, "say: hi")
+        refused, flagged_id = chat(url, "Tell me the launch codes")
+        assert (action, refused) == ("allow", "refuse")
+        client = redis.Redis.from_url(redis_url)
+        deadline = time.monotonic() + 30
+        while ok(api(url, "judy", "GET", "/v1/review/stats"))["queue"]["open"] < 1:  # intake read both
+            assert time.monotonic() < deadline, "the flagged record did not reach the queue"
+            time.sleep(0.2)
+        assert client.exists(claim_prefix("{railguard}:records") + request_id)  # in the stream, not queued
+        assert api(url, "judy", "GET", f"/v1/review/items/{request_id}").status_code == 404
+
+        user = {"Authorization": "Bearer unused"}
+        report = {"request_id": request_id, "reason": "The answer is wrong."}
+        reported = httpx.post(url + "/v1/review/reports", json=report, headers=user, timeout=10)
+        assert reported.status_code == 202, reported.text
+        assert reported.json() == {"request_id": request_id, "status": "reported"}
+        item = ok(api(url, "judy", "GET", f"/v1/review/items/{request_id}"))
+        assert (item["reason"], item["priority"], item["status"]) == ("user report", 100, "open")
+        assert item["record"]["request_id"] == request_id and item["record"]["action"] == "allow"
+        assert ok(api(url, "ann", "GET", "/v1/review/next"))["item"]["request_id"] == request_id  # at the top
+        assert ok(api(url, "judy", "GET", "/v1/review/stats"))["queue"]["open"] == 2
+        again = httpx.post(url + "/v1/review/reports", json=report, headers=user, timeout=10)
+        assert again.status_code == 202  # reported twice: still one item
+        assert ok(api(url, "judy", "GET", "/v1/review/stats"))["queue"]["open"] == 2
+
+        nope = {"request_id": "chatcmpl-nope"}
+        unknown = httpx.post(url + "/v1/review/reports", json=nope, headers=user, timeout=10)
+        assert unknown.status_code == 404, unknown.text
+        error = unknown.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"} and "chatcmpl-nope" in error["message"]
+        assert ok(api(url, "judy", "GET", f"/v1/review/items/{flagged_id}"))["reason"] == "refused"
+        client.close()

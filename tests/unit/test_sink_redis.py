@@ -1,5 +1,6 @@
 """The Redis Streams sink against a real `redis-server` (started here): written, spooled while Redis
-is down, replayed in order exactly once, read through a consumer group with redelivery."""
+is down, replayed in order exactly once, read through a consumer group with redelivery, found by
+request id through the entry id its claim keeps."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import redis
 
 from gateway.policy.verdict import Action
 from gateway.records import DecisionRecord
-from gateway.sinks.redis import RecordReader, RedisStreamSink, sampled
+from gateway.sinks.redis import RecordReader, RedisStreamSink, StreamRecords, claim_prefix, sampled
 from tests.servers import free_port, redis_server
 
 STREAM = "{railguard}:records"
@@ -156,3 +157,27 @@ def test_an_unwritable_spool_counts_the_records_as_dropped_and_the_request_path_
         sink.submit(_record(i))  # no exception reaches the request path
     sink.close()
     assert events.counts.get("dropped") == 3 and "spooled" not in events.counts
+
+
+def test_a_record_is_found_by_request_id_through_the_entry_id_its_claim_keeps(tmp_path: Path) -> None:
+    with redis_server(tmp_path / "redis") as url:
+        sink = RedisStreamSink(url, stream=STREAM, spool_path=tmp_path / "spool", maxlen=1000)
+        for i in range(3):
+            sink.submit(_record(i))
+        sink.close()
+        client = redis.Redis.from_url(url, decode_responses=True)
+        entries = {fields["id"]: entry_id for entry_id, fields in client.xrange(STREAM)}
+        assert {r: client.get(claim_prefix(STREAM) + r) for r in entries} == entries
+        assert 0 < client.ttl(claim_prefix(STREAM) + "r1") <= 7 * 24 * 3600
+        records = StreamRecords(url, stream=STREAM)
+        try:
+            found = records.find("r1")
+            assert found is not None and found["request_id"] == "r1" and found["action"] == "refuse"
+            assert records.find("r9") is None  # never recorded
+            client.set(claim_prefix(STREAM) + "old", "1")  # claimed by a gateway that kept no entry id
+            assert records.find("old") is None
+            client.xdel(STREAM, entries["r2"])  # trimmed away (MAXLEN) while its claim lives on
+            assert records.find("r2") is None
+            client.close()
+        finally:
+            records.close()
