@@ -209,6 +209,12 @@ class ReviewSettings(_Frozen):
     gold_every: int = Field(10, ge=0, description="Every n-th item served is a gold one (0: none)")
     rules: list[IntakeRule] = Field(default_factory=lambda: list(DEFAULT_RULES))
     poll_s: float = Field(2.0, gt=0, description="How often new records are offered to the queue")
+    reclaim_after_s: float = Field(
+        60.0,
+        gt=0,
+        description="With the records in Redis: records another replica read but left unacknowledged "
+        "this long (it died) are taken over by a live one",
+    )
     redis_prefix: str = Field(
         "{railguard}:review:",
         min_length=1,

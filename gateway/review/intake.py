@@ -4,7 +4,8 @@ Rules are tried in order; the first that matches a record enqueues it with its p
 daily quota for that category and language is used up. A record no rule matches is not reviewed.
 Records come from the store the sink writes: new rows of the SQLite records table (a cursor in the
 review tables), or the Redis Stream through a consumer group (acknowledged once enqueued, so a crash
-between the two only redelivers, and enqueueing is idempotent by request id).
+between the two only redelivers, to the same replica or, after a while, to another that claims them;
+enqueueing is idempotent by request id).
 """
 
 from __future__ import annotations
@@ -122,16 +123,31 @@ class Intake:
 
 
 class StreamIntake:
-    """The Redis Stream's records, through the consumer group ``review``."""
+    """The Redis Stream's records, through the consumer group ``review`` (one consumer per replica, by
+    hostname). Records that another replica read but did not acknowledge for ``reclaim_after_s`` (it
+    died between reading and acknowledging) are taken over before new ones are read."""
 
-    def __init__(self, intake: Intake, url: str, stream: str) -> None:
+    def __init__(
+        self,
+        intake: Intake,
+        url: str,
+        stream: str,
+        *,
+        consumer: str | None = None,
+        reclaim_after_s: float = 60.0,
+    ) -> None:
         from gateway.sinks.redis import RecordReader
 
         self.intake = intake
-        self.reader = RecordReader(url, stream=stream, group="review", consumer=socket.gethostname())
+        self.reader = RecordReader(
+            url, stream=stream, group="review", consumer=consumer or socket.gethostname()
+        )
+        self._reclaim_ms = max(1, round(reclaim_after_s * 1000))
 
     def poll(self, count: int = 500) -> int:
-        entries = self.reader.read(count=count)
+        """Offer a batch (another replica's abandoned records first, then this one's unacknowledged,
+        then new ones) and acknowledge it; returns how many were read."""
+        entries = self.reader.claim(self._reclaim_ms, count=count) or self.reader.read(count=count)
         for _, record in entries:
             self.intake.offer(record)
         self.reader.ack([entry_id for entry_id, _ in entries])

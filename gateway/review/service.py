@@ -40,6 +40,7 @@ class ReviewService:
             self._redis = (settings.redis_url, settings.sink.stream)
             self.records = StreamRecords(settings.redis_url, stream=settings.sink.stream)
         self._poll_s = review.poll_s
+        self._reclaim_after_s = review.reclaim_after_s
         self._gauge = gauge
         self._task: asyncio.Task[None] | None = None
 
@@ -47,7 +48,7 @@ class ReviewService:
         """Offer the records written since the last poll to the queue (blocking; call off the loop)."""
         if self._redis is not None:
             if self._stream is None:
-                self._stream = StreamIntake(self.intake, *self._redis)
+                self._stream = StreamIntake(self.intake, *self._redis, reclaim_after_s=self._reclaim_after_s)
             read = self._stream.poll()
         else:
             read = self.intake.from_sqlite(self.records_db)

@@ -208,7 +208,8 @@ def _entry(record: DecisionRecord) -> list[str]:
 
 class RecordReader:
     """Reads the stream through a consumer group: :meth:`read` returns this consumer's unacknowledged
-    entries first (redelivered after a crash), then new ones; :meth:`ack` after they are stored."""
+    entries first (redelivered after a crash), then new ones; :meth:`claim` takes over the entries that
+    another consumer read and left unacknowledged (it died); :meth:`ack` after they are stored."""
 
     def __init__(self, url: str, *, stream: str, group: str, consumer: str, timeout_s: float = 5.0) -> None:
         import redis
@@ -220,6 +221,7 @@ class RecordReader:
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+        self._claim_from = "0-0"
 
     def read(self, count: int = 100, block_ms: int | None = None) -> list[tuple[str, dict[str, Any]]]:
         """[(entry id, record)], at most ``count``."""
@@ -237,6 +239,23 @@ class RecordReader:
             if entries:
                 return entries
         return []
+
+    def claim(self, min_idle_ms: int, count: int = 100) -> list[tuple[str, dict[str, Any]]]:
+        """[(entry id, record)] that any consumer of the group read but has not acknowledged for
+        ``min_idle_ms`` (XAUTOCLAIM): now this consumer's, to store and acknowledge as its own. Each
+        call goes on through the group's pending entries from where the last one stopped."""
+        reply: Any = self._client.xautoclaim(
+            self.stream, self.group, self.consumer, min_idle_ms, start_id=self._claim_from, count=count
+        )
+        self._claim_from = _text(reply[0])
+        entries, trimmed = [], []
+        for eid, fields in reply[1]:
+            if fields:
+                entries.append((_text(eid), orjson.loads(fields[b"record"])))
+            elif eid is not None:  # trimmed away while pending (Redis 7 drops those from the list itself)
+                trimmed.append(_text(eid))
+        self.ack(trimmed)
+        return entries
 
     def ack(self, entry_ids: list[str]) -> int:
         return int(self._client.xack(self.stream, self.group, *entry_ids)) if entry_ids else 0

@@ -1,6 +1,7 @@
 """What only the Redis review store has to promise, against a real `redis-server` started here: a Redis
 that is down is a 503 (`ReviewUnavailableError`), quickly, and the same store serves again once it is
-back; a change that fails before EXEC writes nothing; every key sits under the one prefix."""
+back; a change that fails before EXEC writes nothing; every key sits under the one prefix; the records a
+dead replica read and never acknowledged are taken over by a live one, and queued once."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import redis
 
 from gateway.errors import ReviewUnavailableError
+from gateway.review.intake import Intake, StreamIntake
 from gateway.review.redis_store import RedisReviewStore
 from gateway.review.store import Label
+from gateway.sinks.redis import RecordReader
 from tests.servers import free_port, redis_server
 
 REFUSE = Label(action="refuse", category="violence")
@@ -109,3 +113,37 @@ def test_every_key_is_under_the_prefix_and_a_redelivered_record_adds_nothing(tmp
             client.close()
         finally:
             store.close()
+
+
+def test_records_a_dead_replica_read_and_never_acknowledged_are_claimed_and_queued_once(
+    tmp_path: Path,
+) -> None:
+    stream = "{railguard}:records"
+    with redis_server(tmp_path / "redis") as url:
+        client = redis.Redis.from_url(url)
+        for i in range(6):
+            client.xadd(stream, {"id": f"r{i}", "record": orjson.dumps(record(i))})
+        dead = RecordReader(url, stream=stream, group="review", consumer="replica-a")
+        taken = dead.read(count=4)  # replica A reads four records, then dies before acknowledging them
+        assert [r["request_id"] for _, r in taken] == ["r0", "r1", "r2", "r3"]
+        store = RedisReviewStore(url, labels_per_item=2, gold_every=0)
+        intake = Intake(store)
+        patient = StreamIntake(intake, url, stream, consumer="replica-b", reclaim_after_s=3600)
+        assert patient.poll() == 2  # A's records are not idle that long: B reads only the two nobody read
+        assert patient.poll() == 0
+        time.sleep(0.3)
+        live = StreamIntake(intake, url, stream, consumer="replica-b", reclaim_after_s=0.2)
+        assert live.poll() == 4  # idle past 0.2 s: claimed, queued, acknowledged
+        assert live.poll() == 0
+        try:
+            assert client.xpending(stream, "review")["pending"] == 0
+            assert dead.read(count=10) == []  # A, back, finds nothing of its own left to redeliver
+            for _, late in taken:  # ... or delivers its batch after all: nothing is queued twice
+                assert not intake.offer(late)
+            assert store.stats()["queue"]["open"] == 6
+            assert sorted(e["request_id"] for e in store.audit() if e["event"] == "enqueued") == [
+                f"r{i}" for i in range(6)
+            ]
+        finally:
+            for closing in (dead, patient, live, store, client):
+                closing.close()
