@@ -1,5 +1,6 @@
 """What a review is about: a label (a reviewer's judgement, or an adjudicator's final one), the roles,
-how an item's labels settle it, and the error every review operation raises."""
+how an item's labels settle it, the error every review operation raises, and the API's other request
+bodies (a role change, a user's report)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,23 @@ class Label(BaseModel):
     def key(self) -> str:
         """What two labels must share to agree: the action and the category."""
         return f"{self.action.value}/{self.category}"
+
+
+class RoleChange(BaseModel):
+    """The body of ``PUT /v1/review/reviewers/{reviewer}/role``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    role: Role
+
+
+class Report(BaseModel):
+    """The body of ``POST /v1/review/reports``: a user reports an answer."""
+
+    model_config = ConfigDict(frozen=True)
+
+    request_id: str = Field(min_length=1, description="The answer's request id (`railguard.request_id`)")
+    reason: str = Field("", max_length=2_000, description="What is wrong with it")
 
 
 Status = Literal["open", "adjudication", "done"]

@@ -2,25 +2,28 @@
 
 The API takes a reviewer's key as a bearer token; the pages log in with the same key and keep a signed
 session cookie (SameSite=Strict, HttpOnly). The pages post to the API with fetch and a JSON body: a form
-on another site cannot send one, so the cookie alone never changes anything.
+on another site cannot send one, so the cookie alone never changes anything. The API is described in
+`/openapi.json` (`gateway.openapi.REVIEW_OPERATIONS`, a test checks that every route is there); the pages
+are not.
 """
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs
 
 import orjson
 from fastapi import APIRouter, Request
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from gateway.errors import InvalidRequestError, NotFoundError, RailguardError
 from gateway.policy.verdict import Action
 from gateway.requests import parse_json_object, read_body
 from gateway.review.auth import COOKIE, SESSION_S
+from gateway.review.model import Report, RoleChange
 from gateway.review.store import ROLES, Label, ReviewError
 
 if TYPE_CHECKING:
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
 router = APIRouter()
 MAX_IMPORT_BYTES = 20_000_000
 _TEMPLATES = Path(__file__).parent / "templates"
+M = TypeVar("M", bound=BaseModel)
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -62,13 +66,13 @@ async def _body(request: Request) -> dict[str, Any]:
     return parse_json_object(await read_body(request, 1_000_000))
 
 
-def _label(data: dict[str, Any]) -> Label:
+def _parse(model: type[M], data: dict[str, Any], what: str) -> M:
     try:
-        return Label.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(x) for x in first["loc"])
-        raise InvalidRequestError(f"Invalid label: {field}: {first['msg']}", param=field) from None
+        raise InvalidRequestError(f"Invalid {what}: {field}: {first['msg']}", param=field or None) from None
 
 
 async def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -99,7 +103,7 @@ async def get_item(request: Request, request_id: str) -> Response:
 @router.post("/v1/review/items/{request_id}/labels")
 async def add_label(request: Request, request_id: str) -> Response:
     review, name = _who(request)
-    label = _label(await _body(request))
+    label = _parse(Label, await _body(request), "label")
     return _json(await _call(review.store.label, name, request_id, label))
 
 
@@ -112,7 +116,7 @@ async def disputed(request: Request) -> Response:
 @router.post("/v1/review/items/{request_id}/adjudication")
 async def adjudicate(request: Request, request_id: str) -> Response:
     review, name = _who(request, "adjudicator")
-    decision = _label(await _body(request))
+    decision = _parse(Label, await _body(request), "label")
     return _json(await _call(review.store.adjudicate, name, request_id, decision))
 
 
@@ -125,9 +129,7 @@ async def stats(request: Request) -> Response:
 @router.put("/v1/review/reviewers/{reviewer}/role")
 async def set_role(request: Request, reviewer: str) -> Response:
     review, name = _who(request, "admin")
-    role = (await _body(request)).get("role")
-    if role not in ROLES:
-        raise InvalidRequestError(f"role must be one of {', '.join(ROLES)}", param="role")
+    role = _parse(RoleChange, await _body(request), "role change").role
     if reviewer not in review.reviewers.names():
         raise NotFoundError(f"no reviewer {reviewer!r}", code="reviewer_not_found")
     await _call(review.store.set_role, name, reviewer, role)
@@ -164,13 +166,10 @@ async def report(request: Request) -> Response:
     services: Services = request.app.state.services
     services.auth.identify(request.headers)
     review = _review(request)
-    body = await _body(request)
-    request_id, reason = body.get("request_id"), body.get("reason", "")
-    if not isinstance(request_id, str) or not request_id or not isinstance(reason, str) or len(reason) > 2000:
-        raise InvalidRequestError("request_id (a string) is required; reason at most 2000 characters")
-    record = await _call(review.find_record, request_id)
-    await _call(review.store.report, request_id, record, actor="user", reason=reason)
-    return _json({"request_id": request_id, "status": "reported"}, 202)
+    report = _parse(Report, await _body(request), "report")
+    record = await _call(review.find_record, report.request_id)
+    await _call(review.store.report, report.request_id, record, actor="user", reason=report.reason)
+    return _json({"request_id": report.request_id, "status": "reported"}, 202)
 
 
 # --- pages ----------------------------------------------------------------------------------------
@@ -214,13 +213,13 @@ def _me(review: ReviewService, name: str) -> dict[str, str]:
     return {"name": name, "role": review.reviewers.role(name)}
 
 
-@router.get("/review/login")
+@router.get("/review/login", include_in_schema=False)
 async def login_page(request: Request) -> Response:
     _review(request)
     return _page(request, "login.html", error=None, me=None)
 
 
-@router.post("/review/login")
+@router.post("/review/login", include_in_schema=False)
 async def login(request: Request) -> Response:
     review = _review(request)
     form = parse_qs((await read_body(request, 10_000)).decode(errors="replace"))
@@ -237,14 +236,14 @@ async def login(request: Request) -> Response:
     return response
 
 
-@router.post("/review/logout")
+@router.post("/review/logout", include_in_schema=False)
 async def logout(request: Request) -> Response:
     response = RedirectResponse("/review/login", 303)
     response.delete_cookie(COOKIE, path="/")
     return response
 
 
-@router.get("/review")
+@router.get("/review", include_in_schema=False)
 async def queue_page(request: Request) -> Response:
     viewer = _viewer(request)
     if isinstance(viewer, Response):
@@ -256,7 +255,7 @@ async def queue_page(request: Request) -> Response:
     )
 
 
-@router.get("/review/next")
+@router.get("/review/next", include_in_schema=False)
 async def next_page(request: Request) -> Response:
     viewer = _viewer(request)
     if isinstance(viewer, Response):
@@ -269,7 +268,7 @@ async def next_page(request: Request) -> Response:
     return _page(request, "item.html", item=item, me=_me(review, name))
 
 
-@router.get("/review/adjudicate")
+@router.get("/review/adjudicate", include_in_schema=False)
 async def adjudicate_page(request: Request) -> Response:
     viewer = _viewer(request, "adjudicator")
     if isinstance(viewer, Response):
@@ -278,7 +277,7 @@ async def adjudicate_page(request: Request) -> Response:
     return _page(request, "adjudicate.html", items=await _call(review.store.disputed), me=_me(review, name))
 
 
-@router.get("/review/stats")
+@router.get("/review/stats", include_in_schema=False)
 async def stats_page(request: Request) -> Response:
     viewer = _viewer(request, "adjudicator")
     if isinstance(viewer, Response):
@@ -287,7 +286,7 @@ async def stats_page(request: Request) -> Response:
     return _page(request, "stats.html", stats=await _call(review.store.stats), me=_me(review, name))
 
 
-@router.get("/review/static/review.js")
+@router.get("/review/static/review.js", include_in_schema=False)
 async def script(request: Request) -> Response:
     _review(request)
     body = (Path(__file__).parent / "static" / "review.js").read_bytes()

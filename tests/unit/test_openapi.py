@@ -1,8 +1,10 @@
 """`GET /openapi.json` describes the request bodies the routes validate and the errors they answer with,
-and it agrees with the validator: bodies the document allows are served, bodies it refuses get a 400."""
+and it agrees with the validator: bodies the document allows are served, bodies it refuses get a 400.
+Every review route the app serves is in it, with its method, bearer key, body and errors."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -10,9 +12,11 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
+from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 
 from gateway.app import create_app
+from gateway.review.routes import router as review_router
 from gateway.settings import Settings
 
 pytestmark = pytest.mark.anyio
@@ -132,3 +136,114 @@ async def test_moderation_inputs_agree_too(served: tuple[httpx.AsyncClient, dict
         assert not validator.is_valid(body)
         r = await client.post("/v1/moderations", json=body)
         assert r.status_code == 400, r.text
+
+
+ADMIN = {"authorization": "Bearer root-key-0123456789abcd"}
+
+
+@pytest.fixture
+async def review_app(
+    tmp_path: Path, stub_url: str
+) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, Any]]]:
+    settings = Settings.load(
+        upstream={"url": stub_url},
+        cache_dir=tmp_path,
+        classifiers={"enabled": False},
+        tenants={"a": {"api_keys": ["sk-tenant-a-0001"]}},
+        sink={"record": "all"},  # an allowed request's record is kept: a user may report it
+        review={"reviewers": {"root": {"api_key": ADMIN["authorization"][7:], "role": "admin"}}},
+    )
+    app = create_app(settings, registry=CollectorRegistry())
+    transport = httpx.ASGITransport(app=app)
+    headers = {"authorization": "Bearer sk-tenant-a-0001"}
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://gw", headers=headers) as client,
+    ):
+        yield client, (await client.get("/openapi.json")).json()
+
+
+async def test_every_review_route_the_app_serves_is_documented(
+    review_app: tuple[httpx.AsyncClient, dict[str, Any]],
+) -> None:
+    _, doc = review_app
+    routes = [r for r in review_router.routes if isinstance(r, APIRoute)]  # the app includes them as they are
+    served = {(m.lower(), r.path) for r in routes if r.path.startswith("/v1/review/") for m in r.methods}
+    documented = {(m, p) for p, ops in doc["paths"].items() if p.startswith("/v1/review/") for m in ops}
+    assert served == documented and len(served) == 11
+    assert not [p for p in doc["paths"] if p.startswith("/review")]  # the pages are not the API
+    bearer = doc["components"]["securitySchemes"]["bearer"]
+    assert (bearer["type"], bearer["scheme"]) == ("http", "bearer")
+    error = {"$ref": "#/components/schemas/Error"}
+    for method, path in served:
+        operation = doc["paths"][path][method]
+        responses = operation["responses"]
+        assert operation["security"] == [{"bearer": []}] and "422" not in responses, (method, path)
+        assert [s for s in responses if s < "300"] == (["202"] if path.endswith("/reports") else ["200"])
+        expected = {"401", "404", "503"} | ({"400", "413"} if method in ("post", "put") else set())
+        expected |= set() if path.endswith("/reports") else {"403"}
+        expected |= {"409"} if path.endswith(("/labels", "/adjudication")) and method == "post" else set()
+        assert set(responses) - {"200", "202"} == expected, (method, path)
+        assert all(responses[s]["content"]["application/json"]["schema"] == error for s in expected)
+        assert ("requestBody" in operation) == (method in ("post", "put")), (method, path)
+    bodies = {
+        ("post", "/v1/review/items/{request_id}/labels"): "Label",
+        ("post", "/v1/review/items/{request_id}/adjudication"): "Label",
+        ("put", "/v1/review/reviewers/{reviewer}/role"): "RoleChange",
+        ("post", "/v1/review/reports"): "Report",
+    }
+    for (method, path), name in bodies.items():
+        body = doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
+        assert body == {"$ref": f"#/components/schemas/{name}"} and name in doc["components"]["schemas"]
+    assert "application/jsonl" in doc["paths"]["/v1/review/import"]["post"]["requestBody"]["content"]
+    assert "application/jsonl" in doc["paths"]["/v1/review/export"]["get"]["responses"]["200"]["content"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "schema", "body", "param"),
+    [
+        ("post", "/v1/review/items/r1/labels", "Label", {"action": "refuse", "category": "hate"}, None),
+        ("post", "/v1/review/items/r1/labels", "Label", {"action": "nope"}, "action"),
+        ("post", "/v1/review/items/r1/labels", "Label", {"action": "allow", "category": "A B"}, "category"),
+        ("post", "/v1/review/items/r1/adjudication", "Label", {"action": "allow", "extra": 1}, "extra"),
+        ("put", "/v1/review/reviewers/nobody/role", "RoleChange", {"role": "admin"}, None),
+        ("put", "/v1/review/reviewers/nobody/role", "RoleChange", {"role": "boss"}, "role"),
+        ("post", "/v1/review/reports", "Report", {"request_id": "chatcmpl-nope", "reason": "wrong"}, None),
+        ("post", "/v1/review/reports", "Report", {"request_id": ""}, "request_id"),
+        ("post", "/v1/review/reports", "Report", {"request_id": 5}, "request_id"),
+        ("post", "/v1/review/reports", "Report", {"request_id": "x", "reason": "x" * 2001}, "reason"),
+    ],
+)  # fmt: skip
+async def test_review_bodies_the_document_allows_pass_validation_and_those_it_refuses_get_a_400(
+    review_app: tuple[httpx.AsyncClient, dict[str, Any]],
+    method: str,
+    path: str,
+    schema: str,
+    body: dict[str, Any],
+    param: str | None,
+) -> None:
+    client, doc = review_app
+    headers = {} if path.endswith("/reports") else ADMIN  # reports: the tenant's own key
+    r = await client.request(method.upper(), path, json=body, headers=headers)
+    if param is None:
+        assert _validator(doc, schema).is_valid(body)
+        assert r.status_code == 404, r.text  # past validation: no such item, reviewer or record
+    else:
+        assert not _validator(doc, schema).is_valid(body)
+        assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
+
+
+async def test_a_user_report_on_an_answer_in_the_records_file_queues_it(
+    review_app: tuple[httpx.AsyncClient, dict[str, Any]],
+) -> None:
+    client, _ = review_app
+    answered = await client.post("/v1/chat/completions", json=VALID)
+    request_id = answered.json()["railguard"]["request_id"]
+    for _ in range(100):  # the sink writes in the background
+        reported = await client.post("/v1/review/reports", json={"request_id": request_id})
+        if reported.status_code != 404:
+            break
+        await asyncio.sleep(0.05)
+    assert reported.status_code == 202, reported.text
+    item = (await client.get(f"/v1/review/items/{request_id}", headers=ADMIN)).json()
+    assert (item["reason"], item["priority"], item["record"]["action"]) == ("user report", 100, "allow")
