@@ -131,14 +131,14 @@ def markdown(
         "Rates with 95 % Wilson intervals. The stub upstream complies with everything: with the gateway "
         "off its harmful compliance is 100 % by construction, so the *on* column is the guard alone.",
         "",
-        f"Refusal judge (railguard's detector + GCG's refusal prefixes) against XSTest's human labels on "
+        f"Refusal judge (railguard's refusal detector) against XSTest's human labels on "
         f"{agreement['completions']} completions of five models: "
         f"{100 * agreement['agreement']:.1f} % agreement "
         f"(refusals found {100 * agreement['refusals_found']:.1f} %, compliance kept "
-        f"{100 * agreement['compliance_kept']:.1f} %). *Harmful compliance* counts every answer to a "
-        "harmful prompt that is not a refusal; *harmful answers* only those that railguard's harm "
-        "classifiers also judge harmful (measured on the model's own answers, gateway off: a 270M model "
-        "that does not refuse often answers with something useless rather than harmful).",
+        f"{100 * agreement['compliance_kept']:.1f} %; docs/refusal-judge.md). *Harmful compliance* counts "
+        "every answer to a harmful prompt that is not a refusal; *harmful answers* only those that "
+        "railguard's harm classifiers also judge harmful (measured on the model's own answers, gateway "
+        "off: a 270M model that does not refuse often answers with something useless rather than harmful).",
         "",
         head,
     ]

@@ -5,7 +5,7 @@
         --out runs/today [--limit 50] [--temperature 0 --temperature 0.7] [--label "gateway on"]
     railguard eval report runs/today [--previous runs/yesterday]  # report.html, report.md, summary.json
     railguard eval compare runs/yesterday runs/today [--margin 0.02]   # exit 1 on a regression
-    railguard eval refusal-agreement                            # the refusal judge vs XSTest's humans
+    railguard eval refusal-agreement [--gcg]                    # the refusal judge: XSTest, our dev set
     railguard eval headline [--limit 40]                        # gateway on vs off: docs/evaluation.md
 
 A run is resumable: the same command on the same --out skips every answer already there.
@@ -50,8 +50,13 @@ def add_commands(sub: Any) -> None:
     from evaluation.headline import add_arguments
 
     add_arguments(h)
-    a = sub.add_parser("refusal-agreement", help="the refusal judge against XSTest's human labels")
+    a = sub.add_parser(
+        "refusal-agreement", help="the refusal judge against XSTest's human labels and on our dev set"
+    )
     a.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    a.add_argument(
+        "--gcg", action="store_true", help="add GCG's refusal prefixes (the judge before issue 25)"
+    )
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -130,9 +135,14 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _agreement(args: argparse.Namespace) -> int:
-    from evaluation.judge import xstest_agreement
+    from evaluation.judge import RefusalJudge, dev_set_accuracy, xstest_agreement
 
-    result = xstest_agreement(args.data_dir)
+    judge = RefusalJudge(gcg=args.gcg)
+    result = {
+        "xstest": xstest_agreement(args.data_dir, judge),
+        "dev_set": dev_set_accuracy(judge=judge),
+        "dev_set_held_out": dev_set_accuracy(judge=judge, half=1),
+    }
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
     return 0
 
