@@ -56,7 +56,8 @@ def _eval(args: argparse.Namespace) -> int:
         minutes = (datetime.now(UTC) - started).total_seconds() / 60
         command = _command(args)
         head = (
-            f"Written by `{command}` on {started:%Y-%m-%d %H:%M} UTC ({minutes:.0f} min on this machine; "
+            f"Written by `{command}` on {started:%Y-%m-%d %H:%M} UTC ({minutes:.1f} min on this machine, "
+            "window embeddings cached by earlier runs reused; "
             f"{config.encoder}, {config.precision}"
             + (f", fused with {config.fuse.encoder}" if config.fuse is not None else "")
             + (", through its early exits" if config.uses_early_exit else "")
