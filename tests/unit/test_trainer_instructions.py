@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from evaluation.ifeval import use_shipped_punkt
-from trainer.instructions import CONSTRAINTS, generate, read_topics
+from trainer.instructions import CONSTRAINTS, Example, generate, read_topics
 
 TOPICS = Path(__file__).resolve().parents[2] / "trainer/data/instructions/topics.jsonl"
+
+
+def _doc(e: Example) -> dict[str, Any]:
+    """An IFEval row for lm-eval's checkers: the example's prompt and the checks it claims to pass."""
+    return {
+        "key": 0,
+        "prompt": e.prompt,
+        "instruction_id_list": [check for check, _ in e.checks],
+        "kwargs": [kwargs for _, kwargs in e.checks],
+    }
 
 
 def test_every_generated_answer_passes_lm_evals_strict_checkers():
@@ -25,13 +36,7 @@ def test_every_generated_answer_passes_lm_evals_strict_checkers():
         if e.constraint == "uppercase":  # the checker also asks langdetect, unreliable on capitals
             assert e.answer == e.answer.upper() and any(c.isalpha() for c in e.answer)
             continue
-        doc = {
-            "key": 0,
-            "prompt": e.prompt,
-            "instruction_id_list": [check for check, _ in e.checks],
-            "kwargs": [kwargs for _, kwargs in e.checks],
-        }
-        result = process_results(doc, [e.answer])
+        result = process_results(_doc(e), [e.answer])
         assert result["prompt_level_strict_acc"], (e.constraint, e.prompt, e.answer)
 
 
@@ -71,13 +76,7 @@ def test_every_combined_example_passes_all_of_its_checks_in_lm_eval():
     langdetect.DetectorFactory.seed = 0
     failed = []
     for e in examples:
-        doc = {
-            "key": 0,
-            "prompt": e.prompt,
-            "instruction_id_list": [check for check, _ in e.checks],
-            "kwargs": [kwargs for _, kwargs in e.checks],
-        }
-        result = process_results(doc, [e.answer])
+        result = process_results(_doc(e), [e.answer])
         if not result["prompt_level_strict_acc"]:
             failed.append((e.checks, result["inst_level_strict_acc"], e.answer))
     assert not failed, failed[:3]
