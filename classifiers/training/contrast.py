@@ -18,8 +18,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from classifiers.taxonomy import ATTACKS, HAZARD_NAMES, LEARNED, UNSAFE
-from classifiers.training.seed import Example
+from classifiers.training.seed import Example, label_set
 
 __all__ = [
     "CONTRAST_DIR",
@@ -35,7 +34,6 @@ __all__ = [
 CONTRAST_DIR = Path(__file__).resolve().parent.parent / "contrast"
 EXCLUDED_FILE = "excluded.tsv"
 HELD_OUT_SHARE = 0.2
-_NAMES = frozenset((*HAZARD_NAMES, *ATTACKS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,17 +54,13 @@ class ContrastItem:
 
 
 def labels_of(label: str) -> dict[str, int]:
-    """Every head's label: benign all 0; hazards set unsafe and themselves; attacks only themselves
-    (the other heads unknown, as for the seed files' attacks); a hazard with an attack, both."""
-    if label == "benign":
-        return dict.fromkeys(LEARNED, 0)
-    names = label.split("+")
-    unknown = [n for n in names if n not in _NAMES]
-    if unknown:
-        raise ValueError(f"unknown label {unknown[0]!r}")
-    if all(n in ATTACKS for n in names):
-        return dict.fromkeys(names, 1)
-    return {**dict.fromkeys((UNSAFE, *HAZARD_NAMES, *ATTACKS), 0), UNSAFE: 1, **dict.fromkeys(names, 1)}
+    """Every head's label: each name's labels as the seed files give them (``label_set``), merged; a
+    head one name sets positive stays positive ("violent_crimes+hate": unsafe, both hazards)."""
+    merged: dict[str, int] = {}
+    for name in label.split("+"):
+        for head, value in label_set(name).items():
+            merged[head] = max(value, merged.get(head, 0))
+    return merged
 
 
 def _excluded(directory: Path) -> set[str]:

@@ -48,7 +48,7 @@ def test_a_malformed_line_names_its_file_and_line(tmp_path: Path):
     (tmp_path / "xx.tsv").write_text(
         "# header\nxx-001\tbenign\teveryday\tHello there\nxx-001\tbogus\tdirect\thi\n"
     )
-    with pytest.raises(ValueError, match=r"xx.tsv:3: unknown label 'bogus'"):
+    with pytest.raises(ValueError, match=r"xx.tsv:3: unknown label kind 'bogus'"):
         read_contrast(tmp_path)
     (tmp_path / "xx.tsv").write_text("xx-001\tbenign\tHello there\n")
     with pytest.raises(ValueError, match=r"xx.tsv:1: expected pair"):
