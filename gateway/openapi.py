@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from gateway.moderations.protocol import ModerationRequest
 from gateway.protocol import ChatCompletionRequest
-from gateway.review.model import Label, Report, RoleChange
+from gateway.review.model import CandidateRequest, Label, Report, RoleChange
 
 __all__ = [
     "ERROR_SCHEMA",
@@ -130,9 +130,11 @@ _REVIEW_ERRORS = {
     "401": "A missing or unknown key",
     "403": "The key's role is too small for the route (a user's key on a reviewer's route)",
     "404": "No such item, record or reviewer, or the review queue is off (`code`: `unknown_url`)",
-    "409": "The item is already decided, or not waiting for adjudication",
+    "409": "The item is already decided, or not waiting for adjudication, or keeps no prompt to answer",
     "413": "The body is larger than the route's limit",
     "503": "The queue's store (Redis) does not answer (`code`: `review_store_unavailable`); nothing changed",
+    "502": "The model's upstream is down or failed (candidate answers)",
+    "504": "The model's upstream was too slow (candidate answers)",
 }
 _ITEM_REF = {"$ref": "#/components/schemas/ReviewItem"}
 _ITEM_SCHEMA: dict[str, Any] = {
@@ -140,7 +142,7 @@ _ITEM_SCHEMA: dict[str, Any] = {
     "description": "An item of the review queue. `gold`, `final` and `labels` are shown to adjudicators "
     "and admins only.",
     "required": ["request_id", "entered", "reason", "priority", "category", "language", "tenant", "record",
-                 "status"],
+                 "status", "candidates"],
     "properties": {
         "request_id": {"type": "string"},
         "entered": {"type": "number", "description": "When it entered the queue (Unix time)"},
@@ -155,6 +157,7 @@ _ITEM_SCHEMA: dict[str, Any] = {
         "final": {"type": ["object", "null"], "description": "The final decision (a label)"},
         "labels": {"type": "array", "items": {"type": "object"},
                    "description": "Each label with its `reviewer` and `created`"},
+        "candidates": {"$ref": "#/components/schemas/Candidates"},
     },
 }  # fmt: skip
 
@@ -168,6 +171,13 @@ def _object(**properties: dict[str, Any]) -> dict[str, Any]:
 
 
 _STRING, _INTEGER = {"type": "string"}, {"type": "integer"}
+_CANDIDATES: dict[str, Any] = {"$ref": "#/components/schemas/Candidates"}
+_CANDIDATES_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "description": "The model's answers to rank (a label's `ranking` lists their indices, best first); "
+    "empty until a reviewer asks for them",
+    "items": _object(text=_STRING, model=_STRING, finish_reason={"type": ["string", "null"]}),
+}
 _JSONL = {"type": "string", "description": "JSON Lines: one JSON object a line"}
 
 
@@ -198,6 +208,12 @@ REVIEW_OPERATIONS: dict[tuple[str, str], ReviewOperation] = {
     ),
     ("post", "/v1/review/items/{request_id}/labels"): ReviewOperation(
         "Label an item (again, to change your label while it is open)", "reviewer", _LABELLED, _CHANGES, Label
+    ),
+    ("post", "/v1/review/items/{request_id}/candidates"): ReviewOperation(
+        "The item's candidate answers to rank: the model answers the conversation again `n` times (on "
+        "the first call; later calls return the same answers)", "reviewer",
+        _json_response(_object(request_id=_STRING, candidates=_CANDIDATES), "The item's candidates"),
+        ("400", "403", "409", "413", "502", "504"), CandidateRequest,
     ),
     ("get", "/v1/review/adjudication"): ReviewOperation(
         "Items waiting for an adjudicator, most urgent first", "adjudicator",
@@ -240,6 +256,7 @@ def describe_review(paths: dict[str, Any], components: dict[str, Any]) -> None:
     bodies, responses, the bearer key and the role each needs."""
     schemas: dict[str, Any] = components["schemas"]
     schemas["ReviewItem"] = _ITEM_SCHEMA
+    schemas["Candidates"] = _CANDIDATES_SCHEMA
     components["securitySchemes"] = {
         "bearer": {"type": "http", "scheme": "bearer", "description": "A reviewer's key (review.reviewers or "
                    "the keys file); any API key for reports"},

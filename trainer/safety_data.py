@@ -11,6 +11,10 @@ what the policy should have done and may carry the ideal answer a reviewer wrote
   answer is never stored by the gateway; an AI label (`trainer.label`) regenerates it, and then the item also
   gives a DPO pair (chosen: the refusal; rejected: that answer).
 
+Whatever the action, a final label that ranks two or more of the item's candidate answers (the model's
+regenerations, `gateway.review.candidates`) gives one more DPO pair: chosen, the best-ranked; rejected, the
+worst-ranked.
+
 Items only an AI has labelled (`railguard review export --with-ai`) carry their provenance (teacher model,
 prompt version, policy version, principle) into the manifest beside the human ones.
 
@@ -119,6 +123,17 @@ def _pair(prompt: list[dict[str, Any]], chosen: str, rejected: str) -> dict[str,
     }
 
 
+def _ranked(candidates: list[Any], ranking: list[Any]) -> tuple[str, str] | None:
+    """The best- and worst-ranked candidate answers' texts, when a ranking orders two or more."""
+    if len(ranking) < 2:
+        return None
+    try:
+        first, last = candidates[int(ranking[0])], candidates[int(ranking[-1])]
+        return str(first["text"]), str(last["text"])
+    except (IndexError, KeyError, TypeError, ValueError):
+        raise DataError(f"a ranking {ranking!r} that does not fit the item's candidates") from None
+
+
 def build(
     items: Iterable[dict[str, Any]],
     out_root: Path,
@@ -177,6 +192,11 @@ def build(
         else:
             skipped[f"final action {action} (not trained on yet)"] += 1
             continue
+        ranked = _ranked(item.get("candidates") or [], final.get("ranking") or [])
+        if ranked is not None:
+            best, worst = (redact(x) for x in ranked)
+            if normalise(best) != normalise(worst):
+                dpo.append(_pair(prompt, best, worst))
         categories[final.get("category") or "none"] += 1
         languages[language] += 1
         used.append({
@@ -184,6 +204,7 @@ def build(
             "final": action,
             "provenance": {"kind": "ai", **final["ai"]} if final.get("ai") else {"kind": "human"},
             "labels": len(item.get("labels") or []),
+            "ranked": ranked is not None,
             "agreed": len({(x.get("action"), x.get("category")) for x in item.get("labels") or []}) <= 1,
             "adapter": record.get("adapter"),
             "policy_version": record.get("policy_version"),

@@ -53,6 +53,11 @@ class ReviewStore(Protocol):
     def label(self, reviewer: str, request_id: str, label: Label) -> dict[str, Any]:
         """Record a label; the item is decided, disputed, or stays open."""
 
+    def set_candidates(
+        self, actor: str, request_id: str, candidates: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Keep an item's candidate answers, once (the first reviewer's win); the item's candidates."""
+
     def disputed(self) -> list[dict[str, Any]]:
         """Items waiting for an adjudicator, most urgent first."""
 

@@ -7,8 +7,9 @@ replicas that share one, is `gateway.review.redis_queue`.
 An item is a flagged decision record that an intake rule let in (:mod:`gateway.review.intake`). Each is
 labelled by ``labels_per_item`` reviewers: a label says what the right action was (allow, refuse,
 redact, escalate, steer), in which category, and optionally the ideal answer and a ranking of candidate
-answers. When the labels agree the item is decided; when they do not it waits for an adjudicator, whose
-decision is final and carries a reason. Gold items (imported with a known answer) are mixed into each
+answers (the model's regenerations, made once per item: :mod:`gateway.review.candidates`). When the
+labels agree the item is decided; when they do not it waits for an adjudicator, whose decision is final
+and carries a reason. Gold items (imported with a known answer) are mixed into each
 reviewer's queue unannounced, every ``gold_every``-th item served, and measure accuracy. Every change is
 an audit event (who, when, what) in the same transaction as the change itself.
 """
@@ -25,7 +26,7 @@ from typing import Any
 import orjson
 
 from gateway.review.agreement import summarise
-from gateway.review.model import Label, ReviewError, Role, settle
+from gateway.review.model import Label, ReviewError, Role, check_ranking, settle
 from gateway.sinks.spool import create_private
 
 __all__ = ["ReviewQueue"]
@@ -42,7 +43,8 @@ CREATE TABLE IF NOT EXISTS review_items (
     record TEXT NOT NULL,
     gold TEXT,
     status TEXT NOT NULL DEFAULT 'open',
-    final TEXT
+    final TEXT,
+    candidates TEXT
 );
 CREATE INDEX IF NOT EXISTS review_items_queue ON review_items (status, priority DESC, entered);
 CREATE TABLE IF NOT EXISTS review_labels (
@@ -80,6 +82,9 @@ class ReviewQueue:
         create_private(path)
         with self._tx() as conn:
             conn.executescript(_SCHEMA)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(review_items)")}
+            if "candidates" not in columns:  # a file written before candidate answers existed
+                conn.execute("ALTER TABLE review_items ADD COLUMN candidates TEXT")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -214,7 +219,7 @@ class ReviewQueue:
         with self._tx() as conn:
             row = conn.execute(
                 "SELECT request_id, entered, reason, priority, category, language, tenant, record, gold,"
-                " status, final FROM review_items WHERE request_id = ?",
+                " status, final, candidates FROM review_items WHERE request_id = ?",
                 (request_id,),
             ).fetchone()
             if row is None:
@@ -226,7 +231,7 @@ class ReviewQueue:
         item: dict[str, Any] = {
             "request_id": row[0], "entered": row[1], "reason": row[2], "priority": row[3],
             "category": row[4], "language": row[5], "tenant": row[6], "record": orjson.loads(row[7]),
-            "status": "open" if row[8] else row[9],
+            "status": "open" if row[8] else row[9], "candidates": orjson.loads(row[11] or "[]"),
         }  # fmt: skip
         if reveal:
             item["gold"] = orjson.loads(row[8]) if row[8] else None
@@ -239,13 +244,14 @@ class ReviewQueue:
         adjudication. A reviewer may change their label while the item is still open."""
         with self._tx() as conn:
             row = conn.execute(
-                "SELECT status, gold FROM review_items WHERE request_id = ?", (request_id,)
+                "SELECT status, gold, candidates FROM review_items WHERE request_id = ?", (request_id,)
             ).fetchone()
             if row is None:
                 raise ReviewError(f"no review item {request_id!r}", 404)
-            status, gold = row
+            status, gold, candidates = row
             if gold is None and status != "open":
                 raise ReviewError(f"item {request_id!r} is already {status}", 409)
+            check_ranking(label, orjson.loads(candidates or "[]"))
             old = conn.execute(
                 "SELECT label FROM review_labels WHERE request_id = ? AND reviewer = ?",
                 (request_id, reviewer),
@@ -259,6 +265,30 @@ class ReviewQueue:
             if gold is None:
                 status = self._settle(conn, request_id)
         return {"request_id": request_id, "status": "open" if gold else status}
+
+    def set_candidates(
+        self, actor: str, request_id: str, candidates: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Keep the candidate answers of an item, once: every reviewer ranks the same ones. Returns the
+        item's candidates (those already there, unchanged, when another reviewer made them first)."""
+        with self._tx() as conn:
+            row = conn.execute(
+                "SELECT status, gold, candidates FROM review_items WHERE request_id = ?", (request_id,)
+            ).fetchone()
+            if row is None:
+                raise ReviewError(f"no review item {request_id!r}", 404)
+            if row[2]:
+                stored: list[dict[str, Any]] = orjson.loads(row[2])
+                return stored
+            if row[1] is None and row[0] == "done":
+                raise ReviewError(f"item {request_id!r} is already done", 409)
+            conn.execute(
+                "UPDATE review_items SET candidates = ? WHERE request_id = ?",
+                (orjson.dumps(candidates).decode(), request_id),
+            )
+            self._audit(conn, actor, "candidates generated", request_id, n=len(candidates),
+                        models=sorted({str(c.get("model", "")) for c in candidates}))  # fmt: skip
+        return candidates
 
     def _settle(self, conn: sqlite3.Connection, request_id: str) -> str:
         labels = [
@@ -292,12 +322,13 @@ class ReviewQueue:
             raise ReviewError("an adjudication needs a reason", 400)
         with self._tx() as conn:
             row = conn.execute(
-                "SELECT status FROM review_items WHERE request_id = ?", (request_id,)
+                "SELECT status, candidates FROM review_items WHERE request_id = ?", (request_id,)
             ).fetchone()
             if row is None:
                 raise ReviewError(f"no review item {request_id!r}", 404)
             if row[0] != "adjudication":
                 raise ReviewError(f"item {request_id!r} is {row[0]}, not waiting for adjudication", 409)
+            check_ranking(decision, orjson.loads(row[1] or "[]"))
             conn.execute(
                 "UPDATE review_items SET status = 'done', final = ? WHERE request_id = ?",
                 (decision.model_dump_json(), request_id),

@@ -2,7 +2,8 @@
 
 Every key is under one prefix (one hash tag, so one Redis Cluster slot: a transaction may touch any):
 
-    item:{id}        hash    the item: its record, reason, priority, status, gold answer, final label
+    item:{id}        hash    the item: its record, reason, priority, status, gold answer, final label,
+                             candidate answers
     labels:{id}      hash    reviewer -> {"created", "label"}
     items            zset    every item, by order of entry (exports, statistics)
     open             zset    open items to serve, by -priority then order of entry (``seq:id`` members)

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from gateway.review.agreement import summarise
-from gateway.review.model import Label, ReviewError, Role, settle
+from gateway.review.model import Label, ReviewError, Role, check_ranking, settle
 from gateway.review.redis_client import (
     CHUNK,
     DAY_S,
@@ -191,6 +191,7 @@ class RedisReviewQueue(RedisState):
             "tenant": fields["tenant"],
             "record": orjson.loads(fields["record"]),
             "status": "open" if "gold" in fields else fields["status"],
+            "candidates": orjson.loads(fields.get("candidates", "[]")),
         }
         if reveal:
             item["gold"] = orjson.loads(fields["gold"]) if "gold" in fields else None
@@ -214,6 +215,7 @@ class RedisReviewQueue(RedisState):
             gold = "gold" in fields
             if not gold and fields["status"] != "open":
                 raise ReviewError(f"item {request_id!r} is already {fields['status']}", 409)
+            check_ranking(label, orjson.loads(fields.get("candidates", "[]")))
             stored: dict[str, str] = pipe.hgetall(labels_key)
             old = stored.get(reviewer)
             now = time.time()
@@ -229,6 +231,31 @@ class RedisReviewQueue(RedisState):
 
         status = self._transaction(write, item_key, labels_key)
         return {"request_id": request_id, "status": status}
+
+    @answers
+    def set_candidates(
+        self, actor: str, request_id: str, candidates: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Keep the candidate answers of an item, once: every reviewer ranks the same ones. Returns the
+        item's candidates (those already there, unchanged, when another reviewer made them first)."""
+        item_key = self.keys.item(request_id)
+
+        def write(pipe: Pipeline) -> list[dict[str, Any]]:
+            status, gold, stored = pipe.hmget(item_key, ["status", "gold", "candidates"])
+            if status is None:
+                raise ReviewError(f"no review item {request_id!r}", 404)
+            if stored:
+                kept: list[dict[str, Any]] = orjson.loads(stored)
+                return kept
+            if gold is None and status == "done":
+                raise ReviewError(f"item {request_id!r} is already done", 409)
+            pipe.multi()
+            pipe.hset(item_key, "candidates", orjson.dumps(candidates).decode())
+            self._audit(pipe, actor, "candidates generated", request_id, n=len(candidates),
+                        models=sorted({str(c.get("model", "")) for c in candidates}))  # fmt: skip
+            return candidates
+
+        return self._transaction(write, item_key)
 
     def _settle(self, pipe: Pipeline, fields: dict[str, str], labels: list[Label]) -> str:
         """Queue what ``labels`` make of an open item (inside MULTI); its status afterwards."""
@@ -259,11 +286,12 @@ class RedisReviewQueue(RedisState):
         item_key = self.keys.item(request_id)
 
         def decide(pipe: Pipeline) -> None:
-            status, member = pipe.hmget(item_key, ["status", "member"])
+            status, member, candidates = pipe.hmget(item_key, ["status", "member", "candidates"])
             if status is None:
                 raise ReviewError(f"no review item {request_id!r}", 404)
             if status != "adjudication":
                 raise ReviewError(f"item {request_id!r} is {status}, not waiting for adjudication", 409)
+            check_ranking(decision, orjson.loads(candidates or "[]"))
             pipe.multi()
             pipe.hset(item_key, mapping={"status": "done", "final": decision.model_dump_json()})
             pipe.zrem(self.keys.adjudication, member)

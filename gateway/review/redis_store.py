@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from gateway.review.model import Label, ReviewError
+from gateway.review.model import Label, ReviewError, check_ranking
 from gateway.review.redis_client import CHUNK, Pipeline, answering, answers, request_id_of, stored_labels
 from gateway.review.redis_queue import RedisReviewQueue
 from gateway.review.transfer import parse_import
@@ -69,6 +69,8 @@ class RedisReviewStore(RedisReviewQueue):
                         known.add(value[0]["request_id"])
                 elif value[0] not in known:
                     raise ReviewError(f"a label for {value[0]!r}, which is not in the queue")
+                else:
+                    check_ranking(value[2], orjson.loads(items.get(value[0], {}).get("candidates", "[]")))
             first = int(pipe.incrby(self.keys.seq, len(new_golds))) - len(new_golds) + 1 if new_golds else 0
             pipe.multi()
             for n, (record, answer) in enumerate(new_golds):

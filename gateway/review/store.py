@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from gateway.review.base import ReviewStore
-from gateway.review.model import ROLES, Label, ReviewError, Role
+from gateway.review.model import ROLES, Label, ReviewError, Role, check_ranking
 from gateway.review.queue import ReviewQueue
 from gateway.review.transfer import parse_import
 
@@ -139,16 +139,17 @@ class SqliteReviewStore(ReviewQueue):
         parsed = parse_import(lines)
         counts = {"label": 0, "gold": 0}
         with self._tx() as conn:
-            known = {r for (r,) in conn.execute("SELECT request_id FROM review_items")}
+            known = dict(conn.execute("SELECT request_id, candidates FROM review_items").fetchall())
             for kind, value in parsed:
                 if kind == "gold":
                     record, answer = value
                     self._enqueue(conn, record, reason="gold", priority=0, actor=actor, gold=answer)
-                    known.add(record["request_id"])
+                    known.setdefault(record["request_id"], None)
                 else:
                     request_id, reviewer, label = value
                     if request_id not in known:
                         raise ReviewError(f"a label for {request_id!r}, which is not in the queue")
+                    check_ranking(label, orjson.loads(known[request_id] or "[]"))
                     conn.execute(
                         "INSERT OR REPLACE INTO review_labels VALUES (?,?,?,?)",
                         (request_id, reviewer, time.time(), label.model_dump_json()),

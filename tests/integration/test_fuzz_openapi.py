@@ -132,7 +132,7 @@ def test_generated_review_requests_never_get_a_5xx_and_every_error_is_openais(
 ) -> None:
     gateway_url, log = served
     operations = _operations(gateway_url, lambda path: path.startswith("/v1/review/"))
-    assert len(operations) == 11
+    assert len(operations) == 12
     tally = _fuzz_all(operations)
     assert {s for (_, _, s) in tally} >= {200, 400, 404}, tally  # bodies got past the validators too
     assert "Traceback" not in log.read_text()

@@ -120,3 +120,25 @@ def test_the_refusal_vector_raises_the_likelihood_of_refusing_harmful_prompts_on
     assert gates == [[False]] and steered == pytest.approx(plain, abs=1e-3)  # the gate stays shut
     forced = vector.unconditional().steering(1.0)
     assert preference(harmless, forced)[0] > plain + 1.0  # what the condition spared it
+
+
+async def test_review_candidates_are_the_model_asked_again(backend):
+    """A review item's candidate answers: the record's conversation answered `n` times, sampled, by the
+    model that served it; a model no longer served and a record with no user turn are clear errors."""
+    from gateway.backends.models import ModelRouter
+    from gateway.errors import NotFoundError
+    from gateway.review.candidates import regenerate
+    from gateway.review.model import CandidateRequest, ReviewError
+
+    models = ModelRouter([backend])
+    served = backend.models()[0].id
+    prompt = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Describe the sea."}]
+    made = await regenerate(models, {"model": served, "prompt": prompt}, CandidateRequest(n=3, max_tokens=24))
+    assert len(made) == 3 and all(c["text"].strip() and c["model"] == served for c in made)
+    assert {c["finish_reason"] for c in made} <= {"stop", "length"}
+    assert len({c["text"] for c in made}) > 1  # sampled at temperature 1: not one answer three times
+    with pytest.raises(NotFoundError):
+        await regenerate(models, {"model": "retired", "prompt": prompt}, CandidateRequest())
+    with pytest.raises(ReviewError) as err:
+        await regenerate(models, {"model": served, "prompt": prompt[:1]}, CandidateRequest())
+    assert err.value.status == 409

@@ -59,6 +59,7 @@ def test_wrong_or_missing_keys_get_401_and_roles_get_403(served: str) -> None:
     routes = [
         ("GET", "/v1/review/next"), ("GET", "/v1/review/stats"), ("GET", "/v1/review/adjudication"),
         ("POST", "/v1/review/items/x/labels"), ("POST", "/v1/review/items/x/adjudication"),
+        ("POST", "/v1/review/items/x/candidates"),
         ("PUT", "/v1/review/reviewers/ann/role"), ("GET", "/v1/review/audit"), ("GET", "/v1/review/export"),
         ("POST", "/v1/review/import"), ("GET", "/review"), ("GET", "/review/next"),
         ("GET", "/review/adjudicate"), ("GET", "/review/stats"),
@@ -103,6 +104,7 @@ def test_two_reviewers_an_adjudicator_and_the_stats_page_in_a_browser(served: st
         if api(served, "judy", "GET", "/v1/review/stats").json()["queue"]["open"] == 4:
             break
         time.sleep(0.1)
+    ranked_id = ""
     # ann: refuse, refuse, allow, refuse; bob: refuse, allow, allow, refuse -> they disagree on item 2
     plan = {"ann": ["refuse", "refuse", "allow", "refuse"], "bob": ["refuse", "allow", "allow", "refuse"]}
     with sync_playwright() as p:
@@ -118,6 +120,15 @@ def test_two_reviewers_an_adjudicator_and_the_stats_page_in_a_browser(served: st
             page.goto(served + "/review/next")
             for n in range(4):
                 request_id = page.locator("code").first.inner_text()
+                if n == 0 and who == "ann":  # ann asks for candidate answers and ranks two of them
+                    ranked_id = request_id
+                    page.click("button.make-candidates")
+                    page.wait_for_selector(".candidate >> nth=2")
+                    page.fill(".candidate input.rank[data-index='2']", "1")
+                    page.fill(".candidate input.rank[data-index='0']", "2")
+                elif request_id == ranked_id:  # bob ranks the same candidates: made once, on the page
+                    assert page.locator(".candidate").count() == 3
+                    assert page.locator("button.make-candidates").count() == 0
                 action = plan[who][ids.index(request_id)]
                 page.keyboard.press(action[0])  # the shortcut
                 assert page.is_checked(f"#action-{action}")
@@ -148,6 +159,13 @@ def test_two_reviewers_an_adjudicator_and_the_stats_page_in_a_browser(served: st
         assert judge.locator("#pairs .kappa").inner_text() == f"{kappa:.2f}" == "0.50"
         judge.screenshot(path=str(shots / "stats.png"), full_page=True)
         browser.close()
+    ranked = api(served, "judy", "GET", f"/v1/review/items/{ranked_id}").json()
+    assert len(ranked["candidates"]) == 3 and ranked["candidates"][0]["model"] == "stub-model"
+    assert [x.get("ranking") for x in ranked["labels"] if x["reviewer"] == "ann"] == [[2, 0]]
+    again = api(served, "bob", "POST", f"/v1/review/items/{ranked_id}/candidates", json={"n": 2})
+    assert again.status_code == 200 and again.json()["candidates"] == ranked["candidates"]  # kept once
+    bad = api(served, "bob", "POST", f"/v1/review/items/{ids[0]}/candidates", json={"n": 9})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "n"
     decided = api(served, "judy", "GET", f"/v1/review/items/{ids[1]}").json()
     assert decided["status"] == "done" and decided["final"]["reason"].startswith("It asks")
     audit = api(served, "root", "GET", "/v1/review/audit", params={"request_id": ids[1]}).json()["events"]

@@ -214,3 +214,51 @@ def test_two_stores_on_one_state_serve_one_queue_under_concurrent_writes(make_st
     assert (events.count("enqueued"), events.count("labelled")) == (20, 40)
     assert (events.count("decided"), events.count("disputed")) == (15, 5)
     assert len(second.disputed()) == len(first.disputed()) == 5
+
+
+def test_candidates_are_kept_once_and_a_ranking_must_fit_them(make_store: Stores) -> None:
+    """Every reviewer ranks the same candidate answers: the first set kept wins; a ranking names each of
+    them at most once; agreeing labels keep the first ranking of two or more for the trainer."""
+    store = make_store(labels_per_item=2, gold_every=0)
+    store.enqueue(record(1), reason="refused", priority=1)
+    ranked = REFUSE.model_copy(update={"ranking": [1, 0]})
+    with pytest.raises(ReviewError, match="no candidate answers") as err:
+        store.label("ann", "r1", ranked)
+    assert err.value.status == 400 and store.item("r1")["candidates"] == []
+    made = [{"text": f"answer {i}", "model": "m", "finish_reason": "stop"} for i in range(3)]
+    assert store.set_candidates("ann", "r1", made) == made
+    later = [{"text": "another", "model": "m", "finish_reason": "stop"}] * 3
+    assert store.set_candidates("bob", "r1", later) == made  # kept once: bob ranks ann's candidates
+    assert store.item("r1", reveal=False)["candidates"] == made
+    for bad, message in (([0, 3], "index in 0..2"), ([2, 2], "appears twice")):
+        with pytest.raises(ReviewError, match=message):
+            store.label("ann", "r1", REFUSE.model_copy(update={"ranking": bad}))
+    assert store.item("r1")["labels"] == []  # nothing written
+    store.label("ann", "r1", REFUSE.model_copy(update={"ranking": [2]}))  # one ranked: no preference
+    assert store.label("bob", "r1", ranked)["status"] == "done"
+    assert store.item("r1")["final"]["ranking"] == [1, 0]
+    events = [e["event"] for e in store.audit("r1")]
+    assert events.count("candidates generated") == 1
+    store.enqueue(record(2), reason="refused", priority=1)
+    store.label("ann", "r2", REFUSE)
+    store.label("bob", "r2", REFUSE)
+    for request_id, status in (("r2", 409), ("r404", 404)):  # decided without candidates; unknown
+        with pytest.raises(ReviewError) as err:
+            store.set_candidates("cat", request_id, made)
+        assert err.value.status == status
+    assert store.item("r2")["candidates"] == []
+
+
+def test_a_review_file_from_before_candidates_gains_the_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    from gateway.review.store import SqliteReviewStore
+
+    path = tmp_path / "records.sqlite3"
+    SqliteReviewStore(path).enqueue(record(1), reason="refused", priority=1)
+    with sqlite3.connect(path) as conn:
+        conn.execute("ALTER TABLE review_items DROP COLUMN candidates")
+    store = SqliteReviewStore(path)
+    assert store.item("r1")["candidates"] == []
+    store.set_candidates("ann", "r1", [{"text": "a", "model": "m", "finish_reason": "stop"}])
+    assert store.item("r1")["candidates"][0]["text"] == "a"

@@ -93,3 +93,22 @@ def test_the_cli_refuses_a_malformed_file(tmp_path: Path, capsys: pytest.Capture
     bad.write_text('{"record": {}}\n')
     assert main(["build", "--from", str(bad), "--out", str(tmp_path)]) == 2
     assert "item 1: not a decided review item" in capsys.readouterr().err
+
+
+def test_a_ranking_of_candidate_answers_becomes_a_preference_pair(tmp_path: Path) -> None:
+    store = SqliteReviewStore(tmp_path / "db", labels_per_item=2, gold_every=0)
+    store.enqueue(record(4, "How do I pick a lock?", "allow", "Step one: ..."), reason="flagged", priority=0)
+    texts = ["I can't help with breaking into places; a locksmith can.", "Insert a tension wrench", "Maybe."]
+    store.set_candidates("ann", "r4", [{"text": t, "model": "m", "finish_reason": "stop"} for t in texts])
+    for reviewer in ("ann", "bob"):
+        store.label(reviewer, "r4", Label(action="refuse", category="non_violent_crimes", ranking=[0, 2, 1]))
+    built = build(list(store.export()), tmp_path / "datasets", data_dir=None)
+    dpo = [json.loads(x) for x in (built.directory / "dpo.jsonl").read_text().splitlines()]
+    ranked = [p for p in dpo if p["chosen"][0]["content"] == texts[0]]
+    assert len(ranked) == 1 and ranked[0]["rejected"][0]["content"] == texts[1]  # best vs worst
+    assert ranked[0]["prompt"][-1] == {"role": "user", "content": "How do I pick a lock?"}
+    manifest = json.loads((built.directory / "manifest.json").read_text())
+    assert manifest["items"][0]["ranked"] is True
+    broken = [{**next(iter(store.export())), "candidates": texts[:1]}]
+    with pytest.raises(ValueError, match="does not fit"):
+        build(broken, tmp_path / "other", data_dir=None)
