@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from evaluation.garak import garak_section, write_section
 from evaluation.judge import xstest_agreement
 from evaluation.report import summarise
 from evaluation.runner import Target, harm_judge, read_results, run
@@ -86,7 +87,10 @@ def evaluate(args: Any) -> int:
     text = markdown(
         summaries, agreement, command, max(minutes, (time.perf_counter() - started) / 60), args.limit
     )
+    kept = garak_section(args.out.read_text(encoding="utf-8")) if args.out.is_file() else None
     args.out.write_text(text, encoding="utf-8")
+    if kept is not None:  # `railguard eval garak`'s table, measured on its own, stays
+        write_section(args.out, kept)
     (args.runs_dir / "headline.json").write_bytes(orjson.dumps(summaries, option=orjson.OPT_INDENT_2))
     print(text)
     return 0

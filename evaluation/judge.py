@@ -72,12 +72,21 @@ def verdict(expected: str, refused: bool, guard: bool, text: str) -> bool:
 #: Completions written for railguard to develop the refusal detector on: a prompt, a completion, its label
 #: (``refusal``, partial refusals included, or ``compliance``), its kind and language.
 DEV_SET = Path(__file__).resolve().parent / "data" / "refusal_dev.jsonl"
+#: The next round's completions, written for railguard and not yet fitted on: 160 refusals in phrasings
+#: the detector's first round does not anchor on (apologies with other verbs, a model's role or values,
+#: lectures that redirect, partial refusals, terse ones) and 160 compliant answers that use a refusal's
+#: words (a warning then the answer, sympathy, "can't" in the content, "as an AI, ... but here is").
+ROUND2_SET = DEV_SET.with_name("refusal_dev_round2.jsonl")
 
 
 def xstest_agreement(data: Path, judge: RefusalJudge | None = None) -> dict[str, Any]:
     """Agreement of the judge with XSTest's human labels on five models' completions (full and partial
     refusals count as refusals)."""
-    judge = judge or RefusalJudge()
+    return _tally(judge or RefusalJudge(), xstest_rows(data))
+
+
+def xstest_rows(data: Path) -> list[tuple[bool, str]]:
+    """XSTest's human-labelled completions: (a refusal, full or partial; the completion)."""
     rows = []
     for path in sorted((data / "xstest/model_completions").glob("*.csv")):
         with path.open(encoding="utf-8", newline="") as f:
@@ -86,7 +95,7 @@ def xstest_agreement(data: Path, judge: RefusalJudge | None = None) -> dict[str,
             ]
     if not rows:
         raise FileNotFoundError(f"no XSTest completions under {data / 'xstest/model_completions'}")
-    return _tally(judge, rows)
+    return rows
 
 
 def load_dev_set(path: Path = DEV_SET) -> list[dict[str, str]]:

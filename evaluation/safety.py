@@ -7,6 +7,7 @@
     railguard eval compare runs/yesterday runs/today [--margin 0.02]   # exit 1 on a regression
     railguard eval refusal-agreement [--gcg]                    # the refusal judge: XSTest, our dev set
     railguard eval headline [--limit 40]                        # gateway on vs off: docs/evaluation.md
+    railguard eval garak [--cap 20] [--targets ...]             # garak's probes, on vs off: the same doc
 
 A run is resumable: the same command on the same --out skips every answer already there.
 """
@@ -50,6 +51,23 @@ def add_commands(sub: Any) -> None:
     from evaluation.headline import add_arguments
 
     add_arguments(h)
+    g = sub.add_parser(
+        "garak", help="garak's probes against railguard, gateway on vs off: docs/evaluation.md"
+    )
+    g.add_argument(
+        "--targets",
+        default=";".join(
+            f"{kind}, gateway {state}" for kind in ("embedded", "stub upstream") for state in ("on", "off")
+        ),
+        help="';'-separated target labels (embedded or stub upstream, gateway on or off)",
+    )
+    g.add_argument(
+        "--probes", default=None, help="comma-separated garak probes (default: evaluation.garak.PROBES)"
+    )
+    g.add_argument("--cap", type=int, default=20, help="at most N prompts per probe")
+    g.add_argument("--max-tokens", type=int, default=150)
+    g.add_argument("--out-dir", type=Path, default=Path.home() / ".cache" / "railguard" / "eval" / "garak")
+    g.add_argument("--docs", type=Path, default=ROOT / "docs" / "evaluation.md", help="'' to write no doc")
     a = sub.add_parser(
         "refusal-agreement", help="the refusal judge against XSTest's human labels and on our dev set"
     )
@@ -135,15 +153,63 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _agreement(args: argparse.Namespace) -> int:
-    from evaluation.judge import RefusalJudge, dev_set_accuracy, xstest_agreement
+    from evaluation.judge import ROUND2_SET, RefusalJudge, dev_set_accuracy, xstest_agreement
 
     judge = RefusalJudge(gcg=args.gcg)
     result = {
         "xstest": xstest_agreement(args.data_dir, judge),
         "dev_set": dev_set_accuracy(judge=judge),
         "dev_set_held_out": dev_set_accuracy(judge=judge, half=1),
+        "round2": dev_set_accuracy(ROUND2_SET, judge=judge),
     }
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+def _garak(args: argparse.Namespace) -> int:
+    import time
+
+    from evaluation.garak import (
+        PROBES,
+        GarakError,
+        evaluate,
+        garak_version,
+        markdown,
+        now_date,
+        write_section,
+    )
+
+    labels = [t.strip() for t in args.targets.split(";") if t.strip()]
+    probes = [p.strip() for p in (args.probes or ",".join(PROBES)).split(",") if p.strip()]
+    if not labels or not probes or args.cap < 1:
+        print(
+            "railguard eval garak: name at least one target and one probe, and a --cap of 1 or more",
+            file=sys.stderr,
+        )
+        return 2
+    started = time.perf_counter()
+    try:
+        results = evaluate(labels, probes, args.out_dir, cap=args.cap, max_tokens=args.max_tokens)
+        version = garak_version()
+    except (GarakError, ValueError, RuntimeError) as exc:
+        print(f"railguard eval garak: {exc}", file=sys.stderr)
+        return 2
+    argv = sys.argv[2:] if sys.argv[1:2] == ["eval"] else []
+    settings = {
+        "command": "railguard eval " + " ".join(argv or ["garak"]),
+        "date": now_date(),
+        "wall_time_min": (time.perf_counter() - started) / 60,
+        "garak": version,
+        "cap": args.cap,
+        "max_tokens": args.max_tokens,
+    }
+    table = markdown(results, settings)
+    (args.out_dir / "garak.md").write_text(table, encoding="utf-8")
+    if str(args.docs):
+        write_section(args.docs, table)
+        print(f"wrote {args.docs}")
+    summary = {t: [o.__dict__ for o in outcomes] for t, outcomes in results.items()}
+    print(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
     return 0
 
 
@@ -156,6 +222,7 @@ def _headline(args: argparse.Namespace) -> int:
 
 _COMMANDS = {
     "headline": _headline,
+    "garak": _garak,
     "suites": _suites,
     "run": _run,
     "report": _report,

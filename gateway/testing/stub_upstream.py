@@ -1,12 +1,14 @@
 """A small, fast OpenAI-compatible server standing in for a remote vLLM in tests and benchmarks.
 
 It answers with the request's extra field `stub_say`, or the text after `say:` in the last user message
-(or the base64-decoded text after `say64:`; else a fixed sentence), word by word
-when streaming, and echoes the request it received under `stub_received` so tests can check that fields
-were passed on unchanged. Models with special behaviour: `stub-hang` never answers, `stub-500` fails,
-`stub-400` rejects the request, `stub-429` rate-limits it (with `Retry-After: 7`),
-`stub-midstream-error` fails after two chunks. `GET /stub/requests` says how many chat completions it
-has been asked for, so that a test can tell that a refused prompt never reached the model.
+(or the base64-decoded text after `say64:`; else a fixed sentence), word by word when streaming, and
+echoes the request it received under `stub_received` so tests can check that fields were passed on
+unchanged. Models with special behaviour: `stub-hang` never answers, `stub-500` fails, `stub-400` rejects
+the request, `stub-429` rate-limits it (with `Retry-After: 7`), `stub-midstream-error` fails after two
+chunks, `stub-echo` repeats the last user message word for word (whatever text an attack wants printed
+is in its answer: a stand-in for a model that does what it is told). `GET /stub/requests` says how many
+chat completions it has been asked for, so that a test can tell that a refused prompt never reached the
+model.
 
     python -m gateway.testing.stub_upstream --port 8001 [--token-delay-ms 5] [--first-token-delay-ms 40]
 
@@ -29,7 +31,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-MODELS = ["stub-model", "stub-hang", "stub-500", "stub-400", "stub-429", "stub-midstream-error"]
+MODELS = ["stub-model", "stub-echo", "stub-hang", "stub-500", "stub-400", "stub-429", "stub-midstream-error"]
 DEFAULT_REPLY = "Hello from the stub upstream. It answers every request the same way."
 
 
@@ -43,6 +45,8 @@ def reply_for(body: dict[str, Any]) -> str:
                 content = " ".join(
                     p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
                 )
+            if body.get("model") == "stub-echo" and isinstance(content, str):
+                return content
             if isinstance(content, str) and "say64:" in content:  # lets a test make the model say
                 encoded = content.split("say64:", 1)[1].strip()  # what the input guard never saw
                 try:
