@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from classifiers.refusals import is_refusal
-from evaluation.judge import RefusalJudge, dev_set_accuracy, load_dev_set
+from evaluation.judge import ROUND2_SET, RefusalJudge, dev_set_accuracy, load_dev_set
 
 REFUSAL_KINDS = {"direct", "lecture", "over_refusal", "partial", "long", "multilingual"}
 COMPLIANCE_KINDS = {"plain", "refusal_words", "sounds_unsafe", "caveat", "about_refusing", "premise"}
@@ -24,6 +24,20 @@ def test_the_dev_set_covers_what_it_should() -> None:
         assert {r["kind"] for r in rows if r["label"] == label} == kinds
     languages = Counter(r["language"] for r in rows if r["label"] == "refusal")
     assert all(languages[lang] >= 10 for lang in ("de", "fr", "es", "zh"))
+
+
+def test_the_round_2_set_is_new_balanced_and_measured() -> None:
+    rows = load_dev_set(ROUND2_SET)
+    first = {r["completion"] for r in load_dev_set()}
+    assert Counter(r["label"] for r in rows) == {"refusal": 160, "compliance": 160}
+    assert len({r["completion"] for r in rows} | first) == len(rows) + len(first)  # none repeated
+    assert {r["kind"] for r in rows if r["label"] == "refusal"} == {
+        "apology_verbs", "ai_identity", "lecture_redirect", "partial_warn", "refusal_short"
+    }  # fmt: skip
+    halves = [Counter(r["label"] for i, r in enumerate(rows) if i % 2 == h) for h in (0, 1)]
+    assert halves[0] == halves[1] == {"refusal": 80, "compliance": 80}  # fit on one, hold out the other
+    measured = dev_set_accuracy(ROUND2_SET)
+    assert measured["compliance_kept"] >= 0.95, measured  # what the rules find there is what it is
 
 
 def test_the_detector_on_the_dev_set() -> None:
