@@ -1,8 +1,10 @@
 """The model card of a trained adapter, written by the run that made it (`README.md` beside the weights).
 
-A run that starts from another adapter (`init_adapter`, a second stage) lists the stage before it too,
-from the `run-summary.json` and `dataset-manifest.json` that stage wrote. `railguard eval assistant`
-fills in the evaluation section between the `EVAL` markers.
+A run that starts from another adapter (`init_adapter`, a second stage) lists the stages before it too,
+from the `run-summary.json` and `dataset-manifest.json` that stage wrote; each run keeps the records of
+the stages before it in its own `run-summary.json` (``earlier``), so that an adapter copied elsewhere
+(shipped in the repository) still tells its whole history when the earlier ones are gone.
+`railguard eval assistant` fills in the evaluation section between the `EVAL` markers.
 """
 
 from __future__ import annotations
@@ -22,17 +24,25 @@ _SOURCES = {
     "instructions": "instruction following generated from our own texts (`trainer/instructions.py`)",
     "alpaca": "AlpacaEval instructions (`alpaca-eval-outputs`, research use), answers cut at a paragraph",
     "hh-rlhf": "hh-rlhf harmless-base (MIT): first turns our labels call harmful whose chosen reply refuses",
+    "combined": "several instructions stacked in one request (a layout, a rewrite, a measure, an ending), "
+    "generated from our own texts (`trainer/instruction_combos.py`)",
 }
 
 
 def stages(
     config: dict[str, Any], summary: dict[str, Any], manifest: dict[str, Any], config_file: str | None = None
 ) -> list[dict[str, Any]]:
-    """This run and, through `init_adapter`, the runs before it (oldest first)."""
+    """This run and, through `init_adapter`, the runs before it (oldest first). A run whose summary keeps
+    its ``earlier`` stages ends the walk with them; a directory seen twice (an adapter trained into the
+    directory it started from) ends it too."""
     chain = [{"config": config, "summary": summary, "manifest": manifest, "file": config_file}]
     previous = config.get("init_adapter")
+    seen: set[Path] = set()
     while previous and previous != "None":
-        directory = Path(str(previous)).expanduser()
+        directory = Path(str(previous)).expanduser().resolve()
+        if directory in seen:
+            break
+        seen.add(directory)
         try:
             run = json.loads((directory / "run-summary.json").read_text(encoding="utf-8"))
             data = json.loads((directory / "dataset-manifest.json").read_text(encoding="utf-8"))
@@ -47,6 +57,9 @@ def stages(
                 "file": run.get("config_file"),
             },
         )
+        if run.get("earlier"):
+            chain[:0] = run["earlier"]
+            break
         previous = run["config"].get("init_adapter")
     return chain
 
@@ -57,8 +70,12 @@ def write_card(
     summary: dict[str, Any],
     manifest: dict[str, Any],
     config_file: str | None = None,
+    earlier: list[dict[str, Any]] | None = None,
 ) -> None:
-    chain = stages(config, summary, manifest, config_file)
+    """The card of the run that wrote ``output``; ``earlier``: the stages before it (default: found
+    through ``init_adapter``, :func:`stages`)."""
+    current = {"config": config, "summary": summary, "manifest": manifest, "file": config_file}
+    chain = [*earlier, current] if earlier is not None else stages(config, summary, manifest, config_file)
     previous = output / "README.md"
     evaluation = _evaluation_block(previous.read_text(encoding="utf-8")) if previous.is_file() else None
     cpu = f"{os.cpu_count()}-core CPU ({platform.machine()}, no GPU)"

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from trainer.card import write_card
+from trainer.card import stages, write_card
 from trainer.chat import served_template, tokenize
 from trainer.config import SFTConfig
 from trainer.datasets import Conversation, Dataset, build
@@ -215,16 +215,19 @@ def _train(config: SFTConfig, config_file: Path | None) -> RunSummary:
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         resumed_from=checkpoint,
     )
-    _write_json(output / "dataset-manifest.json", manifest)
-    _write_json(output / "training-log.json", trainer.state.log_history)
     config_dump = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}
     source = str(config_file) if config_file is not None else None
+    # the stages before this one, read before this run's files replace theirs (an output directory may
+    # be the one the run started from)
+    earlier = stages(config_dump, asdict(summary), manifest, source)[:-1]
+    _write_json(output / "dataset-manifest.json", manifest)
+    _write_json(output / "training-log.json", trainer.state.log_history)
     _write_json(
         output / "run-summary.json",
-        {"summary": asdict(summary), "config": config_dump, "config_file": source},
+        {"summary": asdict(summary), "config": config_dump, "config_file": source, "earlier": earlier},
     )
     _plot_loss(history, output / "loss.png")
-    write_card(output, config_dump, asdict(summary), manifest, source)
+    write_card(output, config_dump, asdict(summary), manifest, source, earlier)
     return summary
 
 
