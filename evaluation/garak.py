@@ -91,6 +91,7 @@ def config(
                 }
             },
         },
+        "system": {"parallel_attempts": 8},  # the gateway batches concurrent requests to a local model
         "run": {"generations": 1, "soft_probe_prompt_cap": cap, "seed": 0},
         "reporting": {"report_dir": str(report_dir), "report_prefix": prefix},
     }
