@@ -61,9 +61,19 @@ def _latin_like(char: str) -> bool:
 
 
 def _drop_joiners(match: re.Match[str]) -> str:
+    """A joiner beside a Latin-like character goes, and so does one that joins nothing (between spaces
+    or punctuation: "b \u200d o", "b.\u200c.o"); one beside an emoji or a letter of a script that
+    shapes with it stays."""
     text, start, end = match.string, match.start(), match.end()
-    neighbours = (text[start - 1] if start else "", text[end] if end < len(text) else "")
-    return "" if any(c and _latin_like(c) for c in neighbours) else match.group()
+    neighbours = [c for c in (text[start - 1] if start else "", text[end] if end < len(text) else "") if c]
+    if any(_latin_like(c) for c in neighbours):
+        return ""
+    shaped = any(unicodedata.category(c) in _SHAPED for c in neighbours)
+    return match.group() if shaped else ""
+
+
+# What a joiner or a variation selector may shape: letters and marks of other scripts, emoji and symbols.
+_SHAPED = frozenset({"Lo", "Lm", "Mn", "Mc", "Me", "So", "Sk"})
 
 
 def reversed_runs(text: str) -> list[str]:

@@ -21,14 +21,17 @@ _ALONE_AFTER = r"(?![^\W_])"
 _SPACED_WORDS = re.compile(
     rf"{_ALONE_BEFORE}(?:{_UNIT} )*{_UNIT}(?: {{2,}}(?:{_UNIT} )*{_UNIT})+{_ALONE_AFTER}"
 )
-# One word spelled out with the same separator throughout: "b o m b", "b-o-m-b", "b.o.m.b", "b*o*m*b".
+# One word spelled out with the same separator throughout: "b o m b", "b-o-m-b", "b.o.m.b", "b*o*m*b"
+# (or twice throughout: "b--o--m--b", what is left of "b-\u200b-o-\u200b-m" once the invisible goes).
 _SPELLED_WORD = re.compile(
-    rf"{_ALONE_BEFORE}{_UNIT}(?P<sep>[ .\-_*+~|/·•]){_UNIT}(?:(?P=sep){_UNIT})+{_ALONE_AFTER}"
+    rf"{_ALONE_BEFORE}{_UNIT}(?P<sep>[ .\-_*+~|/·•])(?P<twice>(?P=sep)?){_UNIT}"
+    rf"(?:(?P=sep)(?P=twice){_UNIT})+{_ALONE_AFTER}"
 )
 # What every spelled-out word has, as patterns that start with a rare character (cheap to search):
-# two single units after a space, or one between two other separators.
+# two single units after a space, one between two other separators, or one between two wide gaps.
 _SPACED_HINT = re.compile(rf" {_UNIT} {_UNIT}\b")
 _SEPARATED_HINT = re.compile(rf"[.\-_*+~|/·•]{_UNIT}[.\-_*+~|/·•]")
+_WIDE_HINT = re.compile(rf"  {_UNIT}  ")  # single units set wide apart: "b  o  m  b"
 _WIDE_GAP = re.compile(" {2,}")
 _SEPARATORS = re.compile(r"[ .\-_*+~|/·•]")
 
@@ -41,6 +44,9 @@ def _wordlike(units: str) -> bool:
 
 def _join_words(match: re.Match[str]) -> str:
     words = [w.replace(" ", "") for w in _WIDE_GAP.split(match.group())]
+    if len(words) >= 3 and max(len(w) for w in words) == 1:  # one word, its letters set wide apart
+        joined = "".join(words)  # ("b  o  m  b": an invisible character between separators, removed)
+        return joined if _wordlike(joined) else match.group()
     if max(len(w) for w in words) < 3 or not _wordlike("".join(words)):
         return match.group()
     return " ".join(words)
@@ -58,7 +64,7 @@ def _join_word(match: re.Match[str]) -> str:
 
 def join_spelled(text: str) -> str:
     """Words spelled letter by letter joined back into words."""
-    if not (_SPACED_HINT.search(text) or _SEPARATED_HINT.search(text)):
+    if not (_SPACED_HINT.search(text) or _SEPARATED_HINT.search(text) or _WIDE_HINT.search(text)):
         return text
     return _SPELLED_WORD.sub(_join_word, _SPACED_WORDS.sub(_join_words, text))
 

@@ -212,3 +212,17 @@ def test_each_obfuscation_of_a_sentence_reads_as_it(sentence: str, name: str) ->
     assert readings[0].replace(" ?", "?") == canonical(sentence), readings
     # a reversed run that reads as mirrored English in fewer than two words is read as stored too
     assert len(readings) == 1 or name == "bidi_reversed", readings
+
+
+@SETTINGS
+@given(
+    st.text(string.ascii_lowercase, min_size=3, max_size=12),
+    st.sampled_from(SEPARATORS),
+    st.sampled_from(FORMAT),
+)
+def test_an_invisible_character_between_the_separators_of_a_spelled_word_does_not_stop_the_join(
+    word: str, sep: str, invisible: str
+) -> None:
+    """ "b \\u200d o \\u200d m \\u200d b": invisible between two separators, read as the word."""
+    spelled = f"{sep}{invisible}{sep}".join(word)
+    assert canonical(f"say {spelled} now") == f"say {word} now"
