@@ -212,4 +212,8 @@ def test_whitespace_around_a_text_changes_no_score(classifier: SafetyClassifier)
     plain = classifier.score(texts)
     padded = classifier.score([f"  {t}   " for t in texts] + [f"{t}\n\n" for t in texts])
     for a, b in zip(plain * 2, padded, strict=True):
-        assert a.scores == b.scores
+        # the same tokens: equal up to the float noise of batching windows differently (1e-6 relative
+        # on some CPUs); a whitespace token of its own moved scores by tenths and flipped verdicts
+        assert a.scores.keys() == b.scores.keys()
+        assert all(b.scores[k] == pytest.approx(v, rel=1e-4, abs=1e-6) for k, v in a.scores.items())
+        assert a.flagged_categories == b.flagged_categories
