@@ -243,15 +243,10 @@ class ReviewQueue:
         """Record ``reviewer``'s label; decides the item when enough labels agree, else sends it to
         adjudication. A reviewer may change their label while the item is still open."""
         with self._tx() as conn:
-            row = conn.execute(
-                "SELECT status, gold, candidates FROM review_items WHERE request_id = ?", (request_id,)
-            ).fetchone()
-            if row is None:
-                raise ReviewError(f"no review item {request_id!r}", 404)
-            status, gold, candidates = row
+            status, gold, candidates = self._state(conn, request_id)
             if gold is None and status != "open":
                 raise ReviewError(f"item {request_id!r} is already {status}", 409)
-            check_ranking(label, orjson.loads(candidates or "[]"))
+            check_ranking(label, candidates)
             old = conn.execute(
                 "SELECT label FROM review_labels WHERE request_id = ? AND reviewer = ?",
                 (request_id, reviewer),
@@ -272,15 +267,10 @@ class ReviewQueue:
         """Keep the candidate answers of an item, once: every reviewer ranks the same ones. Returns the
         item's candidates (those already there, unchanged, when another reviewer made them first)."""
         with self._tx() as conn:
-            row = conn.execute(
-                "SELECT status, gold, candidates FROM review_items WHERE request_id = ?", (request_id,)
-            ).fetchone()
-            if row is None:
-                raise ReviewError(f"no review item {request_id!r}", 404)
-            if row[2]:
-                stored: list[dict[str, Any]] = orjson.loads(row[2])
+            status, gold, stored = self._state(conn, request_id)
+            if stored:
                 return stored
-            if row[1] is None and row[0] == "done":
+            if gold is None and status == "done":
                 raise ReviewError(f"item {request_id!r} is already done", 409)
             conn.execute(
                 "UPDATE review_items SET candidates = ? WHERE request_id = ?",
@@ -289,6 +279,16 @@ class ReviewQueue:
             self._audit(conn, actor, "candidates generated", request_id, n=len(candidates),
                         models=sorted({str(c.get("model", "")) for c in candidates}))  # fmt: skip
         return candidates
+
+    @staticmethod
+    def _state(conn: sqlite3.Connection, request_id: str) -> tuple[str, str | None, list[dict[str, Any]]]:
+        """An item's status, gold answer (JSON) and candidate answers; a 404 when there is no such item."""
+        row = conn.execute(
+            "SELECT status, gold, candidates FROM review_items WHERE request_id = ?", (request_id,)
+        ).fetchone()
+        if row is None:
+            raise ReviewError(f"no review item {request_id!r}", 404)
+        return row[0], row[1], orjson.loads(row[2] or "[]")
 
     def _settle(self, conn: sqlite3.Connection, request_id: str) -> str:
         labels = [
@@ -321,14 +321,10 @@ class ReviewQueue:
         if not decision.reason:
             raise ReviewError("an adjudication needs a reason", 400)
         with self._tx() as conn:
-            row = conn.execute(
-                "SELECT status, candidates FROM review_items WHERE request_id = ?", (request_id,)
-            ).fetchone()
-            if row is None:
-                raise ReviewError(f"no review item {request_id!r}", 404)
-            if row[0] != "adjudication":
-                raise ReviewError(f"item {request_id!r} is {row[0]}, not waiting for adjudication", 409)
-            check_ranking(decision, orjson.loads(row[1] or "[]"))
+            status, _, candidates = self._state(conn, request_id)
+            if status != "adjudication":
+                raise ReviewError(f"item {request_id!r} is {status}, not waiting for adjudication", 409)
+            check_ranking(decision, candidates)
             conn.execute(
                 "UPDATE review_items SET status = 'done', final = ? WHERE request_id = ?",
                 (decision.model_dump_json(), request_id),
